@@ -1,0 +1,1 @@
+"""Pure, synchronous, deterministic domain logic. No I/O, no clock, no Kafka."""
