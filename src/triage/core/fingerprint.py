@@ -56,7 +56,8 @@ class FingerprintPolicy:
 class Fingerprinter:
     """Fingerprints alerts per source policy, memoising repeats (storms are mostly repeats).
 
-    >>> Fingerprinter().fingerprint("alertmanager", {"alertname": "Up"}) == labelset_fingerprint({"alertname": "Up"})
+    >>> up = {"alertname": "Up"}
+    >>> Fingerprinter().fingerprint("alertmanager-webhook", up) == labelset_fingerprint(up)
     True
     """
 
@@ -88,6 +89,5 @@ class Fingerprinter:
 
 def identifying_names(labels: Collection[str], policy: FingerprintPolicy) -> list[str]:
     """Sorted names of the labels ``policy`` treats as identifying."""
-    return sorted(
-        n for n in labels if (policy.include is None or n in policy.include) and n not in policy.exclude
-    )
+    return sorted(n for n in labels
+                  if (policy.include is None or n in policy.include) and n not in policy.exclude)

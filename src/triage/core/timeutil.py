@@ -28,7 +28,10 @@ def _parse_text(text: str) -> float | None:
         raise TimestampError("", f"not an RFC 3339 timestamp: {text[:64]!r}") from None
     if parsed.tzinfo is None:  # naive timestamps are read as UTC, as Prometheus does
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    seconds = parsed.timestamp()
+    if seconds < 0:
+        raise TimestampError("", f"before 1970, not an alert time: {text[:64]!r}")
+    return seconds
 
 
 def parse_timestamp(value: object, field: str = "") -> float | None:
@@ -53,7 +56,8 @@ def parse_timestamp(value: object, field: str = "") -> float | None:
         if not 0 <= seconds < 253402300800:  # year 10000
             raise TimestampError(field, f"epoch seconds out of range: {value!r}")
         return seconds
-    raise TimestampError(field, f"expected a timestamp string or number, got {type(value).__name__}")
+    raise TimestampError(field,
+                         f"expected a timestamp string or number, got {type(value).__name__}")
 
 
 def format_timestamp(ts: float | None) -> str | None:

@@ -11,7 +11,8 @@ Every alert that enters the pipeline leaves as exactly one outcome, so counts re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Final, Literal
 
 FIRING: Final = "firing"
@@ -78,7 +79,7 @@ class Triaged:
     reason: str = ""
     noise_score: float | None = None
 
-    kind: Literal["triaged"] = field(default="triaged", init=False)
+    kind: Literal["triaged"] = dataclasses.field(default="triaged", init=False)
 
 
 @dataclass(slots=True, frozen=True)
@@ -89,7 +90,7 @@ class Deduplicated:
     count: int
     stale: bool = False  # an older observation arriving late (replay, out-of-order delivery)
 
-    kind: Literal["deduplicated"] = field(default="deduplicated", init=False)
+    kind: Literal["deduplicated"] = dataclasses.field(default="deduplicated", init=False)
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,7 +103,7 @@ class Suppressed:
     by: str | None = None
     noise_score: float | None = None
 
-    kind: Literal["suppressed"] = field(default="suppressed", init=False)
+    kind: Literal["suppressed"] = dataclasses.field(default="suppressed", init=False)
 
 
 @dataclass(slots=True, frozen=True)
@@ -115,7 +116,7 @@ class Failed:
     raw: str
     source: str | None = None
 
-    kind: Literal["failed"] = field(default="failed", init=False)
+    kind: Literal["failed"] = dataclasses.field(default="failed", init=False)
 
 
 Outcome = Triaged | Deduplicated | Suppressed | Failed
