@@ -1,0 +1,303 @@
+"""Deduplication and flap detection, keyed by fingerprint.
+
+Semantics (times are the pipeline's event-time clock, ``now``):
+
+* The first ``firing`` observation of a fingerprint is a new occurrence and is passed on.
+  Repeats of a firing alert update ``last_seen`` and ``count`` and are ``Deduplicated``.
+* A ``resolved`` observation closes the occurrence (passed on once). Firing again after that
+  is a new occurrence (``occurrence`` + 1). Observations older than the state they would
+  change (a late replay of an earlier occurrence) are ``Deduplicated`` as stale, which makes
+  replaying the same input idempotent.
+* A resolved notification for an alert never seen firing is ``Suppressed``
+  (``resolved_unseen``): nothing downstream knows it, so there is nothing to close.
+* Flapping: more than ``max_changes`` firing/resolved changes within ``window`` marks the alert
+  flapping. It is passed on once as ``flapping``; further changes are ``Suppressed`` with
+  reason ``flapping`` until no change has happened for ``stable_after``, when one ``stable``
+  outcome carries the state it settled in.
+* State is bounded. A firing alert expires into ``resolved`` at its ``endsAt`` when the sender
+  gave one (Alertmanager API v2 "valid until"), else after the source's resolve timeout
+  without a repeat (as Alertmanager's ``resolve_timeout``). Resolved alerts are forgotten
+  ``retention`` after they resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from triage.core.types import Alert, Deduplicated, Outcome, Suppressed, Triaged
+
+# Sources that repeat an active alert continuously (every evaluation / resend interval)
+# resolve quickly when they stop; notification sources repeat only every repeat_interval
+# (Alertmanager's default is 4h) and send explicit resolves, so they get a long timeout.
+CONTINUOUS_SOURCES = frozenset({"alertmanager-api-v2", "prometheus-api-v1", "generic"})
+
+
+@dataclass(frozen=True, slots=True)
+class DedupPolicy:
+    """Timeouts, in seconds. ``resolve_timeouts`` overrides the timeout per source."""
+
+    resolve_timeout: float = 300.0
+    notification_timeout: float = 86400.0
+    retention: float = 3600.0
+    resolve_timeouts: Mapping[str, float] = field(default_factory=dict)
+
+    def timeout_for(self, source: str) -> float:
+        """Seconds without a repeat after which a firing alert from ``source`` resolves."""
+        explicit = self.resolve_timeouts.get(source)
+        if explicit is not None:
+            return explicit
+        return self.resolve_timeout if source in CONTINUOUS_SOURCES else self.notification_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class FlapPolicy:
+    """An alert changing state more than ``max_changes`` times in ``window`` is flapping."""
+
+    enabled: bool = True
+    max_changes: int = 4
+    window: float = 600.0
+    stable_after: float = 600.0
+
+
+class AlertState:
+    """What triage remembers about one fingerprint. Kept small: one per active alert."""
+
+    __slots__ = (
+        "changes",
+        "count",
+        "ends_at",
+        "first_seen",
+        "flapping",
+        "labels",
+        "last_seen",
+        "occurrence",
+        "source",
+        "starts_at",
+        "status",
+        "timed_out",
+        "timeout",
+    )
+
+    def __init__(self, alert: Alert, now: float, timeout: float) -> None:
+        self.status = alert.status
+        self.starts_at = alert.starts_at
+        self.ends_at = alert.ends_at
+        self.first_seen = now
+        self.last_seen = now
+        self.count = 1
+        self.occurrence = 1
+        self.changes: list[float] | None = None
+        self.flapping = False
+        self.timed_out = False
+        self.labels = alert.labels
+        self.source = alert.source
+        self.timeout = timeout
+
+    def to_record(self) -> list[Any]:
+        """A JSON-ready list (compact: persisted for every active alert)."""
+        return [self.status, self.starts_at, self.ends_at, self.first_seen, self.last_seen,
+                self.count, self.occurrence, self.changes, self.flapping, self.timed_out,
+                self.labels, self.source, self.timeout]
+
+    @classmethod
+    def from_record(cls, rec: list[Any]) -> AlertState:
+        """Inverse of ``to_record``."""
+        st = cls.__new__(cls)
+        (st.status, st.starts_at, st.ends_at, st.first_seen, st.last_seen, st.count,
+         st.occurrence, st.changes, st.flapping, st.timed_out, st.labels, st.source,
+         st.timeout) = rec
+        return st
+
+
+class DedupStore:
+    """Dedup and flap state for every known fingerprint.
+
+    >>> from triage.core.types import Alert
+    >>> store = DedupStore()
+    >>> a = Alert({"alertname": "Up"}, {}, "firing", 0.0, None, 0.0, "generic", fingerprint="f")
+    >>> [store.observe(a, now=t).kind for t in (0.0, 30.0)]
+    ['triaged', 'deduplicated']
+    """
+
+    def __init__(self, policy: DedupPolicy | None = None, flap: FlapPolicy | None = None) -> None:
+        self.policy = policy or DedupPolicy()
+        self.flap = flap or FlapPolicy()
+        self.states: dict[str, AlertState] = {}
+        # Fingerprints changed / forgotten since the last ``take_changes`` (for persistence).
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def get(self, fingerprint: str) -> AlertState | None:
+        """The state of ``fingerprint``, if known."""
+        return self.states.get(fingerprint)
+
+    def observe(self, alert: Alert, now: float) -> Outcome:
+        """Apply one observation (``alert.status`` firing or resolved) and say what it was."""
+        fp = alert.fingerprint
+        st = self.states.get(fp)
+        if st is None:
+            st = AlertState(alert, now, self.policy.timeout_for(alert.source))
+            if alert.status != "firing":
+                # Remember it anyway (occurrence 0): a firing of the same occurrence arriving
+                # after its own resolve is then recognised as stale, and replays agree.
+                st.occurrence = 0
+                if st.ends_at is None:
+                    st.ends_at = now
+                self.states[fp] = st
+                self._dirty.add(fp)
+                return Suppressed(alert, "resolved_unseen",
+                                  "resolved notification for an alert triage never saw firing")
+            self.states[fp] = st
+            self._dirty.add(fp)
+            self._removed.discard(fp)
+            return Triaged(alert, "firing", 1, 1, now, now)
+
+        self._dirty.add(fp)
+        if alert.status == "firing":
+            if st.status == "firing":
+                st.count += 1
+                if now > st.last_seen:
+                    st.last_seen = now
+                if alert.ends_at is not None:
+                    st.ends_at = alert.ends_at  # "valid until" moves forward with each resend
+                return Deduplicated(alert, st.count)
+            resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
+            if st.timed_out:
+                # Triage resolved it, not the sender: it is back only if this observation is
+                # newer than the timeout (API v2 resends carry a later "valid until").
+                seen = alert.ends_at if alert.ends_at is not None else alert.at
+                if seen <= resolved_at:
+                    return Deduplicated(alert, st.count, stale=True)
+            elif alert.starts_at <= resolved_at:
+                return Deduplicated(alert, st.count, stale=True)
+            return self._change(st, alert, now)
+
+        # resolved
+        if st.status == "resolved":
+            st.count += 1
+            if alert.ends_at is not None and (st.ends_at is None or alert.ends_at > st.ends_at):
+                st.ends_at = alert.ends_at  # the latest resolution known bounds what is stale
+            return Deduplicated(alert, st.count)
+        if alert.ends_at is not None and alert.ends_at <= st.starts_at:
+            return Deduplicated(alert, st.count, stale=True)  # closes an older occurrence
+        return self._change(st, alert, now)
+
+    def _change(self, st: AlertState, alert: Alert, now: float) -> Outcome:
+        """A firing↔resolved transition: count it for flap detection, then pass it on."""
+        st.status = alert.status
+        st.last_seen = max(st.last_seen, now)
+        if alert.status == "firing":
+            st.labels = alert.labels
+            st.starts_at = alert.starts_at
+            st.ends_at = alert.ends_at
+            st.timed_out = False
+        else:
+            st.ends_at = alert.ends_at if alert.ends_at is not None else now
+            if alert.labels is not st.labels:
+                # Resolves may carry only the identifying labels (PagerDuty: dedup_key);
+                # what is passed on describes the alert as it fired.
+                alert.labels = {**st.labels, **alert.labels}
+        flap = self.flap
+        if flap.enabled and st.occurrence > 0:
+            changes = st.changes or []
+            cutoff = now - flap.window
+            changes = [t for t in changes if t > cutoff]
+            changes.append(now)
+            st.changes = changes
+            if st.flapping:
+                return Suppressed(alert, "flapping",
+                                  f"flapping: {len(changes)} state changes in the last "
+                                  f"{_dur(flap.window)}; held until stable for "
+                                  f"{_dur(flap.stable_after)}")
+            if len(changes) > flap.max_changes:
+                st.flapping = True
+                return Triaged(alert, "flapping", st.occurrence, st.count, st.first_seen, now,
+                               flapping=True,
+                               reason=f"{len(changes)} state changes in {_dur(flap.window)} "
+                                      f"(more than {flap.max_changes})")
+        if alert.status == "firing":
+            st.occurrence += 1
+            st.count = 1
+            st.first_seen = now
+            return Triaged(alert, "firing", st.occurrence, 1, now, now)
+        return Triaged(alert, "resolved", st.occurrence, st.count, st.first_seen, now)
+
+    def sweep(self, now: float) -> list[Triaged]:
+        """Expire state at ``now``: resolve timed-out firing alerts, end flapping that has
+        settled, forget resolved alerts past retention. Returns the changes to pass on."""
+        out: list[Triaged] = []
+        forget: list[str] = []
+        retention = self.policy.retention
+        stable_after = self.flap.stable_after
+        for fp, st in self.states.items():
+            if st.status == "firing" and not st.flapping:
+                if st.ends_at is not None:
+                    deadline, reason = st.ends_at, "ends_at_passed"
+                else:
+                    deadline, reason = st.last_seen + st.timeout, "resolve_timeout"
+                if now >= deadline:
+                    st.status = "resolved"
+                    st.ends_at = deadline
+                    st.timed_out = True
+                    self._dirty.add(fp)
+                    out.append(Triaged(self._synthetic(fp, st, deadline), "resolved",
+                                       st.occurrence, st.count, st.first_seen, st.last_seen,
+                                       reason=reason))
+                continue
+            if st.flapping:
+                last_change = st.changes[-1] if st.changes else st.last_seen
+                if now - last_change >= stable_after:
+                    st.flapping = False
+                    st.changes = None
+                    self._dirty.add(fp)
+                    out.append(Triaged(self._synthetic(fp, st, now), "stable", st.occurrence,
+                                       st.count, st.first_seen, st.last_seen,
+                                       reason=f"no state change for {_dur(stable_after)}"))
+                continue
+            resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
+            if st.status == "resolved" and now - resolved_at >= retention:
+                forget.append(fp)
+        for fp in forget:
+            del self.states[fp]
+            self._dirty.discard(fp)
+            self._removed.add(fp)
+        return out
+
+    @staticmethod
+    def _synthetic(fp: str, st: AlertState, at: float) -> Alert:
+        return Alert(labels=st.labels, annotations={}, status=st.status,
+                     starts_at=st.starts_at, ends_at=st.ends_at, at=at, source=st.source,
+                     fingerprint=fp)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def take_changes(self) -> tuple[dict[str, list[Any]], set[str]]:
+        """Records changed and fingerprints forgotten since the last call (then resets)."""
+        changed = {fp: self.states[fp].to_record() for fp in self._dirty if fp in self.states}
+        removed = self._removed
+        self._dirty = set()
+        self._removed = set()
+        return changed, removed
+
+    def load(self, records: Iterable[tuple[str, list[Any]]]) -> None:
+        """Restore state saved with ``take_changes``."""
+        for fp, rec in records:
+            self.states[fp] = AlertState.from_record(rec)
+
+    def records(self) -> Iterator[tuple[str, list[Any]]]:
+        """Every state as (fingerprint, record)."""
+        for fp, st in self.states.items():
+            yield fp, st.to_record()
+
+
+def _dur(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
