@@ -1,0 +1,119 @@
+"""The composition root: build a ``Pipeline`` from ``Settings``. File reading lives here,
+so the core stays pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import yaml
+
+from triage.core.dedup import DedupPolicy, DedupStore, FlapPolicy
+from triage.core.fingerprint import Fingerprinter, FingerprintPolicy
+from triage.core.matchers import parse_matchers
+from triage.core.normalize import BY_NAME, cloudwatch, pagerduty
+from triage.core.pipeline import IntakeLimits, Pipeline
+from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
+from triage.core.thresholds import Thresholds, parse_thresholds
+from triage.errors import ConfigError, InputError
+from triage.settings import Settings, SilenceSettings
+
+# Sources whose identity is not their whole label set (see each normalizer's docstring).
+DEFAULT_IDENTITY: dict[str, tuple[str, ...]] = {
+    pagerduty.SOURCE: pagerduty.IDENTIFYING_LABELS,
+    cloudwatch.SOURCE: cloudwatch.IDENTIFYING_LABELS,
+}
+
+
+def build_fingerprinter(settings: Settings) -> Fingerprinter:
+    """Per-source fingerprint policies: defaults, then the config's ``intake.sources``."""
+    ignore = frozenset(settings.intake.ignore_labels)
+    policies: dict[str, FingerprintPolicy] = {
+        name: FingerprintPolicy(include=frozenset(labels), exclude=ignore)
+        for name, labels in DEFAULT_IDENTITY.items()
+    }
+    for name, src in settings.intake.sources.items():
+        if name not in BY_NAME:
+            raise ConfigError(f"intake.sources.{name}",
+                              f"unknown source; known: {', '.join(BY_NAME)}")
+        include = frozenset(src.identifying_labels) if src.identifying_labels is not None else (
+            policies[name].include if name in policies else None)
+        policies[name] = FingerprintPolicy(include=include,
+                                           exclude=ignore | frozenset(src.ignore_labels))
+    return Fingerprinter(policies, FingerprintPolicy(exclude=ignore))
+
+
+def build_silence(s: SilenceSettings, key: str, kind: str) -> Silence:
+    """A ``Silence`` from its config entry; errors name ``key``."""
+    try:
+        items = s.matchers if isinstance(s.matchers, list) else [s.matchers]
+        matchers = tuple(m for item in items for m in parse_matchers(item))
+        starts, ends = s.starts_at, s.ends_at
+        ident = s.id or f"{kind}-{key.rsplit('[', 1)[-1].rstrip(']')}"
+        return Silence(id=ident, matchers=matchers, starts_at=starts, ends_at=ends,
+                       created_by=s.created_by, comment=s.comment, kind=kind,  # type: ignore[arg-type]
+                       repeat_every=s.repeat_every)
+    except InputError as exc:
+        raise ConfigError(exc.field or key, exc.message) from None
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+def load_silences(settings: Settings) -> SilenceSet:
+    """Silences and maintenance windows from the config and the silences file."""
+    silences = SilenceSet()
+    for i, s in enumerate(settings.silences):
+        silences.add(build_silence(s, f"silences[{i}]", "silence"))
+    for i, s in enumerate(settings.maintenance):
+        silences.add(build_silence(s, f"maintenance[{i}]", "maintenance"))
+    path = settings.silence_store.file
+    if path is not None:
+        try:
+            items = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ConfigError("silence_store.file", f"{path}: {exc}") from None
+        if not isinstance(items, list):
+            raise ConfigError("silence_store.file", f"{path}: expected a JSON array of silences")
+        for i, obj in enumerate(items):
+            try:
+                silences.add(silence_from_alertmanager(obj))
+            except (InputError, ValueError) as exc:
+                raise ConfigError(f"silence_store.file[{i}]", f"{path}: {exc}") from None
+    return silences
+
+
+def load_thresholds(path: Path | None) -> Thresholds | None:
+    """The tuned thresholds file (docs/thresholds.md), if configured."""
+    if path is None:
+        return None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError("thresholds_file", f"{path}: {exc}") from None
+    try:
+        return parse_thresholds(data)
+    except ConfigError as exc:
+        raise ConfigError(f"thresholds_file {path}: {exc.key}", exc.message) from None
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """A ready ``Pipeline`` for ``settings`` (state not yet restored)."""
+    timeouts = {name: src.resolve_timeout for name, src in settings.intake.sources.items()
+                if src.resolve_timeout is not None}
+    dedup = DedupStore(
+        DedupPolicy(resolve_timeout=settings.dedup.resolve_timeout,
+                    notification_timeout=settings.dedup.notification_timeout,
+                    retention=settings.dedup.retention, resolve_timeouts=timeouts),
+        FlapPolicy(enabled=settings.flap.enabled, max_changes=settings.flap.max_changes,
+                   window=settings.flap.window, stable_after=settings.flap.stable_after),
+    )
+    return Pipeline(
+        fingerprinter=build_fingerprinter(settings),
+        silences=load_silences(settings),
+        thresholds=load_thresholds(settings.thresholds_file),
+        dedup=dedup,
+        limits=IntakeLimits(max_payload_bytes=settings.intake.max_payload_bytes,
+                            sweep_interval=settings.intake.sweep_interval,
+                            silence_retention=settings.silence_store.retention),
+        noise_threshold=settings.noise.threshold,
+    )

@@ -1,0 +1,152 @@
+"""The ``triage`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from triage import __version__
+from triage.bootstrap import build_pipeline
+from triage.errors import ConfigError, StateError
+from triage.runtime import RunResult, run_embedded
+from triage.settings import load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Alert-stream triage: any alert format in, explained incidents out.")
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.",
+                                                exists=True, dir_okay=False)]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    input: Annotated[str, typer.Option(
+        "--input", "-i", help="JSON Lines file, or - for stdin.")] = "-",
+    output: Annotated[str, typer.Option(
+        "--output", "-o", help="Output file, or - for stdout.")] = "-",
+    dead_letter: Annotated[str | None, typer.Option(
+        "--dead-letter", help="Write failures (with raw payload and reason) here too.")] = None,
+    state: Annotated[Path | None, typer.Option(
+        "--state", help="Persist dedup, flap and silence state here (crash-safe, resumable).",
+        dir_okay=False)] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", min=1, help="With --state: commit at least every N lines "
+        "(and every second).")] = 10_000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+) -> None:
+    """Replay alerts from JSON Lines through the pipeline (event time, deterministic)."""
+    try:
+        pipeline = build_pipeline(load_settings(config))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if input != "-" and not Path(input).is_file():
+        raise _fail(f"--input {input}: no such file")
+    show_progress = not quiet and input != "-" and err.is_terminal
+    try:
+        if show_progress:
+            total = Path(input).stat().st_size
+            with Progress(TextColumn("[bold]triage run"), BarColumn(), TransferSpeedColumn(),
+                          TimeRemainingColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("run", total=total)
+                result = run_embedded(pipeline, input_path=input, output=output,
+                                      dead_letter=dead_letter, state_path=state,
+                                      checkpoint_every=checkpoint_every,
+                                      progress=lambda n: bar.update(task, completed=n))
+        else:
+            result = run_embedded(pipeline, input_path=input, output=output,
+                                  dead_letter=dead_letter, state_path=state,
+                                  checkpoint_every=checkpoint_every)
+    except StateError as exc:
+        raise _fail(str(exc)) from None
+    if not quiet:
+        print_summary(result)
+
+
+def print_summary(result: RunResult) -> None:
+    """The counts of a run, reconciled, on stderr."""
+    c = result.counts
+    table = Table(title="triage run", show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("alerts", justify="right")
+    table.add_row("in", f"{c.get('in', 0):,}")
+    table.add_row("  state changes passed on", f"{c.get('triaged', 0):,}")
+    table.add_row("  deduplicated", f"{c.get('deduplicated', 0):,}")
+    table.add_row("  suppressed", f"{c.get('suppressed', 0):,}")
+    for key in sorted(k for k in c if k.startswith("suppressed.")):
+        table.add_row(f"    {key.split('.', 1)[1]}", f"{c[key]:,}")
+    table.add_row("  failed (dead-lettered)", f"{c.get('failed', 0):,}")
+    table.add_row("expired by triage (timeouts, flapping settled)", f"{c.get('expired', 0):,}")
+    if c.get("silences_added"):
+        table.add_row("silences added from input", f"{c['silences_added']:,}")
+    err.print(table)
+    accounted = sum(c.get(k, 0) for k in ("triaged", "deduplicated", "suppressed", "failed"))
+    rate = result.alerts / result.seconds if result.seconds else 0.0
+    status = "[green]reconciled[/]" if accounted == c.get("in", 0) else "[red]MISMATCH[/]"
+    resumed = f", resumed after line {result.lines_skipped:,}" if result.lines_skipped else ""
+    err.print(f"{result.lines:,} lines, {result.alerts:,} alerts in {result.seconds:.2f}s "
+              f"({rate:,.0f} alerts/s){resumed}; counts {status}")
+
+
+@app.command()
+def formats() -> None:
+    """List the alert formats triage detects."""
+    from triage.core.normalize import REGISTRY
+
+    table = Table("name", "format", title="detected in this order")
+    for n in REGISTRY:
+        table.add_row(n.name, n.description)
+    Console().print(table)
+
+
+@app.command("check-config")
+def check_config(config: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Validate a config file (and the files it points at); exit 2 naming the bad key."""
+    try:
+        pipeline = build_pipeline(load_settings(config))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    rules = len(pipeline.thresholds.rules) if pipeline.thresholds else 0
+    Console().print(f"[green]ok[/] {config}: {len(pipeline.silences)} silences/maintenance "
+                    f"windows, {rules} threshold rules")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the demo files.")] = Path("out/demo"),
+) -> None:
+    """Generate the bundled demo storm and triage it (no Kafka needed)."""
+    from triage.demo import run_demo
+
+    run_demo(out, console=err)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `triage run | head` is normal use
+        sys.stderr.close()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Settings: one YAML file, every key also settable as a ``TRIAGE_...`` environment variable
+(nested keys joined with ``__``, e.g. ``TRIAGE_DEDUP__RESOLVE_TIMEOUT=10m``; the environment
+wins over the file). Built once at the entry point, frozen, passed down; validated at start-up
+with errors that name the key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from triage.core.timeutil import parse_duration, parse_timestamp
+from triage.errors import ConfigError
+
+Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v)), Field(ge=0)]
+
+
+def _epoch(value: object) -> float:
+    # YAML turns unquoted ISO times into datetimes; strings and epoch numbers also work.
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError("a time is required")
+    return parsed
+
+
+Timestamp = Annotated[float, BeforeValidator(_epoch)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Section):
+    """Per-source fingerprint identity and timeout (keys are normalizer names)."""
+
+    identifying_labels: list[str] | None = None
+    ignore_labels: list[str] = []
+    resolve_timeout: Duration | None = None
+
+
+class IntakeSettings(_Section):
+    max_payload_bytes: int = Field(1 << 20, gt=0)
+    sweep_interval: Duration = 15.0
+    # Labels never part of the identity, for every source (e.g. an HA Prometheus pair's
+    # external `replica` label), so both replicas' alerts are one alert.
+    ignore_labels: list[str] = []
+    sources: dict[str, SourceSettings] = {}
+
+
+class DedupSettings(_Section):
+    resolve_timeout: Duration = 300.0
+    notification_timeout: Duration = 86400.0
+    retention: Duration = 3600.0
+
+
+class FlapSettings(_Section):
+    enabled: bool = True
+    max_changes: int = Field(4, ge=1)
+    window: Duration = 600.0
+    stable_after: Duration = 600.0
+
+
+class SilenceSettings(_Section):
+    """A silence (or, with ``repeat_every``, a recurring maintenance window)."""
+
+    id: str | None = None
+    matchers: list[str] | str
+    starts_at: Timestamp
+    ends_at: Timestamp
+    created_by: str = ""
+    comment: str = ""
+    repeat_every: Duration | None = None
+
+
+class SilencesSettings(_Section):
+    retention: Duration = 86400.0
+    file: Path | None = None  # Alertmanager silences JSON (GET /api/v2/silences)
+
+
+class NoiseSettings(_Section):
+    threshold: float = Field(0.95, gt=0, le=1)
+
+
+class Settings(BaseSettings):
+    """All of triage's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    intake: IntakeSettings = IntakeSettings()
+    dedup: DedupSettings = DedupSettings()
+    flap: FlapSettings = FlapSettings()
+    silences: list[SilenceSettings] = []
+    silence_store: SilencesSettings = SilencesSettings()
+    maintenance: list[SilenceSettings] = []
+    thresholds_file: Path | None = None
+    noise: NoiseSettings = NoiseSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (passed in as init kwargs).
+        return env_settings, init_settings
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate the YAML config at ``path`` (``None``: defaults and environment).
+
+    Relative paths inside the file are resolved against the file's folder.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(str(path), "the top level must be a mapping of settings")
+        data = _resolve_paths(loaded, path.parent)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        key = key.lstrip(".") or "(root)"
+        where = f"{path}: " if path else ""
+        raise ConfigError(key, f"{where}{err['msg']} (got {err.get('input')!r})") from None
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(data)
+    for key in ("thresholds_file",):
+        if isinstance(out.get(key), str):
+            out[key] = str((base / out[key]).resolve())
+    store = out.get("silence_store")
+    if isinstance(store, dict) and isinstance(store.get("file"), str):
+        out["silence_store"] = dict(store, file=str((base / store["file"]).resolve()))
+    return out
