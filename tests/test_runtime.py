@@ -80,7 +80,7 @@ def test_counts_reconcile_exactly(tmp_path: Path) -> None:
     result = run_embedded(pipeline, input_path=str(storm), output=str(out))
     c = result.counts
     written = Counter(r["kind"] for r in records(out))
-    expired = c["expired"]
+    expired = c["swept"]
     assert c["in"] == c["triaged"] + c["deduplicated"] + c["suppressed"] + c["failed"]
     assert written["alert"] == c["triaged"] + expired
     assert written["suppressed"] == c["suppressed"] and written["failed"] == c["failed"]

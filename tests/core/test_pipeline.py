@@ -169,7 +169,7 @@ def test_timeouts_are_emitted_when_event_time_passes() -> None:
     out = p.process(b'{"alertname": "Other", "at": 1800000400}')
     changes = [(o.alert.labels["alertname"], getattr(o, "change", None)) for o in out]
     assert ("Job", "resolved") in changes and ("Other", "firing") in changes
-    assert p.counts["expired"] == 1 and reconciled(p)
+    assert p.counts["swept"] == 1 and reconciled(p)
 
 
 def _storm_lines(draw_events: list[tuple[int, str, int]]) -> list[bytes]:
@@ -223,3 +223,38 @@ def test_no_exception_escapes_process(raw: bytes) -> None:
     out = p.process(raw)
     assert isinstance(out, list)
     assert reconciled(p)
+
+
+def _for_rule(for_: str = "5m") -> Pipeline:
+    th = parse_thresholds({"version": 1, "rules": [
+        {"match": {"alertname": "HighErrorRate"}, "threshold": 0, "for": for_}]})
+    return Pipeline(thresholds=th)
+
+
+def test_tuned_for_holds_then_pages_without_a_repeat() -> None:
+    p = _for_rule("5m")
+    (first,) = p.process(orjson.dumps(webhook(am(CART, T))), now=T)
+    assert isinstance(first, Suppressed) and first.reason == "held"
+    assert "shorter than tuned for=5m" in first.detail
+    (repeat,) = p.process(orjson.dumps(webhook(am(CART, T))), now=T + 60)
+    assert isinstance(repeat, Deduplicated)
+    assert p.tick(T + 299) == []
+    (released,) = p.tick(T + 300)
+    assert isinstance(released, Triaged) and released.change == "firing"
+    assert released.occurrence == 1 and released.alert.fingerprint == first.alert.fingerprint
+    assert p.tick(T + 900) == []
+    assert reconciled(p)
+
+
+def test_held_alert_resolved_before_for_never_pages() -> None:
+    p = _for_rule("5m")
+    p.process(orjson.dumps(webhook(am(CART, T))), now=T)
+    (res,) = p.process(orjson.dumps(webhook(am(CART, T, "resolved", T + 120))), now=T + 120)
+    assert isinstance(res, Suppressed) and res.reason == "held"
+    assert [o for o in p.tick(T + 3600) if isinstance(o, Triaged)] == []
+
+
+def test_alert_older_than_for_passes_at_once() -> None:
+    p = _for_rule("5m")
+    (out,) = p.process(orjson.dumps(webhook(am(CART, T - 600))), now=T)
+    assert isinstance(out, Triaged) and out.change == "firing"

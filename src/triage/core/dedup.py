@@ -52,6 +52,15 @@ class DedupPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """Keep a new firing occurrence back until ``until`` (a tuned ``for`` duration)."""
+
+    until: float
+    detail: str
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlapPolicy:
     """An alert changing state more than ``max_changes`` times in ``window`` is flapping."""
 
@@ -70,6 +79,7 @@ class AlertState:
         "ends_at",
         "first_seen",
         "flapping",
+        "held_until",
         "labels",
         "last_seen",
         "occurrence",
@@ -91,6 +101,7 @@ class AlertState:
         self.changes: list[float] | None = None
         self.flapping = False
         self.timed_out = False
+        self.held_until: float | None = None
         self.labels = alert.labels
         self.source = alert.source
         self.timeout = timeout
@@ -99,7 +110,7 @@ class AlertState:
         """A JSON-ready list (compact: persisted for every active alert)."""
         return [self.status, self.starts_at, self.ends_at, self.first_seen, self.last_seen,
                 self.count, self.occurrence, self.changes, self.flapping, self.timed_out,
-                self.labels, self.source, self.timeout]
+                self.labels, self.source, self.timeout, self.held_until]
 
     @classmethod
     def from_record(cls, rec: list[Any]) -> AlertState:
@@ -107,7 +118,7 @@ class AlertState:
         st = cls.__new__(cls)
         (st.status, st.starts_at, st.ends_at, st.first_seen, st.last_seen, st.count,
          st.occurrence, st.changes, st.flapping, st.timed_out, st.labels, st.source,
-         st.timeout) = rec
+         st.timeout, st.held_until) = rec
         return st
 
 
@@ -136,12 +147,23 @@ class DedupStore:
         """The state of ``fingerprint``, if known."""
         return self.states.get(fingerprint)
 
-    def observe(self, alert: Alert, now: float) -> Outcome:
-        """Apply one observation (``alert.status`` firing or resolved) and say what it was."""
+    def observe(self, alert: Alert, now: float, hold: Hold | None = None) -> Outcome:
+        """Apply one observation (``alert.status`` firing or resolved) and say what it was.
+
+        ``hold`` (a tuned ``for`` duration not yet elapsed) keeps a new firing occurrence
+        back: it is ``Suppressed`` as ``held`` now and passed on by ``sweep`` at
+        ``hold.until`` if it is still firing then; resolved before that, it never pages.
+        """
         fp = alert.fingerprint
         st = self.states.get(fp)
         if st is None:
             st = AlertState(alert, now, self.policy.timeout_for(alert.source))
+            if alert.status == "firing" and hold is not None and hold.until > now:
+                st.occurrence = 0
+                st.held_until = hold.until
+                self.states[fp] = st
+                self._dirty.add(fp)
+                return Suppressed(alert, "held", hold.detail, by=hold.by)
             if alert.status != "firing":
                 # Remember it anyway (occurrence 0): a firing of the same occurrence arriving
                 # after its own resolve is then recognised as stale, and replays agree.
@@ -175,9 +197,17 @@ class DedupStore:
                     return Deduplicated(alert, st.count, stale=True)
             elif alert.starts_at <= resolved_at:
                 return Deduplicated(alert, st.count, stale=True)
-            return self._change(st, alert, now)
+            return self._change(st, alert, now, hold)
 
         # resolved
+        if st.held_until is not None and st.status == "firing":
+            if alert.ends_at is not None and alert.ends_at <= st.starts_at:
+                return Deduplicated(alert, st.count, stale=True)
+            st.status = "resolved"
+            st.ends_at = alert.ends_at if alert.ends_at is not None else now
+            st.held_until = None
+            return Suppressed(alert, "held", "resolved before its tuned `for` elapsed; "
+                                             "never passed on")
         if st.status == "resolved":
             st.count += 1
             if alert.ends_at is not None and (st.ends_at is None or alert.ends_at > st.ends_at):
@@ -187,7 +217,8 @@ class DedupStore:
             return Deduplicated(alert, st.count, stale=True)  # closes an older occurrence
         return self._change(st, alert, now)
 
-    def _change(self, st: AlertState, alert: Alert, now: float) -> Outcome:
+    def _change(self, st: AlertState, alert: Alert, now: float,
+                hold: Hold | None = None) -> Outcome:
         """A firing↔resolved transition: count it for flap detection, then pass it on."""
         st.status = alert.status
         st.last_seen = max(st.last_seen, now)
@@ -221,9 +252,12 @@ class DedupStore:
                                reason=f"{len(changes)} state changes in {_dur(flap.window)} "
                                       f"(more than {flap.max_changes})")
         if alert.status == "firing":
-            st.occurrence += 1
             st.count = 1
             st.first_seen = now
+            if hold is not None and hold.until > now:
+                st.held_until = hold.until
+                return Suppressed(alert, "held", hold.detail, by=hold.by)
+            st.occurrence += 1
             return Triaged(alert, "firing", st.occurrence, 1, now, now)
         return Triaged(alert, "resolved", st.occurrence, st.count, st.first_seen, now)
 
@@ -235,6 +269,24 @@ class DedupStore:
         retention = self.policy.retention
         stable_after = self.flap.stable_after
         for fp, st in self.states.items():
+            if st.held_until is not None and st.status == "firing":
+                if now >= st.held_until:
+                    release = st.held_until
+                    st.held_until = None
+                    st.occurrence += 1
+                    self._dirty.add(fp)
+                    out.append(Triaged(self._synthetic(fp, st, release), "firing", st.occurrence,
+                                       st.count, st.first_seen, st.last_seen,
+                                       reason="held until its tuned `for` elapsed"))
+                    continue
+                deadline = st.ends_at if st.ends_at is not None else st.last_seen + st.timeout
+                if now >= deadline:  # gone quiet before its `for` elapsed: never pages
+                    st.status = "resolved"
+                    st.ends_at = deadline
+                    st.held_until = None
+                    st.timed_out = True
+                    self._dirty.add(fp)
+                continue
             if st.status == "firing" and not st.flapping:
                 if st.ends_at is not None:
                     deadline, reason = st.ends_at, "ends_at_passed"

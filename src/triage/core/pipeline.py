@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from triage.core import normalize as normalizers
-from triage.core.dedup import DedupStore
+from triage.core.dedup import DedupStore, Hold
 from triage.core.fingerprint import Fingerprinter
 from triage.core.normalize._common import failed
 from triage.core.silences import SilenceSet, silence_from_alertmanager
@@ -157,6 +157,9 @@ class Pipeline:
                     alert.status = "resolved"  # endsAt in the past resolves the alert
                 else:
                     gated = self._gate(alert, now, match_silence, thresholds)
+                    if isinstance(gated, Hold):
+                        out.append(observe(alert, now, gated))
+                        continue
                     if gated is not None:
                         out.append(gated)
                         continue
@@ -174,25 +177,31 @@ class Pipeline:
         now: float,
         match_silence: Callable[..., Any] | None,
         thresholds: Thresholds | None,
-    ) -> Outcome | None:
+    ) -> Suppressed | Hold | None:
         # Gates apply to firing observations only: a resolution of something already passed
         # downstream must always get through, or incidents would never close.
         if match_silence is not None:
             silence = match_silence(alert.labels, now)
             if silence is not None:
                 return Suppressed(alert, silence.kind, silence.describe(), by=silence.id)
+        hold: Hold | None = None
         if thresholds is not None:
             hit = thresholds.check(alert, now)
             if hit is not None:
                 rule, reason = hit
-                return Suppressed(alert, "threshold", reason, by=rule.key)
+                release = thresholds.release_at(rule, alert)
+                if release is None:
+                    return Suppressed(alert, "threshold", reason, by=rule.key)
+                # Only too young: held in dedup state, it pages at `release` if it is still
+                # firing then, even if its sender does not repeat it for hours.
+                hold = Hold(release, reason, rule.key)
         if self.noise_scorer is not None:
             score = self.noise_scorer(alert, now)
             if score >= self.noise_threshold:
                 return Suppressed(alert, "noise",
                                   f"noise probability {score:.2f} >= {self.noise_threshold:.2f}",
                                   noise_score=score)
-        return None
+        return hold
 
     def _sweep(self, now: float) -> list[Outcome]:
         self.next_sweep = now + self.limits.sweep_interval
@@ -201,7 +210,7 @@ class Pipeline:
         changes: list[Outcome] = list(self.dedup.sweep(now))
         # State changes triage decided itself (timeouts, flapping settled): not input alerts,
         # so counted apart from the reconciliation of inputs.
-        self.counts["expired"] += len(changes)
+        self.counts["swept"] += len(changes)
         return changes
 
     def _add_silence(self, payload: dict[str, Any], raw: Any) -> list[Outcome]:

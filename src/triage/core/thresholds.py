@@ -241,6 +241,26 @@ class Thresholds:
             return None
         return rule, "; ".join(reasons)
 
+    def release_at(self, rule: ThresholdRule, alert: Alert) -> float | None:
+        """When an alert that failed only the ``for`` test of ``rule`` may pass: its start plus
+        the tuned duration. ``None`` if it failed the value test (it is noise, not early).
+
+        >>> t = Thresholds(rules=(ThresholdRule({"alertname": "X"}, 1.0, for_seconds=300.0),))
+        >>> a = Alert(labels={"alertname": "X"}, annotations={}, status="firing",
+        ...           starts_at=100.0, ends_at=None, at=100.0, source="test", value=2.0)
+        >>> t.release_at(t.rules[0], a)
+        400.0
+        """
+        if rule.for_seconds is None:
+            return None
+        value = alert.value
+        if value is not None and not math.isnan(value) and (
+            (rule.direction == "above" and value < rule.threshold)
+            or (rule.direction == "below" and value > rule.threshold)
+        ):
+            return None
+        return alert.starts_at + rule.for_seconds
+
 
 def parse_thresholds(data: object) -> Thresholds:
     """Build ``Thresholds`` from a decoded YAML/JSON document; ``ConfigError`` names the key.
