@@ -88,7 +88,8 @@ def print_summary(result: RunResult) -> None:
     for key in sorted(k for k in c if k.startswith("suppressed.")):
         table.add_row(f"    {key.split('.', 1)[1]}", f"{c[key]:,}")
     table.add_row("  failed (dead-lettered)", f"{c.get('failed', 0):,}")
-    table.add_row("passed on later by triage (timeouts, holds released, flapping settled)", f"{c.get('swept', 0):,}")
+    table.add_row("passed on later by triage (timeouts, holds released, flapping settled)",
+                  f"{c.get('swept', 0):,}")
     if c.get("silences_added"):
         table.add_row("silences added from input", f"{c['silences_added']:,}")
     err.print(table)
