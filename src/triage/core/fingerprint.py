@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from fnv_c import fnv1a_64
 
-_CACHE_LIMIT = 1 << 17
 
 
 def labelset_fingerprint(labels: Mapping[str, str]) -> str:
@@ -54,7 +53,10 @@ class FingerprintPolicy:
 
 
 class Fingerprinter:
-    """Fingerprints alerts per source policy, memoising repeats (storms are mostly repeats).
+    """Fingerprints alerts per source policy.
+
+    Not memoised: hashing a label set in C costs about what building a cache key would, and a
+    cache would hold a copy of every label set (measured in benchmarks/bench_intake.py).
 
     >>> up = {"alertname": "Up"}
     >>> Fingerprinter().fingerprint("alertmanager-webhook", up) == labelset_fingerprint(up)
@@ -68,7 +70,7 @@ class Fingerprinter:
     ) -> None:
         self._policies = dict(policies or {})
         self._default = default or FingerprintPolicy()
-        self._cache: dict[tuple[str, frozenset[tuple[str, str]]], str] = {}
+        self._plain = not self._default.exclude and self._default.include is None
 
     def policy(self, source: str) -> FingerprintPolicy:
         """The policy for ``source`` (a normalizer name), or the default."""
@@ -76,15 +78,9 @@ class Fingerprinter:
 
     def fingerprint(self, source: str, labels: Mapping[str, str]) -> str:
         """Fingerprint of the identifying labels of an alert from ``source``."""
-        key = (source, frozenset(labels.items()))
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        result = labelset_fingerprint(self.policy(source).identifying(labels))
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = result
-        return result
+        if self._plain and source not in self._policies:
+            return labelset_fingerprint(labels)
+        return labelset_fingerprint(self.policy(source).identifying(labels))
 
 
 def identifying_names(labels: Collection[str], policy: FingerprintPolicy) -> list[str]:
