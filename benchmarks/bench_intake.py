@@ -153,7 +153,7 @@ def rss():
     with open("/proc/self/status") as fh:
         return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmRSS"))
 
-lines = list(repeat_storm(%d, repeat_fraction=0.0))
+lines = list(repeat_storm(N_ALERTS, repeat_fraction=0.0))
 pipeline = Pipeline()
 pipeline.process(lines[0])  # warm up code paths before the first reading
 gc.collect()
@@ -162,7 +162,7 @@ for line in lines[1:]:
     pipeline.process(line)
 gc.collect()
 print(rss() - before, len(pipeline.dedup) - 10)
-""" % n
+""".replace("N_ALERTS", str(n))
     # the input lines are built before the first reading, so only state growth is counted
     delta, count = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                   text=True).stdout.split()

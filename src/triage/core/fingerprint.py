@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from fnv_c import fnv1a_64
 
 
-
 def labelset_fingerprint(labels: Mapping[str, str]) -> str:
     """Return the Alertmanager fingerprint of a label set.
 
