@@ -190,3 +190,22 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     proc = triage("run", "-i", "-", "-o", "-", "--state", str(state), stdin=b"")
     assert proc.returncode == 2
     assert "not a triage state file" in proc.stderr.decode()
+
+
+def test_readme_config_example_is_valid(tmp_path: Path) -> None:
+    import re
+
+    from triage.settings import load_settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Configuration.*?```yaml\n(.*?)```", readme, re.S)
+    assert block is not None
+    (tmp_path / "silences.json").write_text("[]")
+    (tmp_path / "thresholds.yaml").write_text("version: 1\nrules: []\n")
+    cfg = tmp_path / "triage.yaml"
+    cfg.write_text(block.group(1))
+    settings = load_settings(cfg)
+    from triage.bootstrap import build_pipeline
+
+    pipeline = build_pipeline(settings)
+    assert len(pipeline.silences) == 2 and settings.dedup.notification_timeout == 86400.0

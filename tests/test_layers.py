@@ -1,0 +1,53 @@
+"""The layers of DESIGN.md: imports point down only, and the core does no I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "triage"
+
+# What each layer may not import (top-level module names).
+FORBIDDEN = {
+    "core": {"faust", "kafka", "aiokafka", "sqlite3", "socket", "http", "urllib", "requests",
+             "subprocess", "yaml", "pydantic", "pydantic_settings", "typer", "rich", "pandas",
+             "sklearn", "triage.enrich", "triage.models", "triage.streams", "triage.cli",
+             "triage.bootstrap", "triage.settings", "triage.runtime", "triage.statefile"},
+    "enrich": {"faust", "kafka", "aiokafka", "triage.models", "triage.streams", "triage.cli"},
+    "models": {"faust", "kafka", "aiokafka", "triage.enrich", "triage.streams", "triage.cli"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_point_down_only(layer: str) -> None:
+    bad = [
+        f"{path.relative_to(SRC)} imports {name}"
+        for path in sorted((SRC / layer).rglob("*.py"))
+        for name in imported_modules(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer])
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_core_never_reads_the_clock() -> None:
+    needles = ("datetime.now(", "time.time(", "time.monotonic(", "utcnow(", "open(")
+    offenders = [
+        f"{path.relative_to(SRC)}: {needle}"
+        for path in sorted((SRC / "core").rglob("*.py"))
+        for needle in needles
+        if needle in path.read_text()
+    ]
+    assert not offenders, offenders
