@@ -50,7 +50,7 @@ def run_demo(out: Path, console: Console) -> Path:
         table.add_row((rec.get("at") or "")[11:19], what, labels.get("alertname", ""),
                       labels.get("service", ""), why)
     console.print(table)
-    from triage.cli import print_summary
+    from triage.cli.commands import print_summary
 
     print_summary(result)
     console.print(f"storm: {storm}\noutcomes: {outcomes}\ndead letters: {dead}")

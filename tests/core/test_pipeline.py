@@ -258,3 +258,20 @@ def test_alert_older_than_for_passes_at_once() -> None:
     p = _for_rule("5m")
     (out,) = p.process(orjson.dumps(webhook(am(CART, T - 600))), now=T)
     assert isinstance(out, Triaged) and out.change == "firing"
+
+
+def test_noise_scorer_suppresses_above_threshold_and_records_score() -> None:
+    seen: list[object] = []
+
+    def scorer(alert: object, state: object, now: float) -> float:
+        seen.append(state)
+        return 0.99 if alert.labels["alertname"] == "Noisy" else 0.2  # type: ignore[attr-defined]
+
+    p = Pipeline(noise_scorer=scorer, noise_threshold=0.9)
+    (noisy,) = p.process(b'{"alertname": "Noisy", "at": 1800000000}')
+    (real,) = p.process(b'{"alertname": "Real", "at": 1800000000}')
+    assert isinstance(noisy, Suppressed) and noisy.reason == "noise"
+    assert noisy.noise_score == 0.99 and "0.99" in noisy.detail
+    assert isinstance(real, Triaged)
+    p.process(b'{"alertname": "Real", "at": 1800000030}')
+    assert seen[:2] == [None, None] and seen[2] is not None  # the repeat sees its dedup state

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from triage.core import normalize as normalizers
-from triage.core.dedup import DedupStore, Hold
+from triage.core.dedup import AlertState, DedupStore, Hold
 from triage.core.fingerprint import Fingerprinter
 from triage.core.normalize._common import failed
 from triage.core.silences import SilenceSet, silence_from_alertmanager
@@ -36,9 +36,10 @@ from triage.core.timeutil import parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Suppressed
 from triage.errors import DecodeError, InputError, OversizeError, SchemaError
 
-# A noise scorer maps an alert to the probability that it is noise (the learning issue
-# provides a scikit-learn one); ``noise_threshold`` is where suppression starts.
-NoiseScorer = Callable[[Alert, float], float]
+# A noise scorer maps an alert, with what dedup knows of it so far (None if new), to the
+# probability that it is noise; the learning stage provides a scikit-learn one.
+# ``noise_threshold`` is where suppression starts.
+NoiseScorer = Callable[[Alert, AlertState | None, float], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,7 @@ class Pipeline:
                 # firing then, even if its sender does not repeat it for hours.
                 hold = Hold(release, reason, rule.key)
         if self.noise_scorer is not None:
-            score = self.noise_scorer(alert, now)
+            score = self.noise_scorer(alert, self.dedup.get(alert.fingerprint), now)
             if score >= self.noise_threshold:
                 return Suppressed(alert, "noise",
                                   f"noise probability {score:.2f} >= {self.noise_threshold:.2f}",

@@ -1,8 +1,7 @@
-"""The ``triage`` command line."""
+"""Core commands: run, demo, formats, check-config, version."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,21 +12,13 @@ from rich.table import Table
 
 from triage import __version__
 from triage.bootstrap import build_pipeline
+from triage.cli.app import app, err, fail
 from triage.errors import ConfigError, StateError
 from triage.runtime import RunResult, run_embedded
 from triage.settings import load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Alert-stream triage: any alert format in, explained incidents out.")
-err = Console(stderr=True)
-
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.",
                                                 exists=True, dir_okay=False)]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 @app.command()
@@ -51,9 +42,9 @@ def run(
     try:
         pipeline = build_pipeline(load_settings(config))
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if input != "-" and not Path(input).is_file():
-        raise _fail(f"--input {input}: no such file")
+        raise fail(f"--input {input}: no such file")
     show_progress = not quiet and input != "-" and err.is_terminal
     try:
         if show_progress:
@@ -70,7 +61,7 @@ def run(
                                   dead_letter=dead_letter, state_path=state,
                                   checkpoint_every=checkpoint_every)
     except StateError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not quiet:
         print_summary(result)
 
@@ -118,7 +109,7 @@ def check_config(config: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
     try:
         pipeline = build_pipeline(load_settings(config))
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rules = len(pipeline.thresholds.rules) if pipeline.thresholds else 0
     Console().print(f"[green]ok[/] {config}: {len(pipeline.silences)} silences/maintenance "
                     f"windows, {rules} threshold rules")
@@ -138,16 +129,3 @@ def demo(
 def version() -> None:
     """Print the version."""
     print(__version__)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except BrokenPipeError:  # `triage run | head` is normal use
-        sys.stderr.close()
-        sys.exit(0)
-
-
-if __name__ == "__main__":
-    main()

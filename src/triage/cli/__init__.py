@@ -1,0 +1,20 @@
+"""The ``triage`` command line. Each module registers its commands on ``app``."""
+
+from __future__ import annotations
+
+import sys
+
+from triage.cli import commands  # noqa: F401  (registers run, demo, formats, ...)
+from triage.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `triage run | head` is normal use
+        sys.stderr.close()
+        sys.exit(0)
+
+
+__all__ = ["app", "main"]
