@@ -88,6 +88,29 @@ class NoiseSettings(_Section):
     threshold: float = Field(0.95, gt=0, le=1)
 
 
+class TopologySettings(_Section):
+    """Where the service graph and catalog come from (``triage.enrich`` loaders)."""
+
+    file: Path | None = None  # services YAML, GraphML (.graphml) or Kubernetes manifests
+    format: str | None = None  # services | graphml | kubernetes; default: from the file
+    catalog: Path | None = None  # catalog YAML: team, tier, users, business_service, runbook
+    # Label keys that name an alert's service, tried in order.
+    service_labels: list[str] = ["service", "app.kubernetes.io/name", "app", "k8s_app",
+                                 "job", "container"]
+    service_aliases: dict[str, str] = {}
+
+
+class CorrelationSettings(_Section):
+    window: Duration = 900.0  # an alert joins an incident active within this window
+    hops: int = Field(2, ge=0)  # ... whose services are within this many hops
+    merge: bool = True  # incidents that become connected merge
+    quiet_period: Duration = 600.0  # all alerts resolved for this long: incident resolves
+    after_resolve: str = Field("new", pattern="^(new|reopen)$")
+    reopen_within: Duration = 3600.0  # with after_resolve=reopen
+    change_lookback: Duration = 7200.0
+    max_suspects: int = Field(3, ge=0)
+
+
 class Settings(BaseSettings):
     """All of triage's configuration."""
 
@@ -103,6 +126,15 @@ class Settings(BaseSettings):
     maintenance: list[SilenceSettings] = []
     thresholds_file: Path | None = None
     noise: NoiseSettings = NoiseSettings()
+    topology: TopologySettings = TopologySettings()
+    changes_file: Path | None = None  # change records, JSON Lines
+    correlation: CorrelationSettings = CorrelationSettings()
+    # Validated by their own parsers (triage.core.priority / oncall / warroom), which name
+    # the key of any error.
+    priority: dict[str, Any] = {}
+    war_room: dict[str, Any] = {}
+    oncall: dict[str, Any] = {}
+    oncall_file: Path | None = None  # the same `oncall` section, in a file of its own
 
     @classmethod
     def settings_customise_sources(
@@ -147,9 +179,13 @@ def load_settings(path: Path | None) -> Settings:
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     out = dict(data)
-    for key in ("thresholds_file",):
+    for key in ("thresholds_file", "changes_file", "oncall_file"):
         if isinstance(out.get(key), str):
             out[key] = str((base / out[key]).resolve())
+    topo = out.get("topology")
+    if isinstance(topo, dict):
+        out["topology"] = {k: str((base / v).resolve()) if k in ("file", "catalog")
+                           and isinstance(v, str) else v for k, v in topo.items()}
     store = out.get("silence_store")
     if isinstance(store, dict) and isinstance(store.get("file"), str):
         out["silence_store"] = dict(store, file=str((base / store["file"]).resolve()))

@@ -1,0 +1,141 @@
+"""The service topology and catalog as the core sees them.
+
+A ``networkx.DiGraph`` where an edge A→B means "A calls / depends on B", and a
+``ServiceInfo`` per service from the catalog (CMDB). Correlation, root cause, suspect changes
+and priority ask the same few questions of it for every alert, so the answers are cached per
+service: per-alert cost does not grow with the size of the graph or the number of incidents.
+Loaders (YAML, GraphML, Kubernetes manifests) live in ``triage.enrich``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import networkx as nx
+
+TIERS = (1, 2, 3, 4)  # 1 = business critical ... 4 = best effort
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """What the catalog knows of one service. Unknown services get the defaults."""
+
+    name: str
+    team: str | None = None
+    tier: int | None = None
+    users: int = 0  # users served directly (a user-facing service has users > 0)
+    business_service: str | None = None
+    runbook: str | None = None
+
+    @property
+    def user_facing(self) -> bool:
+        """Whether users reach this service directly."""
+        return self.users > 0
+
+
+class Topology:
+    """Graph lookups with caches.
+
+    >>> g = nx.DiGraph([("frontend", "cart"), ("cart", "redis")])
+    >>> t = Topology(g, {"frontend": ServiceInfo("frontend", users=1000)})
+    >>> t.depends_on("frontend", "redis"), t.distance("redis", "frontend")
+    (True, 2)
+    >>> sorted(t.within("cart", 1))
+    ['cart', 'frontend', 'redis']
+    >>> sorted(t.blast_radius(["redis"]))
+    ['frontend']
+    """
+
+    def __init__(
+        self,
+        graph: nx.DiGraph | None = None,
+        services: Mapping[str, ServiceInfo] | None = None,
+        business_tiers: Mapping[str, int] | None = None,
+    ) -> None:
+        self.graph: nx.DiGraph = graph if graph is not None else nx.DiGraph()
+        self.services: dict[str, ServiceInfo] = dict(services or {})
+        for name in self.services:
+            self.graph.add_node(name)
+        self.business_tiers: dict[str, int] = dict(business_tiers or {})
+        self._undirected = self.graph.to_undirected(as_view=True)
+        self._component: dict[str, str] = {}
+        for nodes in nx.weakly_connected_components(self.graph):
+            key = min(nodes)
+            for n in nodes:
+                self._component[n] = key
+        # per-instance caches (lru_cache on bound methods would pin the instance)
+        self.within = lru_cache(maxsize=None)(self._within)  # type: ignore[method-assign]
+        self.descendants = lru_cache(maxsize=None)(self._descendants)  # type: ignore[method-assign]
+        self.ancestors = lru_cache(maxsize=None)(self._ancestors)  # type: ignore[method-assign]
+        self._distance = lru_cache(maxsize=1 << 16)(self._distance_uncached)
+
+    def __contains__(self, service: object) -> bool:
+        return service in self.graph
+
+    def __len__(self) -> int:
+        return int(self.graph.number_of_nodes())
+
+    def info(self, service: str) -> ServiceInfo:
+        """Catalog entry of ``service`` (defaults if the catalog does not know it)."""
+        found = self.services.get(service)
+        return found if found is not None else ServiceInfo(service)
+
+    def component(self, service: str) -> str:
+        """The weakly connected component ``service`` belongs to (its correlation domain)."""
+        return self._component.get(service, service)
+
+    def within(self, service: str, k: int) -> frozenset[str]:
+        """Services at most ``k`` hops from ``service`` in either direction (itself included)."""
+        return self._within(service, k)
+
+    def _within(self, service: str, k: int) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset((service,))
+        lengths = nx.single_source_shortest_path_length(self._undirected, service, cutoff=k)
+        return frozenset(lengths)
+
+    def descendants(self, service: str) -> frozenset[str]:
+        """Everything ``service`` depends on, directly or transitively."""
+        return self._descendants(service)
+
+    def _descendants(self, service: str) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset()
+        return frozenset(nx.descendants(self.graph, service))
+
+    def ancestors(self, service: str) -> frozenset[str]:
+        """Everything that depends on ``service``, directly or transitively."""
+        return self._ancestors(service)
+
+    def _ancestors(self, service: str) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset()
+        return frozenset(nx.ancestors(self.graph, service))
+
+    def depends_on(self, a: str, b: str) -> bool:
+        """Whether ``a`` depends on ``b``, directly or transitively."""
+        return b in self.descendants(a)
+
+    def distance(self, a: str, b: str) -> int | None:
+        """Hops between ``a`` and ``b`` ignoring direction, or None if unconnected."""
+        if a == b:
+            return 0
+        return self._distance(a, b) if a <= b else self._distance(b, a)
+
+    def _distance_uncached(self, a: str, b: str) -> int | None:
+        if a not in self.graph or b not in self.graph:
+            return None
+        try:
+            return int(nx.shortest_path_length(self._undirected, a, b))
+        except nx.NetworkXNoPath:
+            return None
+
+    def blast_radius(self, services: Iterable[str]) -> frozenset[str]:
+        """User-facing services among ``services`` and everything that depends on them."""
+        reached: set[str] = set()
+        for s in services:
+            reached.add(s)
+            reached.update(self.ancestors(s))
+        return frozenset(s for s in reached if self.info(s).user_facing)
