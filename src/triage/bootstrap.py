@@ -8,13 +8,21 @@ from pathlib import Path
 import orjson
 import yaml
 
+from triage.core.changes import ChangeIndex
 from triage.core.dedup import DedupPolicy, DedupStore, FlapPolicy
 from triage.core.fingerprint import Fingerprinter, FingerprintPolicy
+from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.matchers import parse_matchers
 from triage.core.normalize import BY_NAME, cloudwatch, pagerduty
+from triage.core.oncall import OnCallSchedule, parse_oncall
 from triage.core.pipeline import IntakeLimits, Pipeline
+from triage.core.priority import parse_priority
+from triage.core.services import ServiceMapper
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds, parse_thresholds
+from triage.core.warroom import parse_war_room
+from triage.enrich.changes import load_changes
+from triage.enrich.topology import load_topology
 from triage.errors import ConfigError, InputError
 from triage.settings import Settings, SilenceSettings
 
@@ -116,4 +124,46 @@ def build_pipeline(settings: Settings) -> Pipeline:
                             sweep_interval=settings.intake.sweep_interval,
                             silence_retention=settings.silence_store.retention),
         noise_threshold=settings.noise.threshold,
+    )
+
+
+def load_oncall(settings: Settings) -> OnCallSchedule | None:
+    """On-call rotations from ``oncall`` or ``oncall_file`` (whose top level may be
+    ``oncall:``), or None when neither is set."""
+    data: object = settings.oncall or None
+    if settings.oncall_file is not None:
+        try:
+            doc = yaml.safe_load(settings.oncall_file.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError("oncall_file", f"{settings.oncall_file}: {exc}") from None
+        data = doc.get("oncall", doc) if isinstance(doc, dict) else doc
+    if not data:
+        return None
+    return parse_oncall(data)
+
+
+def build_engine(settings: Settings, *, report: list[str] | None = None) -> IncidentEngine:
+    """The incident stage for ``settings``. What the loaders noticed (unresolved references,
+    services missing from the catalog, bad change lines) is appended to ``report``."""
+    topology, notes = load_topology(settings.topology)
+    changes = ChangeIndex()
+    if settings.changes_file is not None:
+        changes, bad = load_changes(settings.changes_file)
+        notes = [*notes, *bad]
+    if report is not None:
+        report.extend(notes)
+    c = settings.correlation
+    return IncidentEngine(
+        topology=topology,
+        mapper=ServiceMapper.create(settings.topology.service_labels,
+                                    settings.topology.service_aliases),
+        changes=changes,
+        policy=CorrelationPolicy(window=c.window, hops=c.hops, merge=c.merge,
+                                 page_delay=c.page_delay,
+                                 quiet_period=c.quiet_period, after_resolve=c.after_resolve,
+                                 reopen_within=c.reopen_within, change_lookback=c.change_lookback,
+                                 max_suspects=c.max_suspects),
+        priority=parse_priority(settings.priority),
+        war_room=parse_war_room(settings.war_room),
+        oncall=load_oncall(settings),
     )

@@ -1,18 +1,20 @@
-"""``triage demo``: the bundled storm through the embedded pipeline, explained on screen."""
+"""``triage demo``: the bundled Online Boutique storm through both stages, explained."""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.panel import Panel
 from rich.table import Table
 
-from triage.bootstrap import build_pipeline
-from triage.runtime import run_embedded
+from triage.bootstrap import build_engine, build_pipeline
+from triage.runtime import RunResult, run_embedded
 from triage.settings import load_settings
-from triage.storm import demo_storm
+from triage.storm import boutique_storm
 
 
 def demo_config_path() -> Path:
@@ -20,38 +22,66 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("triage.demo_assets") / "config.yaml"))
 
 
-def run_demo(out: Path, console: Console) -> Path:
-    """Write the demo storm to ``out``, triage it, print what happened; returns the output."""
+def run_demo(out: Path, console: Console) -> tuple[Path, RunResult]:
+    """Write the demo storm to ``out``, triage it, print what happened."""
     out.mkdir(parents=True, exist_ok=True)
     storm = out / "storm.jsonl"
-    storm.write_bytes(b"\n".join(demo_storm()) + b"\n")
-    outcomes = out / "outcomes.jsonl"
-    dead = out / "dead-letter.jsonl"
-    pipeline = build_pipeline(load_settings(demo_config_path()))
-    result = run_embedded(pipeline, input_path=str(storm), output=str(outcomes),
-                          dead_letter=str(dead))
+    storm.write_bytes(b"\n".join(boutique_storm()) + b"\n")
+    incidents = out / "incidents.jsonl"
+    settings = load_settings(demo_config_path())
+    pipeline = build_pipeline(settings)
+    engine = build_engine(settings)
+    result = run_embedded(pipeline, engine=engine, input_path=str(storm),
+                          output=str(incidents), outcomes=str(out / "outcomes.jsonl"),
+                          dead_letter=str(out / "dead-letter.jsonl"))
+    events = [orjson.loads(line) for line in incidents.read_bytes().splitlines()]
+    print_funnel(result, console)
+    print_incidents(events, console)
+    console.print(f"storm {storm}\nincident events {incidents}\nstage-1 outcomes "
+                  f"{out / 'outcomes.jsonl'}\ndead letters {out / 'dead-letter.jsonl'}")
+    return incidents, result
 
-    table = Table(title="stage 1 output: what would reach the incident stage, and why not",
-                  header_style="bold")
-    for col in ("at", "outcome", "alert", "service", "why"):
+
+def print_funnel(result: RunResult, console: Console) -> None:
+    """alerts in → deduplicated → suppressed → failed → incidents."""
+    c, ic = result.counts, result.incident_counts
+    suppressed = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in sorted(c.items())
+                           if k.startswith("suppressed."))
+    pages = ic.get("incident.created", 0)
+    console.print(Panel.fit(
+        f"[bold]{c.get('in', 0):,}[/] alerts in  →  [bold]{c.get('deduplicated', 0):,}[/] "
+        f"deduplicated  →  [bold]{c.get('suppressed', 0):,}[/] suppressed ({suppressed})  →  "
+        f"[bold]{c.get('failed', 0)}[/] dead-lettered  →  [bold]{c.get('triaged', 0):,}[/] "
+        f"state changes  →  [bold green]{pages}[/] incidents paged "
+        f"({ic.get('flapping_held', 0)} flapping alerts held)",
+        title="triage demo: Online Boutique, a bad cartservice deploy"))
+
+
+def print_incidents(events: list[dict[str, Any]], console: Console) -> None:
+    """One row per incident, in its latest state."""
+    latest: dict[str, dict[str, Any]] = {}
+    for e in events:
+        latest[e["incident"]["id"]] = e
+    table = Table(header_style="bold", show_lines=True)
+    for col in ("incident", "priority", "root cause", "top suspect change", "owner",
+                "war room"):
         table.add_column(col, overflow="fold")
-    for line in outcomes.read_bytes().splitlines():
-        rec = orjson.loads(line)
-        labels = rec.get("labels") or {}
-        if rec["kind"] == "alert":
-            what = f"[bold]{rec['change']}[/]"
-            why = rec.get("reason") or f"occurrence {rec['occurrence']}, seen {rec['count']}x"
-        elif rec["kind"] == "suppressed":
-            what = f"[yellow]suppressed: {rec['reason']}[/]"
-            why = rec["detail"]
-        else:
-            what = f"[red]failed: {rec['error']}[/]"
-            why = f"{rec.get('field') or ''} {rec['reason']}".strip()
-        table.add_row((rec.get("at") or "")[11:19], what, labels.get("alertname", ""),
-                      labels.get("service", ""), why)
+    for e in latest.values():
+        inc = e["incident"]
+        if inc["status"] == "merged":
+            continue
+        rc = inc["root_cause"] or {}
+        suspect = inc["suspect_changes"][0] if inc["suspect_changes"] else None
+        owner = inc["owner"]
+        wr = inc["war_room"]
+        table.add_row(
+            f"{inc['id']}\n{inc['status']}, {inc['alert_count']} alerts\n"
+            f"{', '.join(inc['services'])}",
+            f"[bold]{inc['priority']}[/]\n" + "\n".join(inc["priority_reasons"][:3]),
+            f"[bold]{rc.get('service')}[/] ({rc.get('confidence')})\n{rc.get('reason')}",
+            f"[bold]{suspect['id']}[/] ({suspect['score']})\n{suspect['reason']}" if suspect
+            else "none in the lookback window",
+            f"{owner['team']}: [bold]{owner['person']}[/]",
+            ("[bold red]open[/]\n" if wr["open"] else "no\n") + wr["reason"],
+        )
     console.print(table)
-    from triage.cli.commands import print_summary
-
-    print_summary(result)
-    console.print(f"storm: {storm}\noutcomes: {outcomes}\ndead letters: {dead}")
-    return outcomes

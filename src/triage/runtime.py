@@ -1,21 +1,24 @@
-"""The embedded runtime behind ``triage run``: JSON Lines in, outcome records out, failures
-to the dead-letter file, state checkpointed crash-safely. All I/O of the embedded path is
-here; the decisions are the core ``Pipeline``'s.
+"""The embedded runtime behind ``triage run``: JSON Lines in; incident events out; the stage-1
+outcome stream and dead letters beside them; state checkpointed crash-safely. All I/O of the
+embedded path is here; the decisions are the core's (``Pipeline``, ``IncidentEngine``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
+from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_outcome
 from triage.core.types import Failed
@@ -29,9 +32,10 @@ class RunResult:
     lines: int
     lines_skipped: int  # already covered by a checkpoint (resumed run)
     alerts: int  # alerts (and bad payloads) that came in during this run
-    records_written: int
+    events: int  # incident events written during this run
     failures: int
     counts: dict[str, int]
+    incident_counts: dict[str, int]
     seconds: float
 
 
@@ -40,13 +44,7 @@ def input_key(path: Path) -> str:
     st = path.stat()
     with path.open("rb") as fh:
         head = fh.read(4096)
-    return f"{path.resolve()}:{st.st_ino}:{hash_bytes(head)}"
-
-
-def hash_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha1(data).hexdigest()[:16]
+    return f"{path.resolve()}:{st.st_ino}:{hashlib.sha1(head).hexdigest()[:16]}"
 
 
 class _Sink:
@@ -56,32 +54,34 @@ class _Sink:
         self.fh = fh
         self.path = path
         self.size = size
+        # fsync only makes sense (and only works) on regular files, not /dev/null or a FIFO
+        self.durable = path is not None and stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
 
-    def write(self, record: dict[str, object]) -> None:
+    def write(self, record: dict[str, Any]) -> None:
         data = orjson.dumps(record) + b"\n"
         self.fh.write(data)
         self.size += len(data)
 
     def sync(self) -> None:
         self.fh.flush()
-        if self.path is not None:
+        if self.durable:
             os.fsync(self.fh.fileno())
 
 
-def _open_sink(stack: ExitStack, target: str | None, resume_bytes: int | None) -> _Sink | None:
-    if target is None:
-        return None
+def _open_sink(stack: ExitStack, target: str, resume: tuple[str | None, int] | None,
+               std: BinaryIO) -> _Sink:
     if target == "-":
-        return _Sink(sys.stdout.buffer, None, 0)
+        return _Sink(std, None, 0)
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if resume_bytes is not None and path.exists():
-        resumed: BinaryIO = stack.enter_context(path.open("r+b"))
-        resumed.truncate(resume_bytes)  # output written after the last checkpoint is redone
-        resumed.seek(resume_bytes)
-        return _Sink(resumed, str(path.resolve()), resume_bytes)
-    fresh: BinaryIO = stack.enter_context(path.open("wb"))
-    return _Sink(fresh, str(path.resolve()), 0)
+    absolute = str(path.resolve())
+    if resume is not None and resume[0] == absolute and path.is_file():
+        fh: BinaryIO = stack.enter_context(path.open("r+b"))
+        fh.truncate(resume[1])  # what was written after the last checkpoint is redone
+        fh.seek(resume[1])
+        return _Sink(fh, absolute, resume[1])
+    fh = stack.enter_context(path.open("wb"))
+    return _Sink(fh, absolute, 0)
 
 
 def _lines(fh: BinaryIO, skip: int, progress: ProgressFn | None) -> Iterator[tuple[int, bytes]]:
@@ -100,79 +100,94 @@ def _lines(fh: BinaryIO, skip: int, progress: ProgressFn | None) -> Iterator[tup
 def run_embedded(
     pipeline: Pipeline,
     *,
+    engine: IncidentEngine | None = None,
     input_path: str,
     output: str,
+    outcomes: str | None = None,
     dead_letter: str | None = None,
     state_path: Path | None = None,
     progress: ProgressFn | None = None,
     checkpoint_every: int = 10_000,
     checkpoint_seconds: float = 1.0,
 ) -> RunResult:
-    """Replay ``input_path`` (JSON Lines, ``-`` for stdin) through ``pipeline``.
+    """Replay ``input_path`` (JSON Lines, ``-`` for stdin) through stage 1 and, with an
+    ``engine``, stage 2.
+
+    ``output`` gets incident events (the stage-1 outcome stream if there is no engine);
+    ``outcomes``, if given, the stage-1 stream; ``dead_letter`` every failure with its raw
+    line (without it, failures go to stderr as JSON Lines: nothing is dropped).
 
     With ``state_path``, state is restored first and checkpointed every
     ``checkpoint_every`` lines or ``checkpoint_seconds``, whichever comes first. A run killed
     at any point and started again with the same arguments resumes after its last
-    checkpoint, truncates output written after it, and so writes every record exactly once.
-    Input from stdin cannot be skipped: send it again from any earlier point and the alerts
-    already triaged are recognised as repeats (dedup is idempotent under replay).
+    checkpoint and truncates output written after it, so every record is written exactly
+    once. Input from stdin cannot be skipped: send it again from any earlier point and what
+    was already triaged is recognised as repeats (dedup is idempotent under replay).
     """
     started = time.perf_counter()
     with ExitStack() as stack:
         state = stack.enter_context(StateFile(state_path)) if state_path else None
-        checkpoint = state.restore(pipeline) if state else None
+        checkpoint: Checkpoint | None = state.restore(pipeline, engine) if state else None
+        if engine is not None:
+            pipeline.on_change = engine.add_change
 
         key = input_key(Path(input_path)) if input_path != "-" else None
         skip = 0
-        out_resume = dlq_resume = None
+        resume: dict[str, tuple[str | None, int]] = {}
         if checkpoint is not None:
             if key is not None and checkpoint.input_key == key:
                 skip = checkpoint.lines_done
-            out_abs = str(Path(output).resolve()) if output != "-" else None
-            if out_abs is not None and checkpoint.output_path == out_abs:
-                out_resume = checkpoint.output_bytes
-            dlq_abs = str(Path(dead_letter).resolve()) if dead_letter not in (None, "-") else None
-            if dlq_abs is not None and checkpoint.dead_letter_path == dlq_abs:
-                dlq_resume = checkpoint.dead_letter_bytes
+            resume = checkpoint.sinks
 
-        out = _open_sink(stack, output, out_resume)
-        dlq = _open_sink(stack, dead_letter, dlq_resume)
-        assert out is not None
+        out = _open_sink(stack, output, resume.get("output"), sys.stdout.buffer)
+        sinks = {"output": out}
+        stage1 = out if engine is None else None
+        if outcomes is not None:
+            stage1 = sinks["outcomes"] = _open_sink(stack, outcomes, resume.get("outcomes"),
+                                                    sys.stdout.buffer)
+        dlq = _open_sink(stack, dead_letter or "-", resume.get("dead_letter"),
+                         sys.stderr.buffer)
+        sinks["dead_letter"] = dlq
         fh: BinaryIO = (sys.stdin.buffer if input_path == "-"
                         else stack.enter_context(open(input_path, "rb")))
 
         def save(lines_done: int) -> None:
-            out.sync()
-            if dlq is not None:
-                dlq.sync()
+            for sink in sinks.values():
+                sink.sync()
             if state is not None:
                 state.commit(pipeline, Checkpoint(
-                    input_key=key, lines_done=lines_done, output_path=out.path,
-                    output_bytes=out.size, dead_letter_path=dlq.path if dlq else None,
-                    dead_letter_bytes=dlq.size if dlq else 0))
+                    input_key=key, lines_done=lines_done,
+                    sinks={name: (s.path, s.size) for name, s in sinks.items()}), engine)
 
         process = pipeline.process
         alerts_before = pipeline.counts["in"]
-        written = failures = lines = 0
+        events = failures = lines = 0
         last_line = saved_line = skip
         saved_at = time.monotonic()
         for number, line in _lines(fh, skip, progress):
             last_line = number
             lines += 1
             line = line.rstrip(b"\r\n")  # the raw payload kept for dead letters is the line
-            if line.strip():
-                outcomes = process(line)
-                now = pipeline.watermark
-                for outcome in outcomes:
+            if not line.strip():
+                continue
+            results = process(line)
+            now = pipeline.watermark
+            for outcome in results:
+                if isinstance(outcome, Failed):
+                    failures += 1
                     record = render_outcome(outcome, now, number)
-                    if record is None:
-                        continue
-                    out.write(record)
-                    written += 1
-                    if isinstance(outcome, Failed):
-                        failures += 1
-                        if dlq is not None:
-                            dlq.write(record)
+                    assert record is not None
+                    dlq.write(record)
+                    if stage1 is not None and stage1 is not dlq:
+                        stage1.write(record)
+                elif stage1 is not None:
+                    record = render_outcome(outcome, now, number)
+                    if record is not None:
+                        stage1.write(record)
+            if engine is not None:
+                for event in engine.observe(results, now):
+                    out.write(event)
+                    events += 1
             if state is not None and (
                 number - saved_line >= checkpoint_every
                 or (number & 255 == 0 and time.monotonic() - saved_at >= checkpoint_seconds)
@@ -180,6 +195,8 @@ def run_embedded(
                 save(number)
                 saved_line, saved_at = number, time.monotonic()
         save(last_line)
-    return RunResult(lines=lines, lines_skipped=skip, alerts=pipeline.counts["in"] - alerts_before,
-                     records_written=written, failures=failures,
-                     counts=dict(pipeline.counts), seconds=time.perf_counter() - started)
+    return RunResult(lines=lines, lines_skipped=skip,
+                     alerts=pipeline.counts["in"] - alerts_before, events=events,
+                     failures=failures, counts=dict(pipeline.counts),
+                     incident_counts=dict(engine.counts) if engine else {},
+                     seconds=time.perf_counter() - started)

@@ -103,6 +103,7 @@ class TopologySettings(_Section):
 class CorrelationSettings(_Section):
     window: Duration = 900.0  # an alert joins an incident active within this window
     hops: int = Field(2, ge=0)  # ... whose services are within this many hops
+    page_delay: Duration = 30.0  # a new incident pages only if still firing after this
     merge: bool = True  # incidents that become connected merge
     quiet_period: Duration = 600.0  # all alerts resolved for this long: incident resolves
     after_resolve: str = Field("new", pattern="^(new|reopen)$")

@@ -1,4 +1,4 @@
-"""Crash-safe persistence of stage-1 state for the embedded runtime (``--state``).
+"""Crash-safe persistence of pipeline state for the embedded runtime (``--state``).
 
 A SQLite database in WAL mode with ``synchronous=FULL``: dedup and flap state per
 fingerprint, silences, the pipeline clock and a checkpoint of how far the input was read and
@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from triage.core.changes import ChangeRecord
+from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.silences import Silence
 from triage.errors import StateError
@@ -25,14 +27,12 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Where a run stood at its last commit."""
+    """Where a run stood at its last commit: the input line reached and, per output
+    (``output``, ``outcomes``, ``dead_letter``), its path and size then."""
 
     input_key: str | None
     lines_done: int
-    output_path: str | None
-    output_bytes: int
-    dead_letter_path: str | None
-    dead_letter_bytes: int
+    sinks: dict[str, tuple[str | None, int]]
 
 
 class StateFile:
@@ -60,6 +60,8 @@ class StateFile:
                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS alerts (fp TEXT PRIMARY KEY, rec BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, rec BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, rec BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS changes (id TEXT PRIMARY KEY, rec BLOB NOT NULL);
                 """
             )
             version = self._meta("format_version")
@@ -86,9 +88,19 @@ class StateFile:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
-    def restore(self, pipeline: Pipeline) -> Checkpoint | None:
-        """Load saved state into ``pipeline``; returns the last checkpoint, if any."""
+    def restore(self, pipeline: Pipeline, engine: IncidentEngine | None = None
+                ) -> Checkpoint | None:
+        """Load saved state into ``pipeline`` (and ``engine``); returns the last checkpoint."""
         try:
+            if engine is not None:
+                for (rec,) in self._db.execute("SELECT rec FROM changes"):
+                    engine.changes.add(ChangeRecord(**orjson.loads(rec)))
+                engine.changes.take_new()
+                engine.load((orjson.loads(rec) for (rec,) in
+                             self._db.execute("SELECT rec FROM incidents")),
+                            self._meta("engine_timers") or [])
+                engine.counts.update(self._meta("engine_counts") or {})
+                engine.take_changes()
             rows = self._db.execute("SELECT fp, rec FROM alerts")
             pipeline.dedup.load((fp, orjson.loads(rec)) for fp, rec in rows)
             for (rec,) in self._db.execute("SELECT rec FROM silences"):
@@ -103,14 +115,32 @@ class StateFile:
             checkpoint = self._meta("checkpoint")
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state ({exc})") from None
-        return Checkpoint(**checkpoint) if checkpoint else None
+        if not checkpoint:
+            return None
+        sinks = {k: (v[0], v[1]) for k, v in checkpoint["sinks"].items()}
+        return Checkpoint(checkpoint["input_key"], checkpoint["lines_done"], sinks)
 
-    def commit(self, pipeline: Pipeline, checkpoint: Checkpoint | None) -> None:
+    def commit(self, pipeline: Pipeline, checkpoint: Checkpoint | None,
+               engine: IncidentEngine | None = None) -> None:
         """Save what changed since the last commit, atomically with ``checkpoint``."""
         changed, removed = pipeline.dedup.take_changes()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if engine is not None:
+                incidents, forgotten = engine.take_changes()
+                if forgotten:
+                    db.executemany("DELETE FROM incidents WHERE id = ?",
+                                   ((i,) for i in forgotten))
+                if incidents:
+                    db.executemany("INSERT OR REPLACE INTO incidents VALUES (?, ?)",
+                                   ((i, orjson.dumps(r)) for i, r in incidents.items()))
+                db.executemany("INSERT OR IGNORE INTO changes VALUES (?, ?)",
+                               ((c.id, orjson.dumps(asdict(c)))
+                                for c in engine.changes.take_new()))
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", (
+                    ("engine_timers", orjson.dumps(engine.timers())),
+                    ("engine_counts", orjson.dumps(dict(engine.counts)))))
             if removed:
                 db.executemany("DELETE FROM alerts WHERE fp = ?", ((fp,) for fp in removed))
             if changed:

@@ -186,6 +186,95 @@ def demo_storm() -> list[bytes]:
     return lines
 
 
+def boutique_storm() -> list[bytes]:
+    """The incident demo: a bad cartservice deploy cascading to its callers, and the noise
+    around it, on the Online Boutique topology (``demo_assets/boutique-services.yaml``).
+
+    What a responder expects: one P1 incident for the cascade with cartservice as its root
+    cause and the 09:58 deploy as the top suspect; a separate, lower-priority incident for an
+    unrelated adservice slowdown later; noise suppressed, the flapping alert held.
+    """
+    events: list[tuple[float, Any]] = []
+    add = events.append
+
+    # Change records arrive on the same stream (or from changes_file / the changes topic).
+    for t, cid, svc, kind, desc, who in (
+        (-12600, "deploy-7713", "redis-cart", "deploy", "redis 7.2.4 patch", "ci-bot"),
+        (-5400, "flag-checkout-v2", "frontend", "feature_flag", "new checkout button", "pm"),
+        (-2400, "cfg-1182", "adservice", "config", "ad cache TTL 60s", "bob"),
+        (-120, "deploy-8812", "cartservice", "deploy", "v2.3.1: new redis client pool",
+         "ci-bot"),
+        (-60, "deploy-8813", "emailservice", "deploy", "template fix", "ci-bot"),
+    ):
+        add((t, {"id": cid, "service": svc, "kind": kind, "at": ts(t),
+                 "description": desc, "author": who}))
+
+    # 1. The cascade: cartservice errors, then its callers, re-sent every 60 s by both
+    #    Alertmanager HA peers until the rollback at 10:20.
+    cascade = [
+        (60, {"alertname": "HighErrorRate", "service": "cartservice", "severity": "critical"},
+         3, 1200),
+        (100, {"alertname": "HighErrorRate", "service": "checkoutservice",
+               "severity": "error"}, 2, 1260),
+        (130, {"alertname": "HighLatencyP99", "service": "frontend", "severity": "critical"},
+         3, 1290),
+        (150, {"alertname": "KubePodCrashLooping", "service": "cartservice",
+               "severity": "warning"}, 1, 1180),
+    ]
+    for start, base, instances, end in cascade:
+        labels = [{**base, "instance": f"{base['service']}-{i}", "job": base["service"],
+                   "namespace": "boutique"} for i in range(instances)]
+        t = start
+        while t <= end:
+            resolved = t + 60 > end
+            body = am_webhook([am_alert(lbl, start, end=end if resolved else None,
+                                        status="resolved" if resolved else "firing")
+                               for lbl in labels])
+            add((t, envelope(t, body)))
+            add((t + 0.3, envelope(t + 0.3, dict(body, receiver="triage-peer-2"))))
+            if resolved:
+                break
+            t = min(t + 60, end)
+
+    # 2. Noise: a disk alert below its tuned threshold, the Watchdog (silenced), a patch
+    #    window on shippingservice, a flapping link on a node outside the service graph.
+    for t, value, host in ((240, 0.71, "node-3"), (600, 0.74, "node-5")):
+        add((t, envelope(t, {"alertname": "HostOutOfDiskSpace", "service": "node",
+                             "instance": host, "severity": "warning", "value": value,
+                             "at": ts(t)})))
+    for t in (30, 330, 630):
+        add((t, envelope(t, am_webhook([am_alert({"alertname": "Watchdog",
+                                                  "severity": "none"}, 0)]))))
+        add((t, envelope(t, am_webhook([am_alert(
+            {"alertname": "KubePodNotReady", "service": "shippingservice",
+             "severity": "warning", "instance": "shippingservice-0"}, 30)]))))
+    for k in range(12):
+        t = 200 + 25 * k
+        add((t, envelope(t, {"alertname": "NodeNetworkInterfaceFlapping", "service": "node",
+                             "instance": "node-7", "severity": "warning",
+                             "status": "firing" if k % 2 == 0 else "resolved",
+                             "at": ts(t)})))
+
+    # 3. Later and unrelated: adservice slows down after the cascade is over (PagerDuty).
+    add((2700, envelope(2700, {
+        "routing_key": "R0UT1NGKEY0123456789012345678901", "event_action": "trigger",
+        "dedup_key": "adservice-latency", "payload": {
+            "summary": "adservice p99 above 500ms", "source": "adservice-5c9f",
+            "severity": "warning", "component": "adservice", "class": "SlowResponses",
+            "timestamp": ts(2700)}})))
+    add((3300, envelope(3300, {"routing_key": "R0UT1NGKEY0123456789012345678901",
+                               "event_action": "resolve", "dedup_key": "adservice-latency"})))
+    # a last line an hour later moves the clock on, so the adservice incident resolves
+    add((4500, envelope(4500, am_webhook([am_alert({"alertname": "Watchdog",
+                                                    "severity": "none"}, 0)]))))
+
+    events.sort(key=lambda e: e[0])
+    lines = [orjson.dumps(payload) for _, payload in events]
+    for i, line in enumerate([b"{not json", b'{"alertname": "NoTime", "at": "soon"}']):
+        lines.insert(20 + 40 * i, line)
+    return lines
+
+
 def repeat_storm(n_alerts: int, *, repeat_fraction: float = 0.9, per_payload: int = 10,
                  seed: int = 7) -> Iterator[bytes]:
     """Alertmanager webhook deliveries totalling ``n_alerts`` alerts, of which about

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from triage.cli import commands  # noqa: F401  (registers run, demo, formats, ...)
+from triage.cli import (
+    commands,  # noqa: F401  (registers run, demo, formats, ...)
+    learn,  # noqa: F401
+)
+from triage.cli import oncall as oncall  # registers `triage oncall`
 from triage.cli.app import app
 
 

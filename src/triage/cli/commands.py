@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 from rich.table import Table
 
 from triage import __version__
-from triage.bootstrap import build_pipeline
+from triage.bootstrap import build_engine, build_pipeline
 from triage.cli.app import app, err, fail
 from triage.errors import ConfigError, StateError
 from triage.runtime import RunResult, run_embedded
@@ -27,9 +27,12 @@ def run(
     input: Annotated[str, typer.Option(
         "--input", "-i", help="JSON Lines file, or - for stdin.")] = "-",
     output: Annotated[str, typer.Option(
-        "--output", "-o", help="Output file, or - for stdout.")] = "-",
+        "--output", "-o", help="Incident events (JSON Lines), or - for stdout.")] = "-",
+    outcomes: Annotated[str | None, typer.Option(
+        "--outcomes", help="Also write the stage-1 outcome stream (alert state changes, "
+        "suppressions, failures) here.")] = None,
     dead_letter: Annotated[str | None, typer.Option(
-        "--dead-letter", help="Write failures (with raw payload and reason) here too.")] = None,
+        "--dead-letter", help="Failures with raw payload and reason (default: stderr).")] = None,
     state: Annotated[Path | None, typer.Option(
         "--state", help="Persist dedup, flap and silence state here (crash-safe, resumable).",
         dir_okay=False)] = None,
@@ -39,10 +42,16 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
 ) -> None:
     """Replay alerts from JSON Lines through the pipeline (event time, deterministic)."""
+    notes: list[str] = []
     try:
-        pipeline = build_pipeline(load_settings(config))
+        settings = load_settings(config)
+        pipeline = build_pipeline(settings)
+        engine = build_engine(settings, report=notes)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if not quiet:
+        for note in notes:
+            err.print(f"[yellow]note:[/] {note}")
     if input != "-" and not Path(input).is_file():
         raise fail(f"--input {input}: no such file")
     show_progress = not quiet and input != "-" and err.is_terminal
@@ -52,13 +61,14 @@ def run(
             with Progress(TextColumn("[bold]triage run"), BarColumn(), TransferSpeedColumn(),
                           TimeRemainingColumn(), console=err, transient=True) as bar:
                 task = bar.add_task("run", total=total)
-                result = run_embedded(pipeline, input_path=input, output=output,
+                result = run_embedded(pipeline, engine=engine, input_path=input,
+                                      output=output, outcomes=outcomes,
                                       dead_letter=dead_letter, state_path=state,
                                       checkpoint_every=checkpoint_every,
                                       progress=lambda n: bar.update(task, completed=n))
         else:
-            result = run_embedded(pipeline, input_path=input, output=output,
-                                  dead_letter=dead_letter, state_path=state,
+            result = run_embedded(pipeline, engine=engine, input_path=input, output=output,
+                                  outcomes=outcomes, dead_letter=dead_letter, state_path=state,
                                   checkpoint_every=checkpoint_every)
     except StateError as exc:
         raise fail(str(exc)) from None
@@ -83,13 +93,25 @@ def print_summary(result: RunResult) -> None:
                   f"{c.get('swept', 0):,}")
     if c.get("silences_added"):
         table.add_row("silences added from input", f"{c['silences_added']:,}")
+    ic = result.incident_counts
+    if ic:
+        table.add_row("incidents opened (pages)", f"{ic.get('incident.created', 0):,}")
+        table.add_row("  updates / resolved / merged",
+                      f"{ic.get('incident.updated', 0):,} / {ic.get('incident.resolved', 0):,}"
+                      f" / {ic.get('merged', 0):,}")
+        if ic.get("flapping_held"):
+            table.add_row("  flapping alerts held (no page)", f"{ic['flapping_held']:,}")
+        if ic.get("unmapped_alerts"):
+            table.add_row("  alerts with no service label", f"{ic['unmapped_alerts']:,}")
     err.print(table)
     accounted = sum(c.get(k, 0) for k in ("triaged", "deduplicated", "suppressed", "failed"))
     rate = result.alerts / result.seconds if result.seconds else 0.0
     status = "[green]reconciled[/]" if accounted == c.get("in", 0) else "[red]MISMATCH[/]"
     resumed = f", resumed after line {result.lines_skipped:,}" if result.lines_skipped else ""
+    pages = ic.get("incident.created", 0) if ic else 0
+    compression = f"; {c.get('in', 0) / pages:,.1f} alerts per page" if pages else ""
     err.print(f"{result.lines:,} lines, {result.alerts:,} alerts in {result.seconds:.2f}s "
-              f"({rate:,.0f} alerts/s){resumed}; counts {status}")
+              f"({rate:,.0f} alerts/s){resumed}; counts {status}{compression}")
 
 
 @app.command()
@@ -110,16 +132,25 @@ def check_config(config: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
         pipeline = build_pipeline(load_settings(config))
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    notes: list[str] = []
+    try:
+        engine = build_engine(load_settings(config), report=notes)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     rules = len(pipeline.thresholds.rules) if pipeline.thresholds else 0
     Console().print(f"[green]ok[/] {config}: {len(pipeline.silences)} silences/maintenance "
-                    f"windows, {rules} threshold rules")
+                    f"windows, {rules} threshold rules, {len(engine.topology)} services, "
+                    f"{len(engine.changes)} change records, on-call for "
+                    f"{len(engine.oncall.teams) if engine.oncall else 0} teams")
+    for note in notes:
+        Console().print(f"  note: {note}")
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where to write the demo files.")] = Path("out/demo"),
 ) -> None:
-    """Generate the bundled demo storm and triage it (no Kafka needed)."""
+    """Triage the bundled Online Boutique storm (no Kafka needed); writes incidents.jsonl."""
     from triage.demo import run_demo
 
     run_demo(out, console=err)

@@ -81,6 +81,7 @@ class ChangeIndex:
     def __init__(self) -> None:
         self._times: dict[str, list[tuple[float, str]]] = {}
         self._records: dict[str, ChangeRecord] = {}
+        self._new: list[ChangeRecord] = []
 
     def __len__(self) -> int:
         return len(self._records)
@@ -94,7 +95,13 @@ class ChangeIndex:
             return False
         self._records[record.id] = record
         insort(self._times.setdefault(record.service, []), (record.at, record.id))
+        self._new.append(record)
         return True
+
+    def take_new(self) -> list[ChangeRecord]:
+        """Records added since the last call (for persistence)."""
+        new, self._new = self._new, []
+        return new
 
     def between(self, service: str, start: float, end: float) -> list[ChangeRecord]:
         """Changes to ``service`` with ``start <= at <= end``, oldest first."""

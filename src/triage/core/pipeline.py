@@ -14,7 +14,9 @@ what the HTTP receiver and the Kafka path write, and what makes replays exact::
     {"received_at": "2026-11-27T10:02:11Z", "payload": <any supported payload>}
 
 An Alertmanager API v2 silence object (``matchers``, ``startsAt``, ``endsAt``, ``createdBy``,
-``comment``) on the input adds that silence; it is state, persisted like dedup state.
+``comment``) on the input adds that silence; it is state, persisted like dedup state. A change
+record (``id``, ``service``, ``kind``, ``at``) is handed to ``on_change`` (stage 2's suspect
+changes). Neither is an alert, so neither counts in the reconciliation.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import orjson
 
 from triage.core import normalize as normalizers
+from triage.core.changes import ChangeRecord, change_from_dict, is_change_record
 from triage.core.dedup import AlertState, DedupStore, Hold
 from triage.core.fingerprint import Fingerprinter
 from triage.core.normalize._common import failed
@@ -71,6 +74,7 @@ class Pipeline:
         limits: IntakeLimits | None = None,
         noise_scorer: NoiseScorer | None = None,
         noise_threshold: float = 0.95,
+        on_change: Callable[[ChangeRecord], None] | None = None,
     ) -> None:
         self.fingerprinter = fingerprinter or Fingerprinter()
         self.silences = silences if silences is not None else SilenceSet()
@@ -79,6 +83,8 @@ class Pipeline:
         self.limits = limits or IntakeLimits()
         self.noise_scorer = noise_scorer
         self.noise_threshold = noise_threshold
+        # Change records (deploys, flags, ...) on the input are handed to stage 2.
+        self.on_change = on_change
         self.watermark = 0.0
         self.next_sweep = 0.0
         self.silences_changed = False
@@ -102,6 +108,8 @@ class Pipeline:
                 payload = payload["payload"]
             if isinstance(payload, dict) and "matchers" in payload and "createdBy" in payload:
                 return self._add_silence(payload, raw)
+            if is_change_record(payload):
+                return self._add_change(payload, raw)
             items = normalizers.normalize(payload)
         except InputError as exc:
             return self._count([failed(exc, _raw_text(raw), None)])
@@ -225,6 +233,16 @@ class Pipeline:
         self.silences.add(silence)
         self.silences_changed = True
         self.counts["silences_added"] += 1
+        return []
+
+    def _add_change(self, payload: dict[str, Any], raw: Any) -> list[Outcome]:
+        try:
+            record = change_from_dict(payload)
+        except InputError as exc:
+            return self._count([failed(exc, _raw_text(raw), "change-record")])
+        self.counts["changes"] += 1
+        if self.on_change is not None:
+            self.on_change(record)
         return []
 
     def _count(self, outcomes: list[Outcome]) -> list[Outcome]:

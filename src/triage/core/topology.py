@@ -70,6 +70,8 @@ class Topology:
         self.descendants = lru_cache(maxsize=None)(self._descendants)  # type: ignore[method-assign]
         self.ancestors = lru_cache(maxsize=None)(self._ancestors)  # type: ignore[method-assign]
         self._distance = lru_cache(maxsize=1 << 16)(self._distance_uncached)
+        self.dependencies_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
+            self._dependencies_within)
 
     def __contains__(self, service: object) -> bool:
         return service in self.graph
@@ -113,6 +115,16 @@ class Topology:
         if service not in self.graph:
             return frozenset()
         return frozenset(nx.ancestors(self.graph, service))
+
+    def dependencies_within(self, service: str, k: int) -> Mapping[str, int]:
+        """What ``service`` depends on within ``k`` hops downstream, with the hop count
+        (``service`` itself at 0)."""
+        return self._dependencies_within(service, k)
+
+    def _dependencies_within(self, service: str, k: int) -> Mapping[str, int]:
+        if service not in self.graph:
+            return {service: 0}
+        return dict(nx.single_source_shortest_path_length(self.graph, service, cutoff=k))
 
     def depends_on(self, a: str, b: str) -> bool:
         """Whether ``a`` depends on ``b``, directly or transitively."""
