@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from triage.cli import (
-    commands,  # noqa: F401  (registers run, demo, formats, ...)
-    learn,  # noqa: F401
-)
+from triage.cli import commands as commands  # registers run, demo, formats, check-config
 from triage.cli import oncall as oncall  # registers `triage oncall`
 from triage.cli.app import app
 
