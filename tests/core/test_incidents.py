@@ -42,6 +42,7 @@ def engine(**policy: Any) -> IncidentEngine:
     changes = policy.pop("changes", None)
     oncall = policy.pop("oncall", None)
     policy.setdefault("page_delay", 0.0)
+    policy.setdefault("update_interval", 0.0)
     return IncidentEngine(topology=Topology(GRAPH.copy(), CATALOG),
                           mapper=ServiceMapper(("service",), {}), changes=changes,
                           policy=CorrelationPolicy(**policy), war_room=wr, oncall=oncall)
@@ -273,3 +274,24 @@ def test_correlation_consults_only_nearby_incidents(n_open: int) -> None:
     eng.by_service = Counting(eng.by_service)
     eng.observe([fire("s1", instance="x")], T + 1)
     assert visited <= 3  # s1 and its neighbours, whatever n_open is
+
+
+def test_old_incidents_leave_the_index_and_come_back_when_their_alert_fires() -> None:
+    eng = engine(window=300.0)
+    first = created(run(eng, [(0, [fire("cart", instance="a")])]))[0]
+    run(eng, [(1000, [fire("checkout")])])  # too late to join: a new incident; cart pruned
+    assert first not in eng.by_service.get("cart", set())
+    # the old alert fires again (e.g. after a flap settled): it goes back to its incident
+    eng.observe([fire("cart", instance="a")], T + 1100)
+    assert first in eng.by_service["cart"]
+
+
+def test_updates_of_a_growing_incident_are_batched_per_interval() -> None:
+    eng = engine(update_interval=10.0, hops=3)
+    events = run(eng, [(0, [fire("redis")]), (1, [fire("cart")]), (2, [fire("checkout")]),
+                       (3, [fire("frontend")])])
+    assert [e["type"] for e in events] == ["incident.created"]
+    later = eng.tick(T + 10)
+    assert [e["type"] for e in later] == ["incident.updated"]
+    assert later[0]["incident"]["services"] == ["cart", "checkout", "frontend", "redis"]
+    assert later[0]["incident"]["root_cause"]["service"] == "redis"

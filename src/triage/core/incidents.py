@@ -56,6 +56,10 @@ class CorrelationPolicy:
     # Like Alertmanager's group_wait: a new incident pages only if, this long after its first
     # alert, something in it is still firing and not flapping. Blips never page.
     page_delay: float = 30.0
+    # Decisions on a growing incident (root cause, priority, suspects, owner) are re-made at
+    # most this often in event time; the next event carries everything that changed. Keeps a
+    # storm that touches hundreds of services from recomputing them for every alert.
+    update_interval: float = 10.0
     merge: bool = True
     quiet_period: float = 600.0
     after_resolve: str = "new"  # new | reopen
@@ -120,6 +124,9 @@ class Incident:
         self.war_room_at: float | None = None
         self.merged_into: str | None = None
         self.reopened = 0
+        self.indexed = True  # False once dropped from the correlation index as too old
+        self.decided_at: float | None = None
+        self.update_pending = False
         self.emitted: tuple[Any, ...] = ()
 
     @property
@@ -158,7 +165,8 @@ class Incident:
 _PLAIN = ("id", "seq", "status", "opened_at", "last_seen", "resolved_at", "quiet_since",
           "first_seen", "priority", "priority_since", "priority_reasons", "impact", "urgency",
           "users_affected", "owner_team", "owner_person", "owner_reason", "war_room_open",
-          "war_room_reason", "war_room_at", "merged_into", "reopened")
+          "war_room_reason", "war_room_at", "merged_into", "reopened", "decided_at",
+          "update_pending")
 
 
 def _tuplify(value: Any) -> Any:
@@ -290,6 +298,10 @@ class IncidentEngine:
         if service not in target.first_seen:
             target.first_seen[service] = now
             self.by_service.setdefault(service, set()).add(target.id)
+        if not target.indexed:
+            for s in target.first_seen:
+                self.by_service.setdefault(s, set()).add(target.id)
+            target.indexed = True
         self.alert_incident[fp] = target.id
         self._dirty.add(target.id)
         return target.id
@@ -297,8 +309,13 @@ class IncidentEngine:
     def _correlate(self, service: str, now: float) -> Incident | None:
         policy = self.policy
         found: dict[str, Incident] = {}
+        by_service = self.by_service
         for near in self.topology.within(service, policy.hops):
-            for inc_id in self.by_service.get(near, ()):
+            ids = by_service.get(near)
+            if not ids:
+                continue
+            stale: list[str] = []
+            for inc_id in ids:
                 inc = self.incidents[inc_id]
                 live = inc.status == "open" and now - inc.last_seen <= policy.window
                 reopenable = (inc.status == "resolved" and policy.after_resolve == "reopen"
@@ -306,6 +323,14 @@ class IncidentEngine:
                               and now - inc.resolved_at <= policy.reopen_within)
                 if live or reopenable:
                     found[inc_id] = inc
+                elif not (inc.status == "resolved" and policy.after_resolve == "reopen"):
+                    # Too old to join (event time only moves forward): drop it from the
+                    # index so the search stays O(recent incidents nearby), however many are
+                    # open. Its own alerts still reach it; if one fires, it is re-indexed.
+                    stale.append(inc_id)
+                    inc.indexed = False
+            for inc_id in stale:
+                ids.discard(inc_id)
         if not found:
             return None
         ordered = sorted(found.values(), key=lambda i: (i.opened_at, i.id))
@@ -374,6 +399,14 @@ class IncidentEngine:
                 self._forget(inc)
                 return events
         if inc.status == "open":
+            last = inc.decided_at
+            if inc.emitted and last is not None and now < last + self.policy.update_interval:
+                if not inc.update_pending:
+                    inc.update_pending = True
+                    self._schedule(last + self.policy.update_interval, inc.id)
+                return events
+            inc.update_pending = False
+            inc.decided_at = now
             self._decide(inc, now)
         material = inc.material()
         if material == inc.emitted:

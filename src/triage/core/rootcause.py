@@ -60,12 +60,12 @@ def find_root_cause(*, first_seen: Mapping[str, float], topology: Topology) -> R
         return RootCause(only, 0.6 if known else 0.4,
                          f"{only} is the only alerting service"
                          + ("" if known else " (not in the service graph)"))
-    dependents: dict[str, list[str]] = {
-        c: [s for s in services if s != c and topology.depends_on(s, c)] for c in services
-    }
+    alerting = set(services)
+    # set intersection runs in C: O(S * min(ancestors, S)) without a Python-level S^2 loop
+    counts = {c: len(topology.ancestors(c) & alerting) for c in services}
     # most dependents first, then earliest first alert, then name (deterministic)
-    best = min(services, key=lambda c: (-len(dependents[c]), first_seen[c], c))
-    deps = dependents[best]
+    best = min(services, key=lambda c: (-counts[c], first_seen[c], c))
+    deps = sorted(topology.ancestors(best) & alerting)
     others = len(services) - 1
     first = services[0] == best
     coverage = len(deps) / others
@@ -73,7 +73,7 @@ def find_root_cause(*, first_seen: Mapping[str, float], topology: Topology) -> R
                            + (0.1 if deps else 0.0)), 2)
     when = (format_timestamp(first_seen[best]) or "")[11:19]
     if deps:
-        names = ", ".join(sorted(deps)[:5]) + (", ..." if len(deps) > 5 else "")
+        names = ", ".join(deps[:5]) + (", ..." if len(deps) > 5 else "")
         reason = (f"{len(deps)} alerting service{'s' if len(deps) != 1 else ''} depend on "
                   f"{best} ({names})")
         unexplained = others - len(deps)
