@@ -26,8 +26,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 --doctest-modules src tests
 
-bench: $(STAMP)  ## the stage-1 benchmark (see BENCHMARKS.md)
+bench: $(STAMP)  ## every benchmark in BENCHMARKS.md (the Alertmanager part needs the Debian package)
 	$(BIN)/python benchmarks/bench_intake.py
+	$(BIN)/python benchmarks/bench_incidents.py --repeats 3
+	$(BIN)/python benchmarks/bench_learning.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,7 @@ from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.matchers import parse_matchers
 from triage.core.normalize import BY_NAME, cloudwatch, pagerduty
 from triage.core.oncall import OnCallSchedule, parse_oncall
-from triage.core.pipeline import IntakeLimits, Pipeline
+from triage.core.pipeline import IntakeLimits, NoiseScorer, Pipeline
 from triage.core.priority import parse_priority
 from triage.core.services import ServiceMapper
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
@@ -104,8 +104,35 @@ def load_thresholds(path: Path | None) -> Thresholds | None:
         raise ConfigError(f"thresholds_file {path}: {exc.key}", exc.message) from None
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    """A ready ``Pipeline`` for ``settings`` (state not yet restored)."""
+def build_noise_gate(settings: Settings, changes: ChangeIndex | None
+                     ) -> tuple[NoiseScorer | None, float]:
+    """The noise scorer over the configured model registry (hot-reloaded on promotion) and
+    the suppression threshold; ``(None, 1.0)`` when no registry is configured."""
+    noise = settings.noise
+    if noise.registry is None:
+        return None, 1.0
+    from triage.models.registry import ModelError, load_noise_scorer
+
+    def recent_changes(service: str, now: float) -> int:
+        return len(changes.between(service, now - 7200.0, now)) if changes is not None else 0
+
+    try:
+        scorer = load_noise_scorer(noise.registry, check_every=noise.check_every,
+                                   recent_changes=recent_changes)
+    except ModelError as exc:
+        raise ConfigError("noise.registry", str(exc)) from None
+    threshold = noise.threshold
+    if threshold is None:
+        current = getattr(scorer, "current", None)
+        recommended = current.metadata.get("recommended_threshold") if current else None
+        threshold = float(recommended) if recommended else 0.95
+    return scorer, threshold
+
+
+def build_pipeline(settings: Settings, *, changes: ChangeIndex | None = None) -> Pipeline:
+    """A ready ``Pipeline`` for ``settings`` (state not yet restored). ``changes`` (stage 2's
+    change index) feeds the noise model's recent-changes feature."""
+    scorer, noise_threshold = build_noise_gate(settings, changes)
     timeouts = {name: src.resolve_timeout for name, src in settings.intake.sources.items()
                 if src.resolve_timeout is not None}
     dedup = DedupStore(
@@ -123,7 +150,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         limits=IntakeLimits(max_payload_bytes=settings.intake.max_payload_bytes,
                             sweep_interval=settings.intake.sweep_interval,
                             silence_retention=settings.silence_store.retention),
-        noise_threshold=settings.noise.threshold,
+        noise_scorer=scorer,
+        noise_threshold=noise_threshold,
     )
 
 
@@ -159,7 +187,7 @@ def build_engine(settings: Settings, *, report: list[str] | None = None) -> Inci
                                     settings.topology.service_aliases),
         changes=changes,
         policy=CorrelationPolicy(window=c.window, hops=c.hops, merge=c.merge,
-                                 page_delay=c.page_delay,
+                                 page_delay=c.page_delay, update_interval=c.update_interval,
                                  quiet_period=c.quiet_period, after_resolve=c.after_resolve,
                                  reopen_within=c.reopen_within, change_lookback=c.change_lookback,
                                  max_suspects=c.max_suspects),

@@ -29,8 +29,8 @@ def run_demo(out: Path, console: Console) -> tuple[Path, RunResult]:
     storm.write_bytes(b"\n".join(boutique_storm()) + b"\n")
     incidents = out / "incidents.jsonl"
     settings = load_settings(demo_config_path())
-    pipeline = build_pipeline(settings)
     engine = build_engine(settings)
+    pipeline = build_pipeline(settings, changes=engine.changes)
     result = run_embedded(pipeline, engine=engine, input_path=str(storm),
                           output=str(incidents), outcomes=str(out / "outcomes.jsonl"),
                           dead_letter=str(out / "dead-letter.jsonl"))

@@ -5,6 +5,8 @@ Errors are classified by type, never by message text::
     TriageError
     ├── ConfigError          a setting is missing or invalid (names the key)
     ├── StateError           a --state file is unreadable or from an incompatible version
+    ├── ModelError           a model artifact fails verification or cannot be loaded
+    │                        (defined in triage.models.registry, beside the registry)
     └── InputError           one payload or alert cannot be triaged (names the field);
         │                    at the stream boundary it becomes a ``Failed`` outcome and is
         │                    dead-lettered with its raw payload, it never escapes the pipeline

@@ -85,7 +85,13 @@ class SilencesSettings(_Section):
 
 
 class NoiseSettings(_Section):
-    threshold: float = Field(0.95, gt=0, le=1)
+    """The stage-1 noise gate: off unless ``registry`` names a model registry directory."""
+
+    registry: Path | None = None
+    # Suppress at or above this noise probability. None: the promoted model's recommended
+    # threshold (chosen at training to keep 99% of actionable alerts), else 0.95.
+    threshold: float | None = Field(None, gt=0, le=1)
+    check_every: Duration = 60.0  # event-time seconds between looks for a newly promoted model
 
 
 class TopologySettings(_Section):
@@ -104,6 +110,7 @@ class CorrelationSettings(_Section):
     window: Duration = 900.0  # an alert joins an incident active within this window
     hops: int = Field(2, ge=0)  # ... whose services are within this many hops
     page_delay: Duration = 30.0  # a new incident pages only if still firing after this
+    update_interval: Duration = 10.0  # decisions on a growing incident, at most this often
     merge: bool = True  # incidents that become connected merge
     quiet_period: Duration = 600.0  # all alerts resolved for this long: incident resolves
     after_resolve: str = Field("new", pattern="^(new|reopen)$")
@@ -183,6 +190,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("thresholds_file", "changes_file", "oncall_file"):
         if isinstance(out.get(key), str):
             out[key] = str((base / out[key]).resolve())
+    noise = out.get("noise")
+    if isinstance(noise, dict) and isinstance(noise.get("registry"), str):
+        out["noise"] = dict(noise, registry=str((base / noise["registry"]).resolve()))
     topo = out.get("topology")
     if isinstance(topo, dict):
         out["topology"] = {k: str((base / v).resolve()) if k in ("file", "catalog")

@@ -45,8 +45,8 @@ def run(
     notes: list[str] = []
     try:
         settings = load_settings(config)
-        pipeline = build_pipeline(settings)
         engine = build_engine(settings, report=notes)
+        pipeline = build_pipeline(settings, changes=engine.changes)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if not quiet:

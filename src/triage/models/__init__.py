@@ -1,6 +1,15 @@
-"""ML and statistics: features (pandas), the threshold tuner that writes the thresholds file
-(``docs/thresholds.md``), the noise classifier (scikit-learn) behind the stage-1 noise gate,
-and model artifacts. May import ``triage.core`` only.
+"""ML and statistics for the learning stage. May import ``triage.core`` only (plus pandas,
+numpy, scikit-learn, skops, matplotlib); never faust or Kafka. See ``docs/learning.md``.
 
-Arrives with the learning stage.
+========================  ==============================================================
+module                    holds
+========================  ==============================================================
+``feedback``              responder feedback records, the append-only SQLite history
+``simulate``              a deterministic, *simulated* feedback generator (tests, demos)
+``tuning``                ``ThresholdClassifier`` and ``tune_thresholds``: thresholds file
+``nab``                   the NAB before/after evaluation of threshold tuning
+``noise``                 noise-classifier features, training, evaluation
+``registry``              versioned artifacts, promotion, safe loading, ``load_noise_scorer``
+``report``                PNG/JSON reports (matplotlib, Agg)
+========================  ==============================================================
 """

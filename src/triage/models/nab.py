@@ -1,0 +1,275 @@
+"""Threshold tuning evaluated on real data: the Numenta Anomaly Benchmark (NAB).
+
+Each NAB series (``timestamp,value``) comes with labelled anomaly windows. The alert rule on
+a series is a static threshold, ``value >= threshold`` (optionally ``for`` a duration):
+
+* An **alert** fires at the start of each run of consecutive samples at or over the
+  threshold that lasts at least ``for`` (at the first sample ``for`` after the run began), as a
+  Prometheus rule with that ``for`` would.
+* An alert outside every labelled window is a **false positive**; a window with at least one
+  alert in it is **detected** (window recall).
+* The **baseline** is the usual static rule, mean + 3 sigma of the first half of the series.
+  The **tuned** rule is fitted on the same first half: the threshold (in sigmas over the
+  first half's mean, on a grid) and ``for`` with the fewest false positives that still detects
+  at least ``recall_floor`` of the first half's windows that the baseline detects (the
+  actionable alerts of the current rule, as in a feedback history). Of tied thresholds, the
+  median is taken. A series with few windows of its own is shrunk toward its NAB category (the
+  rule group), as ``tune_thresholds`` does for feedback: ``z = w * own + (1 - w) * group``
+  with ``w = windows / (windows + shrinkage)``, clamped so it still detects its own windows.
+  A series whose category has no window in its first half is not tuned (never tuned blind).
+* Both are measured on the second half: false positives per day and window recall.
+
+``load_nab`` is the only function here that reads files; the rest is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from triage.core.thresholds import ThresholdRule, Thresholds
+
+BASELINE_Z: Final = 3.0
+# Only raises, as tuning from feedback: a lower threshold merges runs into one endless alert,
+# which counts as one page but hides every later anomaly.
+Z_GRID: Final = tuple(float(z) for z in np.arange(BASELINE_Z, 12.001, 0.25))
+FOR_GRID: Final = (0.0, 600.0, 1800.0, 3600.0)
+DAY: Final = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class NabSeries:
+    """One NAB series: epoch-second times, values, and labelled windows (start, end)."""
+
+    name: str
+    times: np.ndarray
+    values: np.ndarray
+    windows: tuple[tuple[float, float], ...]
+
+    @property
+    def category(self) -> str:
+        """The NAB folder, e.g. ``realTweets``: the rule group for shrinkage."""
+        return self.name.split("/", 1)[0]
+
+    def split(self) -> tuple[NabSeries, NabSeries]:
+        """First and second half by sample count (windows kept where they overlap)."""
+        mid = len(self.times) // 2
+        cut = float(self.times[mid])
+        first = NabSeries(self.name, self.times[:mid], self.values[:mid],
+                          tuple(w for w in self.windows if w[0] < cut))
+        second = NabSeries(self.name, self.times[mid:], self.values[mid:],
+                           tuple(w for w in self.windows if w[1] >= cut))
+        return first, second
+
+    @property
+    def days(self) -> float:
+        """Length of the series in days."""
+        return float(self.times[-1] - self.times[0]) / DAY if len(self.times) > 1 else 0.0
+
+
+def load_nab(root: Path, *, categories: Iterable[str] | None = None,
+             names: Iterable[str] | None = None) -> list[NabSeries]:
+    """Read NAB's ``data/<category>/<file>.csv`` and ``labels/combined_windows.json``."""
+    root = Path(root)
+    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
+    wanted = set(categories) if categories is not None else None
+    only = set(names) if names is not None else None
+    out: list[NabSeries] = []
+    for name in sorted(windows):
+        if wanted is not None and name.split("/", 1)[0] not in wanted:
+            continue
+        if only is not None and name not in only:
+            continue
+        path = root / "data" / name
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path)
+        stamps = pd.to_datetime(frame["timestamp"], utc=True)
+        times = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+        spans = tuple(
+            (pd.Timestamp(a, tz="UTC").timestamp(), pd.Timestamp(b, tz="UTC").timestamp())
+            for a, b in windows[name]
+        )
+        out.append(NabSeries(name, times.astype(float),
+                             frame["value"].to_numpy(dtype=float), spans))
+    return out
+
+
+def alert_times(times: np.ndarray, values: np.ndarray, threshold: float,
+                for_seconds: float = 0.0) -> np.ndarray:
+    """When a ``value >= threshold`` rule with ``for`` fires: one alert per run.
+
+    >>> t = np.arange(8) * 60.0
+    >>> v = np.array([0, 5, 5, 0, 5, 5, 5, 0], dtype=float)
+    >>> alert_times(t, v, 1.0).tolist(), alert_times(t, v, 1.0, for_seconds=120).tolist()
+    ([60.0, 240.0], [360.0])
+    """
+    over = values >= threshold
+    if not over.any():
+        return np.empty(0)
+    edges = np.diff(np.concatenate(([0], over.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)  # exclusive
+    if for_seconds <= 0:
+        return times[starts]
+    fired: list[float] = []
+    for s, e in zip(starts, ends, strict=True):
+        due = times[s] + for_seconds
+        k = int(np.searchsorted(times[s:e], due))
+        if k < e - s:
+            fired.append(float(times[s + k]))
+    return np.asarray(fired)
+
+
+def score(alerts: np.ndarray, windows: Sequence[tuple[float, float]],
+          ) -> tuple[int, int]:
+    """(false positives, windows detected) for alert times against labelled windows."""
+    inside = np.zeros(len(alerts), dtype=bool)
+    detected = 0
+    for start, end in windows:
+        hit = (alerts >= start) & (alerts <= end)
+        inside |= hit
+        detected += bool(hit.any())
+    return int((~inside).sum()), detected
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRule:
+    """A fitted threshold rule for one series, in sigmas over the first half's mean."""
+
+    name: str
+    mean: float
+    std: float
+    z: float
+    for_seconds: float
+    tuned: bool
+    reason: str = ""
+
+    @property
+    def threshold(self) -> float:
+        """The rule's threshold in the series' own units."""
+        return self.mean + self.z * self.std
+
+
+def _grid(series: NabSeries, mean: float, std: float, z_grid: Sequence[float],
+          for_grid: Sequence[float]) -> dict[tuple[float, float], tuple[int, int]]:
+    return {(z, f): score(alert_times(series.times, series.values, mean + z * std, f),
+                          series.windows)
+            for z in z_grid for f in for_grid}
+
+
+def fit_rules(series: Sequence[NabSeries], *, recall_floor: float = 0.99,
+              shrinkage: float = 5.0, borrow: bool = False, z_grid: Sequence[float] = Z_GRID,
+              for_grid: Sequence[float] = FOR_GRID) -> list[SeriesRule]:
+    """Fit the baseline-relative tuned rule on each series' first half (see module doc)."""
+    stats: list[tuple[NabSeries, float, float, dict[tuple[float, float], tuple[int, int]]]] = []
+    for s in series:
+        first, _ = s.split()
+        mean, std = float(first.values.mean()), float(first.values.std()) or 1.0
+        stats.append((first, mean, std, _grid(first, mean, std, z_grid, for_grid)))
+
+    def choose(grids: list[dict[tuple[float, float], tuple[int, int]]],
+               ) -> tuple[float, float, int] | None:
+        # The actionable alerts are the windows the current rule (the baseline) detects, as
+        # in a feedback history every alert is one the current rule fired.
+        reachable = sum(g[(BASELINE_Z, 0.0)][1] for g in grids)
+        if reachable == 0:
+            return None
+        need = math.ceil(recall_floor * reachable - 1e-9)
+        scored = {key: (sum(g[key][0] for g in grids), sum(g[key][1] for g in grids))
+                  for key in grids[0]}
+        feasible = {key: fp for key, (fp, hit) in scored.items() if hit >= need}
+        fewest = min(feasible.values())  # the baseline itself is feasible
+        f = min(key[1] for key, fp in feasible.items() if fp == fewest)
+        # Of the tied thresholds, the median: a margin on both sides, as for feedback.
+        zs = sorted(key[0] for key, fp in feasible.items() if fp == fewest and key[1] == f)
+        return zs[(len(zs) - 1) // 2], f, reachable
+
+    by_group: dict[str, list[int]] = {}
+    for i, s in enumerate(series):
+        by_group.setdefault(s.category, []).append(i)
+    group_cut = {cat: choose([stats[i][3] for i in idx]) for cat, idx in by_group.items()}
+    rules: list[SeriesRule] = []
+    for s, (_first, mean, std, grid) in zip(series, stats, strict=True):
+        own = choose([grid])
+        group = group_cut[s.category]
+        if own is None and group is None:
+            rules.append(SeriesRule(s.name, mean, std, 3.0, 0.0, tuned=False,
+                                    reason="no labelled window in the first half of the "
+                                           "series or its category"))
+            continue
+        if own is None and not borrow:
+            rules.append(SeriesRule(s.name, mean, std, BASELINE_Z, 0.0, tuned=False,
+                                    reason="the baseline detects no window in the first half: "
+                                           "no evidence of where this series' anomalies sit"))
+            continue
+        if own is None:
+            assert group is not None
+            z, f = group[0], group[1]
+        elif group is None:
+            z, f = own[0], own[1]
+        else:
+            w = own[2] / (own[2] + shrinkage)
+            z = min(w * own[0] + (1 - w) * group[0], own[0])
+            f = min(own[1], group[1]) if own[2] < 2 else own[1]
+        rules.append(SeriesRule(s.name, mean, std, z, f, tuned=True))
+    return rules
+
+
+def evaluate_nab(series: Sequence[NabSeries], *, recall_floor: float = 0.99,
+                 shrinkage: float = 5.0, borrow: bool = False) -> pd.DataFrame:
+    """Per series, the baseline (mean + 3 sigma) and the tuned rule on the second half.
+
+    Columns: ``series``, ``category``, ``days``, ``windows``, ``fp_before``, ``fp_after``,
+    ``detected_before``, ``detected_after``, ``z_after``, ``for_after``, ``tuned``.
+    """
+    rules = fit_rules(series, recall_floor=recall_floor, shrinkage=shrinkage, borrow=borrow)
+    rows = []
+    for s, rule in zip(series, rules, strict=True):
+        _, second = s.split()
+        fp0, hit0 = score(alert_times(second.times, second.values, rule.mean + 3 * rule.std),
+                          second.windows)
+        fp1, hit1 = score(alert_times(second.times, second.values, rule.threshold,
+                                      rule.for_seconds), second.windows)
+        rows.append({
+            "series": s.name, "category": s.category, "days": second.days,
+            "windows": len(second.windows), "fp_before": fp0, "fp_after": fp1,
+            "detected_before": hit0, "detected_after": hit1, "z_after": rule.z,
+            "for_after": rule.for_seconds, "tuned": rule.tuned,
+        })
+    return pd.DataFrame(rows)
+
+
+def summarize_nab(table: pd.DataFrame) -> dict[str, float]:
+    """Totals over all series: false positives per day and window recall, before and after."""
+    days = float(table["days"].sum())
+    windows = int(table["windows"].sum())
+    fp0, fp1 = int(table["fp_before"].sum()), int(table["fp_after"].sum())
+    return {
+        "series": len(table), "days": days, "windows": windows,
+        "fp_before": fp0, "fp_after": fp1,
+        "fp_per_day_before": fp0 / days if days else 0.0,
+        "fp_per_day_after": fp1 / days if days else 0.0,
+        "fp_reduction": 1 - fp1 / fp0 if fp0 else 0.0,
+        "recall_before": int(table["detected_before"].sum()) / windows if windows else 1.0,
+        "recall_after": int(table["detected_after"].sum()) / windows if windows else 1.0,
+    }
+
+
+def rules_to_thresholds(rules: Sequence[SeriesRule], *, alertname: str = "NABValueHigh",
+                        generated_at: float | None = None) -> Thresholds:
+    """The tuned series rules as a thresholds file (match: alertname + ``series``)."""
+    return Thresholds(
+        generated_at=generated_at, generated_by="triage.models.nab",
+        rules=tuple(ThresholdRule({"alertname": alertname, "series": r.name},
+                                  float(f"{r.threshold:.6g}"),
+                                  for_seconds=r.for_seconds or None,
+                                  source_rule=f"value > {r.mean + 3 * r.std:.6g}")
+                    for r in rules if r.tuned))

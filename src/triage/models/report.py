@@ -1,0 +1,76 @@
+"""Reports as files: the noise model's PR curve, calibration plot and metrics (PNG + JSON),
+and the NAB before/after plot. matplotlib with the Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from triage.models.noise import TrainedModel
+
+
+def write_model_report(trained: TrainedModel, out_dir: Path) -> dict[str, Path]:
+    """``report.json``, ``pr_curve.png`` and ``calibration.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m = trained.metrics
+    c = trained.curves
+    paths = {"json": out_dir / "report.json", "pr_curve": out_dir / "pr_curve.png",
+             "calibration": out_dir / "calibration.png"}
+    report: dict[str, Any] = {"metrics": m, "training_window": list(trained.training_window),
+                              "params": trained.params, "curves": c}
+    paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot(c["recall"], c["precision"], drawstyle="steps-post")
+    ax.axhline(m["noise_share"], linestyle=":", color="grey", label="no skill")
+    ax.set(xlabel="recall (noise)", ylabel="precision (noise)", xlim=(0, 1.01), ylim=(0, 1.01),
+           title=f"noise classifier PR curve, AP {m['pr_auc']:.3f}")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(paths["pr_curve"])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    ax.plot(c["calibration_pred"], c["calibration_true"], marker="o", label="model")
+    ax.set(xlabel="predicted noise probability", ylabel="observed noise share",
+           title=f"calibration, Brier {m['brier']:.3f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(paths["calibration"])
+    plt.close(fig)
+    return paths
+
+
+def plot_nab(table: pd.DataFrame, path: Path) -> Path:
+    """False positives per day and windows detected, before and after, per NAB series."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = table[table["tuned"]].copy()
+    data["label"] = data["series"].str.replace(".csv", "", regex=False).str.split("/").str[-1]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), dpi=80, sharex=True)
+    x = range(len(data))
+    days = data["days"].where(data["days"] > 0, 1.0)
+    ax1.bar([i - 0.2 for i in x], data["fp_before"] / days, width=0.4, label="mean + 3 sigma")
+    ax1.bar([i + 0.2 for i in x], data["fp_after"] / days, width=0.4, label="tuned")
+    ax1.set(ylabel="false positives / day", title="NAB, second half of each series")
+    ax1.legend()
+    ax2.bar([i - 0.2 for i in x], data["detected_before"], width=0.4, label="mean + 3 sigma")
+    ax2.bar([i + 0.2 for i in x], data["detected_after"], width=0.4, label="tuned")
+    ax2.plot(list(x), data["windows"], "k_", markersize=12, label="windows")
+    ax2.set(ylabel="windows detected")
+    ax2.set_xticks(list(x), data["label"], rotation=75, fontsize=7)
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
