@@ -220,6 +220,10 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
     assert block is not None
     (tmp_path / "silences.json").write_text("[]")
     (tmp_path / "thresholds.yaml").write_text("version: 1\nrules: []\n")
+    (tmp_path / "services.yaml").write_text(
+        "services:\n  cart: {depends_on: [redis], team: cart, tier: 1}\n  redis: {tier: 2}\n")
+    (tmp_path / "changes.jsonl").write_text(
+        '{"id": "d1", "service": "cart", "kind": "deploy", "at": "2026-11-27T10:00:00Z"}\n')
     cfg = tmp_path / "triage.yaml"
     cfg.write_text(block.group(1))
     settings = load_settings(cfg)
@@ -227,3 +231,9 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
 
     pipeline = build_pipeline(settings)
     assert len(pipeline.silences) == 2 and settings.dedup.notification_timeout == 86400.0
+    from triage.bootstrap import build_engine
+
+    engine = build_engine(settings)
+    assert engine.topology.depends_on("cart", "redis") and len(engine.changes) == 1
+    assert engine.oncall is not None and engine.oncall.on_call("cart", 1795773600.0)
+    assert engine.priority_policy.matrix["critical"]["low"] == "P2"
