@@ -136,10 +136,22 @@ def main() -> int:
             t2 = time.perf_counter()
             cold.append(t1 - t0)
             warm.append(t2 - t1)
+        # what the pipeline does: one model call per payload (here 10 new alerts)
+        batched = []
+        for b in range(50):
+            alerts = [Alert({"alertname": "HighCPU", "service": "cart", "tier": "1",
+                             "instance": str(i)}, {}, "firing", now, None, now, "generic",
+                            value=0.85, fingerprint=f"b{b}-{i}") for i in range(10)]
+            t0 = time.perf_counter()
+            scorer.score_batch(alerts, [None] * 10, now)  # type: ignore[attr-defined]
+            batched.append((time.perf_counter() - t0) / 10)
     results["scorer_us"] = {"uncached": statistics.median(cold) * 1e6,
+                            "uncached_batch_of_10": statistics.median(batched) * 1e6,
                             "cached": statistics.median(warm) * 1e6}
     print(f"\n4. Live scorer: {statistics.median(cold) * 1e3:.2f} ms per new occurrence "
-          f"(one-row predict_proba), {statistics.median(warm) * 1e6:.1f} us per cached repeat")
+          f"scored alone, {statistics.median(batched) * 1e3:.2f} ms per new occurrence in a "
+          f"payload of 10 (one model call), {statistics.median(warm) * 1e6:.1f} us per "
+          "cached repeat")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
     return 0

@@ -162,3 +162,33 @@ def test_a_promoted_but_tampered_model_fails_at_start_up(tmp_path: Path,
     (tmp_path / version / "model.skops").write_bytes(b"x")
     with pytest.raises(ModelError):
         load_noise_scorer(tmp_path)
+
+
+def test_batch_scores_equal_single_scores_and_pipeline_batches_per_payload(
+        tmp_path: Path, trained: TrainedModel) -> None:
+    import orjson
+
+    promote(tmp_path, register_model(tmp_path, trained))
+    scorer = load_noise_scorer(tmp_path)
+    alerts = [hot_alert(fingerprint=f"{i:016x}", value=0.5 + i / 10) for i in range(6)]
+    batch = scorer.score_batch(alerts, [None] * 6, NOW)  # type: ignore[attr-defined]
+    fresh = load_noise_scorer(tmp_path)
+    assert batch == pytest.approx([fresh(a, None, NOW) for a in alerts])
+
+    calls = 0
+    model = scorer.current.model  # type: ignore[attr-defined]
+    real = model.predict_proba
+
+    def counting(frame: object) -> object:
+        nonlocal calls
+        calls += 1
+        return real(frame)
+
+    model.predict_proba = counting
+    p = Pipeline(noise_scorer=scorer, noise_threshold=0.999)
+    body = {"version": "4", "groupKey": "{}", "status": "firing", "alerts": [
+        {"labels": {"alertname": "HighCPU", "service": "svc", "instance": str(i)},
+         "annotations": {"value": "0.9"}, "startsAt": "2026-11-27T10:00:00Z"}
+        for i in range(10)]}
+    p.process(orjson.dumps(body))
+    assert calls == 1  # ten new alerts, one model call

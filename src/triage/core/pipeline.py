@@ -40,8 +40,9 @@ from triage.core.types import Alert, Failed, Outcome, Suppressed
 from triage.errors import DecodeError, InputError, OversizeError, SchemaError
 
 # A noise scorer maps an alert, with what dedup knows of it so far (None if new), to the
-# probability that it is noise; the learning stage provides a scikit-learn one.
-# ``noise_threshold`` is where suppression starts.
+# probability that it is noise; the learning stage provides a scikit-learn one. A scorer may
+# also have ``score_batch(alerts, states, now) -> list[float]``, which the pipeline then calls
+# once per payload. ``noise_threshold`` is where suppression starts.
 NoiseScorer = Callable[[Alert, AlertState | None, float], float]
 
 
@@ -146,14 +147,17 @@ class Pipeline:
             now = self.watermark  # the clock never goes backwards (late or replayed input)
         self.watermark = now
         swept = self._sweep(now) if now >= self.next_sweep else []
-        out: list[Outcome] = []
         fingerprint = self.fingerprinter.fingerprint
         match_silence = self.silences.match if len(self.silences) else None
         thresholds = self.thresholds
         observe = self.dedup.observe
+        # First pass: the cheap gates. Alerts left for the noise model are scored together
+        # (one model call per payload, not per alert), then observed in input order.
+        plan: list[Outcome | tuple[Alert, Hold | None, bool]] = []
+        to_score: list[Alert] = []
         for item in items:
             if not isinstance(item, Alert):
-                out.append(item)
+                plan.append(item)
                 continue
             alert = item
             alert.fingerprint = fingerprint(alert.source, alert.labels)
@@ -166,19 +170,46 @@ class Pipeline:
                     alert.status = "resolved"  # endsAt in the past resolves the alert
                 else:
                     gated = self._gate(alert, now, match_silence, thresholds)
-                    if isinstance(gated, Hold):
-                        out.append(observe(alert, now, gated))
+                    if isinstance(gated, Suppressed):
+                        plan.append(gated)
                         continue
-                    if gated is not None:
-                        out.append(gated)
-                        continue
+                    scored = self.noise_scorer is not None
+                    if scored:
+                        to_score.append(alert)
+                    plan.append((alert, gated, scored))
+                    continue
             elif alert.status == "pending":
-                out.append(Suppressed(alert, "pending",
-                                      "rule is pending: its `for` duration has not elapsed"))
+                plan.append(Suppressed(alert, "pending",
+                                       "rule is pending: its `for` duration has not elapsed"))
                 continue
-            out.append(observe(alert, now))
+            plan.append((alert, None, False))
+        scores = iter(self._score(to_score, now)) if to_score else iter(())
+        out: list[Outcome] = []
+        threshold = self.noise_threshold
+        for step in plan:
+            if not isinstance(step, tuple):
+                out.append(step)
+                continue
+            alert, hold, scored = step
+            if scored:
+                score = next(scores)
+                if score >= threshold:
+                    out.append(Suppressed(alert, "noise",
+                                          f"noise probability {score:.2f} >= {threshold:.2f}",
+                                          noise_score=score))
+                    continue
+            out.append(observe(alert, now, hold))
         self._count(out)
         return swept + out if swept else out
+
+    def _score(self, alerts: list[Alert], now: float) -> list[float]:
+        scorer = self.noise_scorer
+        assert scorer is not None
+        states = [self.dedup.get(a.fingerprint) for a in alerts]
+        batch = getattr(scorer, "score_batch", None)
+        if batch is not None:
+            return list(batch(alerts, states, now))
+        return [scorer(a, st, now) for a, st in zip(alerts, states, strict=True)]
 
     def _gate(
         self,
@@ -187,6 +218,8 @@ class Pipeline:
         match_silence: Callable[..., Any] | None,
         thresholds: Thresholds | None,
     ) -> Suppressed | Hold | None:
+        """Silences and maintenance windows, then tuned thresholds (the noise model runs
+        after, batched per payload)."""
         # Gates apply to firing observations only: a resolution of something already passed
         # downstream must always get through, or incidents would never close.
         if match_silence is not None:
@@ -204,12 +237,6 @@ class Pipeline:
                 # Only too young: held in dedup state, it pages at `release` if it is still
                 # firing then, even if its sender does not repeat it for hours.
                 hold = Hold(release, reason, rule.key)
-        if self.noise_scorer is not None:
-            score = self.noise_scorer(alert, self.dedup.get(alert.fingerprint), now)
-            if score >= self.noise_threshold:
-                return Suppressed(alert, "noise",
-                                  f"noise probability {score:.2f} >= {self.noise_threshold:.2f}",
-                                  noise_score=score)
         return hold
 
     def _sweep(self, now: float) -> list[Outcome]:

@@ -34,7 +34,7 @@ import platform
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -59,6 +59,8 @@ PROMOTED: Final = "PROMOTED"
 # plain scikit-learn containers of arrays. Anything else in an artifact is refused.
 TRUSTED_TYPES: Final = frozenset({
     "sklearn.calibration._CalibratedClassifier",
+    # the TargetEncoder's seeded cross-fitting splitter (scikit-learn >= 1.9): plain data
+    "sklearn.model_selection._split.KFold",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 })
 
@@ -258,24 +260,42 @@ class ReloadingNoiseScorer:
         return True
 
     def __call__(self, alert: Alert, state: AlertState | None, now: float) -> float:
+        return self.score_batch([alert], [state], now)[0]
+
+    def score_batch(self, alerts: Sequence[Alert], states: Sequence[AlertState | None],
+                    now: float) -> list[float]:
+        """Scores for several alerts with one model call for the ones not cached: a model
+        call costs milliseconds whatever the number of rows, so the pipeline batches."""
         last = self.last_check
         if last is None or now - last >= self.check_every or now < last:
             self.refresh(now)
         current = self.current
         if current is None:
-            return 0.0
-        key = (current.version, alert.fingerprint, state.occurrence if state is not None else 0)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        row = alert_features(alert, state, now, thresholds=self._thresholds,
-                             recent_changes=self.recent_changes)
-        score = float(current.model.predict_proba(pd.DataFrame([row]))[0, 1])
-        self._cache[key] = score
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return score
+            return [0.0] * len(alerts)
+        scores: list[float | None] = []
+        missing: list[int] = []
+        rows: list[dict[str, Any]] = []
+        for i, (alert, state) in enumerate(zip(alerts, states, strict=True)):
+            key = (current.version, alert.fingerprint,
+                   state.occurrence if state is not None else 0)
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+            else:
+                missing.append(i)
+                rows.append(alert_features(alert, state, now, thresholds=self._thresholds,
+                                           recent_changes=self.recent_changes))
+            scores.append(cached)
+        if rows:
+            fresh = current.model.predict_proba(pd.DataFrame(rows))[:, 1]
+            for i, score in zip(missing, fresh, strict=True):
+                state = states[i]
+                key = (current.version, alerts[i].fingerprint,
+                       state.occurrence if state is not None else 0)
+                self._cache[key] = scores[i] = float(score)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return [s if s is not None else 0.0 for s in scores]
 
 
 def load_noise_scorer(registry_dir: Path, *, check_every: float = 60.0,
