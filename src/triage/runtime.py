@@ -194,6 +194,11 @@ def run_embedded(
             ):
                 save(number)
                 saved_line, saved_at = number, time.monotonic()
+        if engine is not None:
+            # the input has ended: pages still inside their delay are decided now
+            for event in engine.flush_pages(pipeline.watermark):
+                out.write(event)
+                events += 1
         save(last_line)
     return RunResult(lines=lines, lines_skipped=skip,
                      alerts=pipeline.counts["in"] - alerts_before, events=events,

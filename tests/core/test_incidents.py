@@ -295,3 +295,14 @@ def test_updates_of_a_growing_incident_are_batched_per_interval() -> None:
     assert [e["type"] for e in later] == ["incident.updated"]
     assert later[0]["incident"]["services"] == ["cart", "checkout", "frontend", "redis"]
     assert later[0]["incident"]["root_cause"]["service"] == "redis"
+
+
+def test_end_of_input_decides_the_pages_still_waiting() -> None:
+    eng = engine(page_delay=30.0)
+    assert created(run(eng, [(0, [fire("cart")]), (5, [fire("checkout")])])) == []
+    flushed = eng.flush_pages(T + 5)
+    assert len(created(flushed)) == 1 and flushed[0]["at"] == "2027-01-15T08:00:30.000Z"
+    assert eng.flush_pages(T + 5) == []  # decided once
+    blip = engine(page_delay=30.0)
+    run(blip, [(0, [fire("cart")]), (5, [resolve("cart")])])
+    assert blip.flush_pages(T + 5) == []  # resolved within the delay: still no page

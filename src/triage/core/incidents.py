@@ -230,6 +230,16 @@ class IncidentEngine:
         """Index a change record (config file, input line or the ``changes`` topic)."""
         self.changes.add(record)
 
+    def flush_pages(self, now: float) -> list[Event]:
+        """End of input: decide now the pages still waiting for their page delay, as if the
+        delay had passed with nothing new (a replayed file stops; its alerts did not resolve).
+        Each event is dated when its delay ends."""
+        events: list[Event] = []
+        waiting = [i for i in self.incidents.values() if not i.emitted and i.status == "open"]
+        for inc in sorted(waiting, key=lambda i: (i.opened_at, i.id)):
+            events.extend(self._refresh(inc, max(now, inc.opened_at + self.policy.page_delay)))
+        return events
+
     def tick(self, now: float) -> list[Event]:
         """Run the timers due by ``now``: quiet-period resolution, war-room rules, expiry."""
         events: list[Event] = []
