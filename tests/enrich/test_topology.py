@@ -499,3 +499,18 @@ def test_load_topology_missing_files_name_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_topology(TopologySettings(catalog=tmp_path / "nope.yaml"))
     assert info.value.key == "topology.catalog"
+
+
+def test_soft_dependencies_correlate_but_carry_no_user_impact(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text("services:\n"
+                    "  web: {depends_on: [cart], soft_depends_on: [ads], users: 1000}\n"
+                    "  cart: {tier: 1}\n  ads: {tier: 3}\n")
+    topology = load_services_yaml(path)
+    assert topology.graph["web"]["ads"]["soft"] is True
+    assert topology.depends_on("web", "ads") and "ads" in topology.within("web", 1)
+    assert topology.blast_radius(["ads"]) == frozenset()
+    assert topology.blast_radius(["cart"]) == frozenset({"web"})
+    path.write_text("services:\n  web: {soft_depends_on: ads}\n")
+    with pytest.raises(ConfigError, match="soft_depends_on"):
+        load_services_yaml(path)

@@ -46,6 +46,9 @@ class Topology:
     ['cart', 'frontend', 'redis']
     >>> sorted(t.blast_radius(["redis"]))
     ['frontend']
+    >>> g.add_edge("frontend", "ads", soft=True)
+    >>> sorted(Topology(g, {"frontend": ServiceInfo("frontend", users=9)}).blast_radius(["ads"]))
+    []
     """
 
     def __init__(
@@ -72,6 +75,11 @@ class Topology:
         self._distance = lru_cache(maxsize=1 << 16)(self._distance_uncached)
         self.dependencies_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._dependencies_within)
+        # Edges marked soft (the caller degrades gracefully) do not carry user impact.
+        graph = self.graph
+        self._hard = nx.subgraph_view(graph, filter_edge=lambda u, v: not graph[u][v].get("soft"))
+        self.hard_ancestors = lru_cache(maxsize=None)(  # type: ignore[method-assign]
+            self._hard_ancestors)
 
     def __contains__(self, service: object) -> bool:
         return service in self.graph
@@ -144,10 +152,20 @@ class Topology:
         except nx.NetworkXNoPath:
             return None
 
+    def hard_ancestors(self, service: str) -> frozenset[str]:
+        """What depends on ``service`` without degrading gracefully (no soft edge on the way)."""
+        return self._hard_ancestors(service)
+
+    def _hard_ancestors(self, service: str) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset()
+        return frozenset(nx.ancestors(self._hard, service))
+
     def blast_radius(self, services: Iterable[str]) -> frozenset[str]:
-        """User-facing services among ``services`` and everything that depends on them."""
+        """User-facing services among ``services`` and everything that depends on them
+        through hard dependencies (a soft edge, e.g. optional ads, stops the impact)."""
         reached: set[str] = set()
         for s in services:
             reached.add(s)
-            reached.update(self.ancestors(s))
+            reached.update(self.hard_ancestors(s))
         return frozenset(s for s in reached if self.info(s).user_facing)

@@ -121,7 +121,7 @@ def _info_fields(
         if name not in allowed:
             raise ConfigError(f"{key}.{name}",
                               f"{source}: unknown key; expected one of {', '.join(allowed)}")
-        if value is None or name == "depends_on":
+        if value is None or name in ("depends_on", "soft_depends_on"):
             continue
         if name == "tier":
             tier = _int(value, coerce=coerce)
@@ -199,24 +199,28 @@ def _services_topology(data: Mapping[Any, Any], source: Path) -> Topology:
     services: dict[str, ServiceInfo] = {}
     for name, entry, key in _entries(data["services"], "services", source):
         graph.add_node(name)
-        fields = _info_fields(entry, key, source, allowed=("depends_on", *INFO_FIELDS),
+        fields = _info_fields(entry, key, source,
+                              allowed=("depends_on", "soft_depends_on", *INFO_FIELDS),
                               coerce=False)
         if fields:
             services[name] = ServiceInfo(name, **fields)
-        deps = entry.get("depends_on")
-        if deps is None:
-            continue
-        if not isinstance(deps, list):
-            raise ConfigError(f"{key}.depends_on",
-                              f"{source}: expected a list of service names, got {deps!r}")
-        for i, dep in enumerate(deps):
-            if not isinstance(dep, str) or not dep:
-                raise ConfigError(f"{key}.depends_on[{i}]",
-                                  f"{source}: expected a service name, got {dep!r}")
-            if dep == name:
-                raise ConfigError(f"{key}.depends_on[{i}]",
-                                  f"{source}: a service cannot depend on itself")
-            graph.add_edge(name, dep)
+        # soft_depends_on: calls it but degrades gracefully when it fails (e.g. ads on a
+        # storefront): it still correlates, but users are not counted as affected through it.
+        for field, soft in (("depends_on", False), ("soft_depends_on", True)):
+            deps = entry.get(field)
+            if deps is None:
+                continue
+            if not isinstance(deps, list):
+                raise ConfigError(f"{key}.{field}",
+                                  f"{source}: expected a list of service names, got {deps!r}")
+            for i, dep in enumerate(deps):
+                if not isinstance(dep, str) or not dep:
+                    raise ConfigError(f"{key}.{field}[{i}]",
+                                      f"{source}: expected a service name, got {dep!r}")
+                if dep == name:
+                    raise ConfigError(f"{key}.{field}[{i}]",
+                                      f"{source}: a service cannot depend on itself")
+                graph.add_edge(name, dep, soft=soft)
     return Topology(graph, services, _business_tiers(data.get("business_services"), source))
 
 
