@@ -74,6 +74,12 @@ def run(
         raise fail(str(exc)) from None
     if not quiet:
         print_summary(result)
+        unknown = engine.unknown_services
+        if unknown:
+            names = ", ".join(f"{name} ({n})" for name, n in unknown.most_common(8))
+            more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+            err.print(f"[yellow]note:[/] alerts named {len(unknown)} services that are not in "
+                      f"the service graph: {names}{more}")
 
 
 def print_summary(result: RunResult) -> None:
