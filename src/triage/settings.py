@@ -119,6 +119,37 @@ class CorrelationSettings(_Section):
     max_suspects: int = Field(3, ge=0)
 
 
+class KafkaSettings(_Section):
+    """The streaming runtime (``triage worker``, ``triage serve`` in Kafka mode)."""
+
+    bootstrap: str = "127.0.0.1:9092"  # TRIAGE_KAFKA__BOOTSTRAP
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    app_id: str = "triage"  # faust app id: consumer group and changelog topic prefix
+    partitions: int = Field(6, ge=1)
+    replication: int = Field(1, ge=1)
+    retention: Duration = 7 * 86400.0
+    topics: dict[str, str] = {
+        "raw": "alerts.raw", "keyed": "alerts.keyed", "changes": "changes",
+        "feedback": "feedback", "incidents": "incidents", "deadletter": "alerts.deadletter",
+    }
+
+
+class HttpSettings(_Section):
+    """``triage serve``: the Alertmanager-compatible receiver."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9094, ge=0, le=65535)
+    token: str | None = None  # bearer token; TRIAGE_HTTP__TOKEN. None: no auth
+    max_body_bytes: int = Field(10 << 20, gt=0)
+    mode: str = Field("embedded", pattern="^(embedded|kafka)$")
+
+
 class Settings(BaseSettings):
     """All of triage's configuration."""
 
@@ -143,6 +174,8 @@ class Settings(BaseSettings):
     war_room: dict[str, Any] = {}
     oncall: dict[str, Any] = {}
     oncall_file: Path | None = None  # the same `oncall` section, in a file of its own
+    kafka: KafkaSettings = KafkaSettings()
+    http: HttpSettings = HttpSettings()
 
     @classmethod
     def settings_customise_sources(
