@@ -306,3 +306,15 @@ def test_end_of_input_decides_the_pages_still_waiting() -> None:
     blip = engine(page_delay=30.0)
     run(blip, [(0, [fire("cart")]), (5, [resolve("cart")])])
     assert blip.flush_pages(T + 5) == []  # resolved within the delay: still no page
+
+
+def test_merge_of_an_unpaged_incident_touched_in_the_same_batch() -> None:
+    # redis opens an incident; within its page delay, in one payload, its alert resolves
+    # and an alert on cart connects it to an older paged incident on checkout
+    eng = engine(hops=1, page_delay=30.0)
+    run(eng, [(0, [fire("checkout")]), (40, [])])
+    run(eng, [(50, [fire("redis")])])
+    events = eng.observe([fire("checkout", instance="2"), resolve("redis"), fire("cart")],
+                         T + 55)
+    assert all(e["incident"]["id"] in eng.incidents for e in events)
+    assert len([i for i in eng.incidents.values() if i.status == "open"]) == 1

@@ -223,7 +223,9 @@ class IncidentEngine:
                 if inc_id is not None:
                     touched[inc_id] = None
         for inc_id in touched:
-            events.extend(self._refresh(self.incidents[inc_id], now))
+            inc = self.incidents.get(inc_id)
+            if inc is not None:  # an unpaged incident absorbed by a merge is already gone
+                events.extend(self._refresh(inc, now))
         return events
 
     def add_change(self, record: ChangeRecord) -> None:
