@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import make_alert
 from triage.core.changes import ChangeIndex, ChangeRecord
@@ -318,3 +320,47 @@ def test_merge_of_an_unpaged_incident_touched_in_the_same_batch() -> None:
                          T + 55)
     assert all(e["incident"]["id"] in eng.incidents for e in events)
     assert len([i for i in eng.incidents.values() if i.status == "open"]) == 1
+
+
+steps = st.lists(
+    st.tuples(st.integers(0, 120),  # seconds since the previous step
+              st.lists(st.tuples(st.sampled_from(sorted(CATALOG) + ["unknown"]),
+                                 st.sampled_from(["fire", "resolve", "flap", "stable"]),
+                                 st.sampled_from(["a", "b"])), min_size=1, max_size=4)),
+    max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.sampled_from(["new", "reopen"]), st.integers(0, 3))
+def test_any_sequence_keeps_the_event_contract(
+        seq: list[tuple[int, list[tuple[str, str, str]]]], after: str, hops: int) -> None:
+    eng = engine(hops=hops, page_delay=30.0, update_interval=10.0, quiet_period=120.0,
+                 window=300.0, after_resolve=after, reopen_within=600.0, retention=300.0)
+    t = 0.0
+    events: list[dict[str, Any]] = []
+    for gap, batch in seq:
+        t += gap
+        outs = []
+        for service, action, inst in batch:
+            if action == "fire":
+                outs.append(fire(service, instance=inst))
+            elif action == "resolve":
+                outs.append(resolve(service, instance=inst))
+            else:
+                o = fire(service, instance=inst, change="flapping" if action == "flap"
+                         else "stable")
+                outs.append(o)
+        events += eng.observe(outs, T + t)
+    events += eng.flush_pages(T + t)
+    events += eng.tick(T + t + 10_000)
+    seen_ids: set[str] = set()
+    last_seq: dict[str, int] = {}
+    for e in events:
+        jsonschema.validate(e, SCHEMA)
+        assert e["event_id"] not in seen_ids
+        seen_ids.add(e["event_id"])
+        inc = e["incident"]
+        assert inc["sequence"] == last_seq.get(inc["id"], 0) + 1
+        last_seq[inc["id"]] = inc["sequence"]
+        if e["type"] == "incident.created":
+            assert inc["sequence"] == 1
