@@ -324,7 +324,7 @@ def test_merge_of_an_unpaged_incident_touched_in_the_same_batch() -> None:
 
 steps = st.lists(
     st.tuples(st.integers(0, 120),  # seconds since the previous step
-              st.lists(st.tuples(st.sampled_from(sorted(CATALOG) + ["unknown"]),
+              st.lists(st.tuples(st.sampled_from([*sorted(CATALOG), "unknown"]),
                                  st.sampled_from(["fire", "resolve", "flap", "stable"]),
                                  st.sampled_from(["a", "b"])), min_size=1, max_size=4)),
     max_size=40)
