@@ -1,0 +1,207 @@
+"""Simulation commands: ``triage simulate`` (storms with ground truth) and ``triage evaluate``
+(score incident events against that truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from triage.cli.app import app, err, fail
+from triage.errors import ConfigError
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for alerts.jsonl, "
+                                      "changes.jsonl, truth.json and triage.yaml.")],
+    topology: Annotated[Path | None, typer.Option(
+        "--topology", help="Services YAML, GraphML or Kubernetes manifests.",
+        exists=True)] = None,
+    catalog: Annotated[Path | None, typer.Option(
+        "--catalog", help="Catalog (or services) YAML: team, tier, users, business service.",
+        exists=True, dir_okay=False)] = None,
+    services: Annotated[int | None, typer.Option(
+        "--services", min=10, max=20000,
+        help="Instead of --topology: a generated microservice graph of N services.")] = None,
+    minutes: Annotated[float, typer.Option("--minutes", min=1, help="Storm length.")] = 120.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    rules: Annotated[Path | None, typer.Option(
+        "--rules", help="Prometheus rule collection (default: ../shared/data/alert-rules/"
+        "awesome-prometheus-alerts if present, else a built-in list).")] = None,
+    incidents_per_hour: Annotated[float | None, typer.Option(
+        "--incidents-per-hour", min=0.1, help="Default: grows with the topology.")] = None,
+    noise_per_hour: Annotated[float | None, typer.Option(
+        "--noise-per-hour", min=0, help="Noise alerts per hour (default grows with size).")
+    ] = None,
+    changes_per_hour: Annotated[float | None, typer.Option(
+        "--changes-per-hour", min=0, help="Background change records per hour.")] = None,
+    group_interval: Annotated[float, typer.Option(
+        "--group-interval", min=1, help="Seconds between re-sends of firing alerts "
+        "(Alertmanager's group_interval).")] = 300.0,
+    ha_duplicates: Annotated[float, typer.Option(
+        "--ha-duplicates", min=0, max=1,
+        help="Share of deliveries the second HA peer also sends.")] = 0.3,
+    format: Annotated[str, typer.Option(
+        "--format", help="alertmanager-webhook (v4) or alertmanager-api-v2.")
+    ] = "alertmanager-webhook",
+) -> None:
+    """Generate an alert storm with ground truth (deterministic for a seed)."""
+    from triage.simulate import (
+        DeliveryOptions,
+        ScenarioOptions,
+        default_rules_dir,
+    )
+    from triage.simulate import simulate as run_simulation
+
+    if (topology is None) == (services is None):
+        raise fail("give exactly one of --topology FILE or --services N")
+    rules_dir = rules if rules is not None else default_rules_dir()
+    with err.status("simulating ..."):
+        try:
+            result = run_simulation(
+                out, topology=topology, catalog=catalog, services=services,
+                rules_dir=rules_dir,
+                scenario=ScenarioOptions(minutes=minutes, seed=seed,
+                                         incidents_per_hour=incidents_per_hour,
+                                         noise_per_hour=noise_per_hour,
+                                         changes_per_hour=changes_per_hour),
+                delivery=DeliveryOptions(group_interval=group_interval,
+                                         ha_duplicates=ha_duplicates, format=format,
+                                         seed=seed))
+        except (ConfigError, ValueError, OSError) as exc:
+            raise fail(str(exc)) from None
+    counts = result.truth["counts"]
+    table = Table(title=f"triage simulate: {len(result.topology)} services, {minutes:g} min, "
+                        f"seed {seed}", header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("alerts in (every alert in every delivery)", f"{counts['alerts_in']:,}")
+    table.add_row("deliveries (HA duplicates)", f"{counts['deliveries']:,} "
+                  f"({counts['ha_duplicate_deliveries']:,})")
+    table.add_row("distinct alerts", f"{counts['distinct_alerts']:,}")
+    table.add_row("true incidents", f"{counts['incidents']:,}")
+    for kind, n in sorted(counts["noise_alerts"].items()):
+        table.add_row(f"  noise: {kind}", f"{n:,}")
+    table.add_row("change records", f"{counts['changes']:,}")
+    table.add_row("rules from", f"{result.rules.source} ({result.rules.total} rules)")
+    err.print(table)
+    inc = Table(title="injected incidents", header_style="bold")
+    for col in ("id", "root cause", "services", "severity", "priority", "causal change"):
+        inc.add_column(col)
+    for t in result.truth["incidents"][:40]:
+        inc.add_row(t["id"], t["root_cause"], str(len(t["services"])), t["severity"],
+                    t["priority"], t["cause_change"] or "-")
+    err.print(inc)
+    err.print(f"wrote {out}/alerts.jsonl, changes.jsonl, truth.json, triage.yaml; replay with\n"
+              f"  triage run --config {out}/triage.yaml --input {out}/alerts.jsonl "
+              f"--output {out}/incidents.jsonl")
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option("--truth", exists=True, dir_okay=False,
+                                        help="truth.json from triage simulate.")],
+    incidents: Annotated[Path, typer.Option(
+        "--incidents", exists=True, dir_okay=False, help="Incident events (JSON Lines).")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the scores here (default: evaluation.json beside "
+        "--incidents).")] = None,
+    details: Annotated[bool, typer.Option(
+        "--details", help="Also print one row per true incident.")] = False,
+) -> None:
+    """Score incident events against a simulation's truth; prints a table, writes JSON."""
+    from triage.simulate.score import TARGETS, score
+
+    try:
+        truth_doc = orjson.loads(truth.read_bytes())
+        events = [orjson.loads(line) for line in incidents.read_bytes().splitlines()
+                  if line.strip()]
+    except orjson.JSONDecodeError as exc:
+        raise fail(f"not JSON: {exc}") from None
+    result = score(truth_doc, events)
+    target = json_out or incidents.with_name("evaluation.json")
+    target.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    console = Console()
+    console.print(render_scores(result, TARGETS, title=f"triage evaluate: {incidents}"))
+    if details:
+        console.print(render_details(result))
+    err.print(f"wrote {target}")
+
+
+def _fmt(value: Any, pct: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and pct:
+        return f"{value:.1%}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}"
+
+
+def render_scores(r: dict[str, Any], targets: dict[str, float], *, title: str) -> Table:
+    """The scores as a rich table, targets beside them."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+
+    def row(name: str, key: str, value: str | None = None) -> None:
+        t = targets.get(key)
+        v = r.get(key)
+        mark = ""
+        if t is not None and v is not None:
+            mark = " [green]met[/]" if v >= t else " [red]short[/]"
+        table.add_row(name, value if value is not None else _fmt(v),
+                      (f"≥ {t:.0%}" + mark) if t is not None else "")
+
+    table.add_row("alerts in / distinct / true incidents",
+                  f"{r['alerts_in']:,} / {r['distinct_alerts']:,} / {r['true_incidents']:,}", "")
+    table.add_row("incidents paged (noise pages)", f"{r['pages']:,} ({r['noise_pages']:,})", "")
+    row("compression (1 - pages / alerts in)", "compression")
+    table.add_row("  alerts per page", _fmt(r["compression_ratio"], pct=False), "")
+    row("incident recall", "incident_recall")
+    row("grouping purity", "grouping_purity")
+    row("pairwise F1 (precision / recall)", "pairwise_f1",
+        f"{_fmt(r['pairwise_f1'])} ({_fmt(r['pairwise_precision'])} / "
+        f"{_fmt(r['pairwise_recall'])})")
+    row("root cause top-1", "root_cause_top1")
+    row("root cause top-3", "root_cause_top3")
+    row(f"suspect change top-1 (of {r['incidents_with_cause_change']})", "suspect_top1")
+    row("suspect change top-3", "suspect_top3")
+    row("priority accuracy", "priority_accuracy")
+    table.add_row("time to first event p50 / p90 / max (s)",
+                  " / ".join(_fmt(r[k], pct=False) for k in ("detect_p50_s", "detect_p90_s",
+                                                              "detect_max_s")), "")
+    conf = r["priority_confusion"]
+    cols = ["P1", "P2", "P3", "P4", "missed"]
+    table.add_row("priority confusion (truth: triage)", "", "")
+    for truth_p, counts in conf.items():
+        if counts:
+            table.add_row(f"  {truth_p}", "  ".join(f"{c}:{counts[c]}" for c in cols
+                                                    if counts.get(c)), "")
+    return table
+
+
+def render_details(r: dict[str, Any]) -> Table:
+    """One row per true incident: what triage said against the truth."""
+    table = Table(title="per true incident", header_style="bold")
+    for col in ("id", "alerts", "root (truth)", "root (triage)", "prio", "triage",
+                "cause", "top suspect", "split", "detect s"):
+        table.add_column(col)
+    for row in r["incidents"]:
+        if not row["recalled"]:
+            table.add_row(row["id"], str(row["alerts"]), row["root_cause"], "[red]missed[/]",
+                          row["priority"] or "", "", row["cause_change"] or "-", "", "", "")
+            continue
+        ok = "" if row["root_top1"] else "[red]"
+        table.add_row(row["id"], str(row["alerts"]), row["root_cause"],
+                      f"{ok}{row['triage_root_cause']}", row["priority"] or "",
+                      row["triage_priority"] or "", row["cause_change"] or "-",
+                      (row["triage_suspects"] or ["-"])[0], str(row["split_into"]),
+                      _fmt(row["detect_s"], pct=False))
+    return table

@@ -1,0 +1,102 @@
+"""The simulator's ground truth: what it injected, kept apart from anything triage computes.
+
+``true_priority`` is the simulator's own statement of the priority each injected incident
+deserves. It mirrors triage's *default* priority matrix (``docs/simulation.md``) on the
+scenario's facts: the services the failure really reached, the severities injected, and the
+catalog. So priority accuracy measures whether triage gets there from a noisy alert stream
+(grouping, missed or extra services), not whether the policy is a good one. It is written
+here again on purpose, not imported from ``triage.core.priority``: truth is never recomputed
+with triage's code.
+
+>>> import networkx as nx
+>>> from triage.core.topology import ServiceInfo, Topology
+>>> t = Topology(nx.DiGraph([("web", "db")]), {"web": ServiceInfo("web", tier=2, users=20000),
+...                                             "db": ServiceInfo("db", tier=3)})
+>>> true_priority({"db": "critical"}, t)[0]
+'P1'
+>>> true_priority({"db": "warning"}, t)[0]
+'P2'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import networkx as nx
+
+from triage.core.topology import Topology
+
+# The default matrix, tier and user levels, and severity urgency, as documented.
+_MATRIX: Final = {
+    "critical": {"high": "P1", "medium": "P2", "low": "P2"},
+    "high": {"high": "P1", "medium": "P2", "low": "P3"},
+    "medium": {"high": "P2", "medium": "P3", "low": "P4"},
+    "low": {"high": "P3", "medium": "P4", "low": "P4"},
+}
+_IMPACTS: Final = ("critical", "high", "medium", "low")
+_TIER_IMPACT: Final = {1: "critical", 2: "high", 3: "medium", 4: "low"}
+_URGENCY: Final = {"critical": "high", "error": "medium", "warning": "medium", "info": "low",
+                   "none": "low"}
+_URGENCIES: Final = ("high", "medium", "low")
+UNKNOWN_TIER: Final = 3
+
+
+def true_priority(severity_by_service: Mapping[str, str], topology: Topology
+                  ) -> tuple[str, list[str]]:
+    """The priority an incident deserves, and why, from the services the failure reached
+    (each with the worst severity injected on it)."""
+    services = sorted(severity_by_service)
+    tiers = []
+    for s in services:
+        info = topology.info(s)
+        bs = topology.business_tiers.get(info.business_service or "")
+        own = [t for t in (info.tier, bs) if t is not None]
+        tiers.append(min(own) if own else UNKNOWN_TIER)
+    tier_impact = _TIER_IMPACT[min(tiers)]
+    reached: set[str] = set(services)
+    for s in services:
+        if s in topology.graph:
+            reached |= nx.ancestors(topology.graph, s)
+    users = sum(topology.info(s).users for s in reached)
+    users_impact = ("critical" if users >= 100_000 else "high" if users >= 10_000
+                    else "medium" if users >= 1_000 else "low")
+    impact = min(tier_impact, users_impact, key=_IMPACTS.index)
+    worst = min((_URGENCY.get(v, "low") for v in severity_by_service.values()),
+                key=_URGENCIES.index)
+    urgency = worst
+    facing = [s for s in services if topology.info(s).user_facing
+              and _URGENCY.get(severity_by_service[s], "low") != "low"]
+    if facing and urgency != "low":
+        urgency = "high"
+    reasons = [f"impact {impact}: best tier {min(tiers)}, {users:,} users reached",
+               f"urgency {urgency}: worst injected severity urgency {worst}"
+               + (f", user-facing {', '.join(facing)} erroring" if facing else "")]
+    return _MATRIX[impact][urgency], reasons
+
+
+@dataclass(slots=True)
+class TrueIncident:
+    """One injected failure."""
+
+    id: str
+    root_cause: str
+    started_at: float  # when the root cause failed (event time)
+    mitigated_at: float
+    cause_change: str | None
+    priority: str
+    priority_reasons: list[str]
+    severity: str  # major | minor
+    services: dict[str, str] = field(default_factory=dict)  # service -> worst severity
+    hops: dict[str, int] = field(default_factory=dict)  # service -> hops from the root
+    fingerprints: list[str] = field(default_factory=list)
+    first_alert_at: float | None = None  # first delivery of any of its alerts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "root_cause": self.root_cause, "cause_change": self.cause_change,
+                "priority": self.priority, "priority_reasons": self.priority_reasons,
+                "severity": self.severity, "started_at": self.started_at,
+                "mitigated_at": self.mitigated_at, "first_alert_at": self.first_alert_at,
+                "services": self.services, "hops": self.hops,
+                "fingerprints": sorted(self.fingerprints)}
