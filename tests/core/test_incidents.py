@@ -364,3 +364,33 @@ def test_any_sequence_keeps_the_event_contract(
         last_seq[inc["id"]] = inc["sequence"]
         if e["type"] == "incident.created":
             assert inc["sequence"] == 1
+
+
+def test_an_alert_joins_only_through_a_recently_active_member_service() -> None:
+    eng = engine(window=300.0, hops=1)
+    events = run(eng, [(0, [fire("cart")]), (200, [fire("checkout")]),
+                       (450, [fire("frontend"), fire("redis")])])
+    ids = created(events)
+    assert len(ids) == 2  # frontend joins through checkout; redis would need the old cart
+    assert set(eng.incidents[ids[0]].first_seen) == {"cart", "checkout", "frontend"}
+    assert set(eng.incidents[ids[1]].first_seen) == {"redis"}
+
+
+def test_a_flapping_alert_never_becomes_the_root_cause() -> None:
+    eng = engine(hops=2)
+    events = run(eng, [(0, [fire("redis", name="NodeFlap")]), (10, [fire("cart")]),
+                       (20, [fire("redis", name="NodeFlap", change="flapping")]),
+                       (30, [fire("checkout")])])
+    inc = events[-1]["incident"]
+    assert inc["root_cause"]["service"] == "cart"  # redis only flapped, cart really failed
+    assert inc["root_cause"]["candidates"][0] == "cart"
+    assert "redis" in inc["services"]
+
+
+def test_a_new_failure_inside_an_open_incident_is_not_silent() -> None:
+    eng = engine(quiet_period=600.0)
+    run(eng, [(0, [fire("cart")]), (60, [resolve("cart")])])
+    events = run(eng, [(120, [fire("cart", name="PodCrashLooping")])])
+    assert events and "reactivated" in events[-1]["changed"]
+    assert events[-1]["incident"]["reactivated"] == 1
+    assert events[-1]["incident"]["active_services"] == ["cart"]

@@ -73,7 +73,8 @@ class CorrelationPolicy:
 class AlertInfo:
     """What an incident remembers of one of its alerts."""
 
-    __slots__ = ("first_seen", "flapping", "last_seen", "name", "service", "severity", "status")
+    __slots__ = ("first_seen", "flapped", "flapping", "last_seen", "name", "service", "severity",
+                 "status")
 
     def __init__(self, service: str, name: str, severity: str, status: str, now: float) -> None:
         self.service = service
@@ -83,15 +84,19 @@ class AlertInfo:
         self.first_seen = now
         self.last_seen = now
         self.flapping = False
+        # Once an alert has flapped it is not evidence of a failure: it never makes its
+        # service the root cause nor raises the priority (simulated storms showed flapping
+        # noise alerts as 28 of 29 wrong root causes before this).
+        self.flapped = False
 
     def to_record(self) -> list[Any]:
         return [self.service, self.name, self.severity, self.status, self.first_seen,
-                self.last_seen, self.flapping]
+                self.last_seen, self.flapping, self.flapped]
 
     @classmethod
     def from_record(cls, rec: list[Any]) -> AlertInfo:
         info = cls(rec[0], rec[1], rec[2], rec[3], rec[4])
-        info.last_seen, info.flapping = rec[5], rec[6]
+        info.last_seen, info.flapping, info.flapped = rec[5], rec[6], rec[7]
         return info
 
 
@@ -124,7 +129,12 @@ class Incident:
         self.war_room_at: float | None = None
         self.merged_into: str | None = None
         self.reopened = 0
-        self.indexed = True  # False once dropped from the correlation index as too old
+        # service -> last firing activity: an alert joins only through a member service that
+        # is itself still active, so one long incident cannot chain through every service
+        # that ever alerted near it
+        self.service_last: dict[str, float] = {}
+        self.reactivated = 0  # a service whose alerts had all resolved fired again
+        self.needs_decision = True
         self.decided_at: float | None = None
         self.update_pending = False
         self.emitted: tuple[Any, ...] = ()
@@ -133,6 +143,20 @@ class Incident:
     def firing(self) -> int:
         return sum(1 for a in self.alerts.values() if a.status == "firing")
 
+    def service_firing(self, service: str) -> bool:
+        """Whether ``service`` has a firing alert in this incident."""
+        return any(a.status == "firing" and a.service == service for a in self.alerts.values())
+
+    def active_services(self) -> list[str]:
+        """Services with a firing alert, sorted."""
+        return sorted({a.service for a in self.alerts.values() if a.status == "firing"})
+
+    def evidence(self) -> dict[str, float]:
+        """``first_seen`` without services whose alerts all flapped (unless that is all)."""
+        solid = {a.service for a in self.alerts.values() if not a.flapped}
+        kept = {s: t for s, t in self.first_seen.items() if s in solid}
+        return kept or dict(self.first_seen)
+
     def teams(self, topology: Topology) -> list[str]:
         return sorted({t for s in self.first_seen if (t := topology.info(s).team)})
 
@@ -140,10 +164,12 @@ class Incident:
         """The fields whose change is worth an event."""
         return (self.status, tuple(sorted(self.first_seen)), self.root and self.root.service,
                 self.priority, self.owner_team, self.owner_person, self.war_room_open,
-                tuple(s.id for s in self.suspects), self.merged_into, self.reopened)
+                tuple(s.id for s in self.suspects), self.merged_into, self.reopened,
+                self.reactivated)
 
     def to_record(self) -> dict[str, Any]:
-        rec = {k: getattr(self, k) for k in _PLAIN}
+        # copies: a record must not change with the live incident it was taken from
+        rec = {k: _copy(getattr(self, k)) for k in _PLAIN}
         rec["alerts"] = {fp: a.to_record() for fp, a in self.alerts.items()}
         rec["root"] = asdict(self.root) if self.root else None
         rec["suspects"] = [asdict(s) for s in self.suspects]
@@ -156,7 +182,9 @@ class Incident:
         for k in _PLAIN:
             setattr(inc, k, rec[k])
         inc.alerts = {fp: AlertInfo.from_record(a) for fp, a in rec["alerts"].items()}
-        inc.root = RootCause(**rec["root"]) if rec["root"] else None
+        root = rec["root"]
+        inc.root = (RootCause(**{**root, "candidates": tuple(root.get("candidates", ()))})
+                    if root else None)
         inc.suspects = [Suspect(**s) for s in rec["suspects"]]
         inc.emitted = _tuplify(rec["emitted"])
         return inc
@@ -166,7 +194,15 @@ _PLAIN = ("id", "seq", "status", "opened_at", "last_seen", "resolved_at", "quiet
           "first_seen", "priority", "priority_since", "priority_reasons", "impact", "urgency",
           "users_affected", "owner_team", "owner_person", "owner_reason", "war_room_open",
           "war_room_reason", "war_room_at", "merged_into", "reopened", "decided_at",
-          "update_pending")
+          "update_pending", "service_last", "reactivated", "needs_decision")
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
 
 
 def _tuplify(value: Any) -> Any:
@@ -275,6 +311,8 @@ class IncidentEngine:
         if change == "flapping":
             if inc is not None and fp in inc.alerts:
                 inc.alerts[fp].flapping = True
+                inc.alerts[fp].flapped = True
+                inc.needs_decision = True
                 self._dirty.add(inc.id)
             self.counts["flapping_held"] += 1
             return None  # a flapping alert never opens an incident
@@ -286,6 +324,7 @@ class IncidentEngine:
             info.last_seen = now
             info.flapping = False
             self._dirty.add(inc.id)
+            inc.needs_decision = True
             if inc.status == "open" and not inc.firing:
                 inc.quiet_since = now
                 self._schedule(now + self.policy.quiet_period, inc.id)
@@ -297,6 +336,10 @@ class IncidentEngine:
                                                                                        now)
         target = joined if joined is not None else self._open(fp, now)
         found = target.alerts.get(fp)
+        if (service in target.first_seen and target.status == "open"
+                and not target.service_firing(service)
+                and (found is None or found.status != "firing")):
+            target.reactivated += 1  # a new failure on a service that had recovered: say so
         if found is None:
             info = AlertInfo(service, alert.name, alert.severity or "", "firing", now)
             target.alerts[fp] = info
@@ -306,14 +349,12 @@ class IncidentEngine:
         info.flapping = False
         info.last_seen = now
         target.last_seen = now
+        target.service_last[service] = now
         target.quiet_since = None
+        target.needs_decision = True
         if service not in target.first_seen:
             target.first_seen[service] = now
-            self.by_service.setdefault(service, set()).add(target.id)
-        if not target.indexed:
-            for s in target.first_seen:
-                self.by_service.setdefault(s, set()).add(target.id)
-            target.indexed = True
+        self.by_service.setdefault(service, set()).add(target.id)
         self.alert_incident[fp] = target.id
         self._dirty.add(target.id)
         return target.id
@@ -329,18 +370,21 @@ class IncidentEngine:
             stale: list[str] = []
             for inc_id in ids:
                 inc = self.incidents[inc_id]
-                live = inc.status == "open" and now - inc.last_seen <= policy.window
+                # joinable through `near` only while `near` itself alerted within the window
+                # (stage 1 passes on changes, not repeats: a long-firing service is recent
+                # activity only when it started)
+                live = (inc.status == "open"
+                        and now - inc.service_last.get(near, inc.last_seen) <= policy.window)
                 reopenable = (inc.status == "resolved" and policy.after_resolve == "reopen"
                               and inc.resolved_at is not None
                               and now - inc.resolved_at <= policy.reopen_within)
                 if live or reopenable:
                     found[inc_id] = inc
                 elif not (inc.status == "resolved" and policy.after_resolve == "reopen"):
-                    # Too old to join (event time only moves forward): drop it from the
-                    # index so the search stays O(recent incidents nearby), however many are
-                    # open. Its own alerts still reach it; if one fires, it is re-indexed.
+                    # Not joinable through `near` (event time only moves forward): drop the
+                    # pair from the index, so the search stays O(active incidents nearby)
+                    # however many are open. If `near` fires in it again, it is re-added.
                     stale.append(inc_id)
-                    inc.indexed = False
             for inc_id in stale:
                 ids.discard(inc_id)
         if not found:
@@ -376,6 +420,9 @@ class IncidentEngine:
             if ids is not None:
                 ids.discard(absorbed.id)
                 ids.add(into.id)
+        for service, t in absorbed.service_last.items():
+            into.service_last[service] = max(t, into.service_last.get(service, t))
+        into.needs_decision = True
         into.opened_at = min(into.opened_at, absorbed.opened_at)
         into.last_seen = max(into.last_seen, absorbed.last_seen)
         if rank(absorbed.priority) < rank(into.priority):
@@ -418,8 +465,12 @@ class IncidentEngine:
                     self._schedule(last + self.policy.update_interval, inc.id)
                 return events
             inc.update_pending = False
-            inc.decided_at = now
-            self._decide(inc, now)
+            if inc.needs_decision:
+                inc.decided_at = now
+                inc.needs_decision = False
+                self._decide(inc, now)
+            else:  # a timer with nothing new: only the war room can change with time
+                self._decide_war_room(inc, now)
         material = inc.material()
         if material == inc.emitted:
             return events
@@ -435,11 +486,12 @@ class IncidentEngine:
 
     def _decide(self, inc: Incident, now: float) -> None:
         topology = self.topology
-        services = list(inc.first_seen)
-        root = find_root_cause(first_seen=inc.first_seen, topology=topology)
+        evidence = inc.evidence()
+        services = list(evidence)
+        root = find_root_cause(first_seen=evidence, topology=topology)
         if inc.root is None or root != inc.root:
             inc.root = root
-        first_alert = min(inc.first_seen.values())
+        first_alert = min(evidence.values())
         inc.suspects = find_suspects(root=root.service, first_alert=first_alert,
                                      changes=self.changes, topology=topology,
                                      lookback=self.policy.change_lookback,
@@ -447,6 +499,8 @@ class IncidentEngine:
                                      limit=self.policy.max_suspects)
         worst: dict[str, str] = {}
         for a in inc.alerts.values():
+            if a.service not in evidence:
+                continue
             if _SEVERITY_RANK.get(a.severity, 9) < _SEVERITY_RANK.get(worst.get(a.service, ""), 9):
                 worst[a.service] = a.severity
         cls = classify_priority(services=services, severities=list(worst.values()),
@@ -575,7 +629,7 @@ class IncidentEngine:
 
 def _changed(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
     names = ("status", "services", "root_cause", "priority", "owner", "owner", "war_room",
-             "suspect_changes", "merged_into", "reopened")
+             "suspect_changes", "merged_into", "reopened", "reactivated")
     out: list[str] = []
     for name, a, b in zip(names, before, after, strict=True):
         if a != b and name not in out:
@@ -605,9 +659,11 @@ def render_event(inc: Incident, kind: str, now: float, changed: list[str],
             "urgency": inc.urgency or None,
             "users_affected": inc.users_affected,
             "services": sorted(inc.first_seen),
+            "active_services": inc.active_services(),
             "teams": inc.teams(topology),
             "root_cause": {"service": root.service, "confidence": root.confidence,
-                           "reason": root.reason, "runbook": runbook} if root else None,
+                           "reason": root.reason, "runbook": runbook,
+                           "candidates": list(root.candidates)} if root else None,
             "alert_count": len(inc.alerts),
             "firing_count": inc.firing,
             "fingerprints": sorted(inc.alerts),
@@ -623,5 +679,6 @@ def render_event(inc: Incident, kind: str, now: float, changed: list[str],
                                 for s in inc.suspects],
             "merged_into": inc.merged_into,
             "reopened": inc.reopened,
+            "reactivated": inc.reactivated,
         },
     }

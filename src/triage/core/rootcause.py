@@ -29,6 +29,7 @@ class RootCause:
     service: str
     confidence: float
     reason: str
+    candidates: tuple[str, ...] = ()  # the top 3 in rank order (the first is ``service``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +60,13 @@ def find_root_cause(*, first_seen: Mapping[str, float], topology: Topology) -> R
         known = only in topology
         return RootCause(only, 0.6 if known else 0.4,
                          f"{only} is the only alerting service"
-                         + ("" if known else " (not in the service graph)"))
+                         + ("" if known else " (not in the service graph)"), (only,))
     alerting = set(services)
     # set intersection runs in C: O(S * min(ancestors, S)) without a Python-level S^2 loop
     counts = {c: len(topology.ancestors(c) & alerting) for c in services}
     # most dependents first, then earliest first alert, then name (deterministic)
-    best = min(services, key=lambda c: (-counts[c], first_seen[c], c))
+    ranked = sorted(services, key=lambda c: (-counts[c], first_seen[c], c))
+    best = ranked[0]
     deps = sorted(topology.ancestors(best) & alerting)
     others = len(services) - 1
     first = services[0] == best
@@ -83,7 +85,7 @@ def find_root_cause(*, first_seen: Mapping[str, float], topology: Topology) -> R
         reason = f"no alerting service depends on another; {best} is the earliest"
     reason += (f"; it alerted first, at {when}" if first
                else f"; it alerted at {when}, after {services[0]}")
-    return RootCause(best, confidence, reason)
+    return RootCause(best, confidence, reason, tuple(ranked[:3]))
 
 
 def find_suspects(
