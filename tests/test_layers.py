@@ -18,6 +18,8 @@ FORBIDDEN = {
              "triage.bootstrap", "triage.settings", "triage.runtime", "triage.statefile"},
     "enrich": {"faust", "kafka", "aiokafka", "triage.models", "triage.streams", "triage.cli"},
     "models": {"faust", "kafka", "aiokafka", "triage.enrich", "triage.streams", "triage.cli"},
+    # the receiver reaches Kafka only through triage.streams.publisher
+    "http": {"faust", "kafka", "aiokafka", "triage.cli"},
 }
 
 

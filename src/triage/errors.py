@@ -7,6 +7,8 @@ Errors are classified by type, never by message text::
     ├── StateError           a --state file is unreadable or from an incompatible version
     ├── ModelError           a model artifact fails verification or cannot be loaded
     │                        (defined in triage.models.registry, beside the registry)
+    ├── PublishError         Kafka did not acknowledge a message; ``retryable`` says whether
+    │                        a sender should try again (triage.streams.publisher)
     └── InputError           one payload or alert cannot be triaged (names the field);
         │                    at the stream boundary it becomes a ``Failed`` outcome and is
         │                    dead-lettered with its raw payload, it never escapes the pipeline

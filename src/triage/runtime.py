@@ -6,22 +6,19 @@ embedded path is here; the decisions are the core's (``Pipeline``, ``IncidentEng
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import orjson
+from typing import BinaryIO
 
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_outcome
 from triage.core.types import Failed
+from triage.sinks import JsonLinesSink
 from triage.statefile import Checkpoint, StateFile
 
 ProgressFn = Callable[[int], None]  # called with the bytes read so far
@@ -45,43 +42,6 @@ def input_key(path: Path) -> str:
     with path.open("rb") as fh:
         head = fh.read(4096)
     return f"{path.resolve()}:{st.st_ino}:{hashlib.sha1(head).hexdigest()[:16]}"
-
-
-class _Sink:
-    """An append-only JSON Lines output that knows its size, for checkpoints."""
-
-    def __init__(self, fh: BinaryIO, path: str | None, size: int) -> None:
-        self.fh = fh
-        self.path = path
-        self.size = size
-        # fsync only makes sense (and only works) on regular files, not /dev/null or a FIFO
-        self.durable = path is not None and stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
-
-    def write(self, record: dict[str, Any]) -> None:
-        data = orjson.dumps(record) + b"\n"
-        self.fh.write(data)
-        self.size += len(data)
-
-    def sync(self) -> None:
-        self.fh.flush()
-        if self.durable:
-            os.fsync(self.fh.fileno())
-
-
-def _open_sink(stack: ExitStack, target: str, resume: tuple[str | None, int] | None,
-               std: BinaryIO) -> _Sink:
-    if target == "-":
-        return _Sink(std, None, 0)
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    absolute = str(path.resolve())
-    if resume is not None and resume[0] == absolute and path.is_file():
-        fh: BinaryIO = stack.enter_context(path.open("r+b"))
-        fh.truncate(resume[1])  # what was written after the last checkpoint is redone
-        fh.seek(resume[1])
-        return _Sink(fh, absolute, resume[1])
-    fh = stack.enter_context(path.open("wb"))
-    return _Sink(fh, absolute, 0)
 
 
 def _lines(fh: BinaryIO, skip: int, progress: ProgressFn | None) -> Iterator[tuple[int, bytes]]:
@@ -139,21 +99,22 @@ def run_embedded(
                 skip = checkpoint.lines_done
             resume = checkpoint.sinks
 
-        out = _open_sink(stack, output, resume.get("output"), sys.stdout.buffer)
+        def sink(target: str, name: str, std: BinaryIO) -> JsonLinesSink:
+            return stack.enter_context(JsonLinesSink(target, resume=resume.get(name), std=std))
+
+        out = sink(output, "output", sys.stdout.buffer)
         sinks = {"output": out}
         stage1 = out if engine is None else None
         if outcomes is not None:
-            stage1 = sinks["outcomes"] = _open_sink(stack, outcomes, resume.get("outcomes"),
-                                                    sys.stdout.buffer)
-        dlq = _open_sink(stack, dead_letter or "-", resume.get("dead_letter"),
-                         sys.stderr.buffer)
+            stage1 = sinks["outcomes"] = sink(outcomes, "outcomes", sys.stdout.buffer)
+        dlq = sink(dead_letter or "-", "dead_letter", sys.stderr.buffer)
         sinks["dead_letter"] = dlq
         fh: BinaryIO = (sys.stdin.buffer if input_path == "-"
                         else stack.enter_context(open(input_path, "rb")))
 
         def save(lines_done: int) -> None:
-            for sink in sinks.values():
-                sink.sync()
+            for each in sinks.values():
+                each.flush(sync=True)
             if state is not None:
                 state.commit(pipeline, Checkpoint(
                     input_key=key, lines_done=lines_done,

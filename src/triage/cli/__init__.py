@@ -7,6 +7,7 @@ import sys
 from triage.cli import commands as commands  # registers run, demo, formats, check-config
 from triage.cli import learn as learn  # registers tune, train, model, feedback
 from triage.cli import oncall as oncall  # registers `triage oncall`
+from triage.cli import serve as serve  # registers serve
 from triage.cli import sim as sim  # registers simulate, evaluate
 from triage.cli.app import app
 

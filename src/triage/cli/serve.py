@@ -1,0 +1,68 @@
+"""``triage serve``: the HTTP receiver (Alertmanager-compatible), embedded or Kafka mode."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from triage.bootstrap import build_engine, build_pipeline
+from triage.cli.app import app, err, fail
+from triage.errors import ConfigError, StateError
+from triage.settings import load_settings
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML config file (http: host, port, token, max_body_bytes, "
+        "mode).", exists=True, dir_okay=False)] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (http.host).")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Listen port (http.port; 0 picks a free one).")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="embedded: triage in process; kafka: publish to alerts.raw (http.mode).")] = None,
+    state: Annotated[Path | None, typer.Option(
+        help="Embedded: keep state here, committed before each answer (crash-safe).",
+        dir_okay=False)] = None,
+    output: Annotated[str, typer.Option(
+        "--output", "-o", help="Embedded: incident events (JSON Lines), or - for stdout.")
+    ] = "-",
+    dead_letter: Annotated[str | None, typer.Option(
+        "--dead-letter", help="Embedded: failures with raw payload and reason (default: "
+        "stderr).")] = None,
+) -> None:
+    """Receive alerts over HTTP: Alertmanager API v2, Alertmanager/Grafana webhooks, generic."""
+    from triage.http.server import ServeOptions, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    if mode is not None and mode not in ("embedded", "kafka"):
+        raise fail(f"--mode {mode}: use embedded or kafka")
+    notes: list[str] = []
+    try:
+        settings = load_settings(config)
+        overrides = {k: v for k, v in (("host", host), ("port", port), ("mode", mode))
+                     if v is not None}
+        if overrides:
+            settings = settings.model_copy(
+                update={"http": settings.http.model_copy(update=overrides)})
+        embedded = settings.http.mode == "embedded"
+        if not embedded and (state is not None or output != "-" or dead_letter is not None):
+            raise fail("--state, --output and --dead-letter are for embedded mode; in Kafka "
+                       "mode the workers own state and outputs")
+        engine = build_engine(settings, report=notes) if embedded else None
+        pipeline = build_pipeline(settings, changes=engine.changes) if engine else None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}")
+    try:
+        run(settings, ServeOptions(state=state, output=output, dead_letter=dead_letter),
+            pipeline=pipeline, engine=engine)
+    except StateError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:  # the port is taken, or an output cannot be opened
+        raise fail(str(exc)) from None

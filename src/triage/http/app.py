@@ -1,0 +1,161 @@
+"""The aiohttp application of ``triage serve``: routes, auth, limits and error answers.
+
+Every error is JSON naming the problem (``status``, ``code``, ``error``, ``message`` and
+``field`` when known; ``code`` and ``message`` are what Alertmanager's own API answers), and
+no request can crash the process: anything unexpected is logged and answered 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from triage.http.intake import Accepted, Backend, Rejected, too_large
+from triage.metrics import TriageMetrics
+
+log = logging.getLogger("triage.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Route names double as the `handler` label of the HTTP metrics (a fixed, small set).
+ALERT_ROUTES = (
+    ("/api/v2/alerts", "api_v2_alerts"),  # Alertmanager API v2: what Prometheus posts
+    ("/webhook", "webhook"),  # Alertmanager webhook v4, Grafana, PagerDuty, SNS ...
+    ("/api/v1/alerts", "api_v1_alerts"),  # triage's generic alerts (any format works)
+)
+
+
+def create_app(
+    backend: Backend,
+    metrics: TriageMetrics,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = 10 << 20,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The application; ``backend`` is started and stopped with it.
+
+    ``token``: when set, the alert endpoints need ``Authorization: Bearer <token>``
+    (``/metrics`` and the health endpoints stay open for probes and scrapers).
+    ``clock``: the wall clock stamped on each body as ``received_at``.
+    """
+
+    @web.middleware
+    async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.name or "other"
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404, 405 ...: JSON as well
+            message = exc.reason
+            if exc.status == 404:
+                message = (f"no endpoint {request.path}; alerts go to POST "
+                           f"{', '.join(path for path, _ in ALERT_ROUTES)}")
+            elif exc.status == 405:
+                message = (f"{request.method} is not allowed on {request.path}; use "
+                           f"{exc.headers.get('Allow', 'another method')}")
+            response = error_response(exc.status, exc.reason.replace(" ", ""), message)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            response = error_response(500, "InternalError",
+                                      "internal error; the body was not triaged, retry")
+        metrics.observe_http(route, response.status, time.perf_counter() - started)
+        return response
+
+    def authorized(request: web.Request) -> bool:
+        if token is None:
+            return True
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                                  token.encode())
+
+    def alerts_handler(name: str) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not authorized(request):
+                return error_response(401, "Unauthorized",
+                                      "missing or wrong bearer token (Authorization: Bearer "
+                                      "<http.token>)", headers={"WWW-Authenticate": "Bearer"})
+            if request.content_length is not None and request.content_length > max_body_bytes:
+                return rejected(too_large(request.content_length, max_body_bytes,
+                                          "http.max_body_bytes"))
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # no Content-Length (chunked) and too big
+                return rejected(too_large(max_body_bytes + 1, max_body_bytes,
+                                          "http.max_body_bytes"))
+            result = await backend.accept(body, received_at=clock())
+            if isinstance(result, Rejected):
+                return rejected(result)
+            return accepted(name, result)
+
+        return handle
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def ready(request: web.Request) -> web.Response:
+        if await backend.ready():
+            return web.Response(text="OK\n")
+        return error_response(503, "NotReady", f"{backend.mode} backend is not ready "
+                              "(Kafka unavailable?)")
+
+    async def lifecycle(app: web.Application) -> Any:
+        await backend.start()
+        yield
+        await backend.stop()
+
+    app = web.Application(middlewares=[errors_and_metrics], client_max_size=max_body_bytes)
+    for path, name in ALERT_ROUTES:
+        app.router.add_post(path, alerts_handler(name), name=name)
+    app.router.add_get("/metrics", metrics_handler, name="metrics")
+    app.router.add_get("/-/healthy", healthy, name="healthy")
+    app.router.add_get("/-/ready", ready, name="ready")
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def error_response(status: int, error: str, message: str, *, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """The JSON body of every error answer."""
+    body: dict[str, Any] = {"status": "error", "code": status, "error": error,
+                            "message": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status, headers=headers)
+
+
+def rejected(result: Rejected) -> web.Response:
+    """The answer for a refused body."""
+    headers = None
+    if result.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(result.retry_after)))}
+    return error_response(result.status, result.error, result.message, field=result.field,
+                          headers=headers)
+
+
+def accepted(route: str, result: Accepted) -> web.Response:
+    """The answer for a body taken in.
+
+    ``/api/v2/alerts`` answers like Alertmanager: 200 and an empty body. The others answer
+    200 with the stage-1 counts (embedded), or 202 once Kafka has the body (Kafka mode).
+    Alerts that failed inside a good payload are dead-lettered and listed in ``errors``;
+    the request still succeeds, as Alertmanager would accept them.
+    """
+    if route == "api_v2_alerts":
+        return web.Response(status=200)
+    if result.queued:
+        return web.json_response({"status": "accepted", "queued": True}, status=202)
+    return web.json_response({"status": "success", "alerts": result.alerts, **result.counts,
+                              "events": result.events, "errors": result.errors})
