@@ -23,7 +23,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The Kafka integration tests (tests/integration) need a broker: unless TRIAGE_KAFKA_BOOTSTRAP
+# names one, a local one (deploy/kafka/kafka-local) runs for the test run and is stopped after
+# it, whatever happens. Without Java the tests skip, except under CI=true, where they fail.
+KAFKA_PORT ?= 39092
+KAFKA_LOCAL = deploy/kafka/kafka-local --port $(KAFKA_PORT) --data-dir $(CURDIR)/out/kafka-test
+
 unit: $(STAMP)
+	@if [ -z "$$TRIAGE_KAFKA_BOOTSTRAP" ] && command -v java >/dev/null 2>&1; then \
+	  trap '$(KAFKA_LOCAL) stop' EXIT; \
+	  $(KAFKA_LOCAL) start --fresh >/dev/null || exit 1; \
+	  export TRIAGE_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT); \
+	fi; \
 	$(BIN)/pytest -n 2 --doctest-modules src tests
 
 bench: $(STAMP)  ## every benchmark in BENCHMARKS.md (the Alertmanager part needs the Debian package)

@@ -9,6 +9,7 @@ from triage.cli import learn as learn  # registers tune, train, model, feedback
 from triage.cli import oncall as oncall  # registers `triage oncall`
 from triage.cli import serve as serve  # registers serve
 from triage.cli import sim as sim  # registers simulate, evaluate
+from triage.cli import stream as stream  # registers topics, worker, produce, consume
 from triage.cli.app import app
 
 

@@ -1,0 +1,386 @@
+"""The faust agents: decode, call the stage, deliver, persist. Nothing else.
+
+* ``intake`` on ``alerts.raw``: stage 1 (``IntakeStage``); state changes to
+  ``alerts.keyed`` keyed by correlation domain, failures to ``alerts.deadletter`` with the
+  raw payload and the reason, change records found on the input to ``changes``.
+* ``incidents`` on ``alerts.keyed``: stage 2 (``IncidentStage``); incident events to
+  ``incidents`` keyed by incident id.
+* The ``changes`` topic is read by every worker in full, without a consumer group (a change
+  can be suspect for an incident in any partition), into the index all engines share.
+* A 1 s timer moves the clock of idle partitions (see ``triage.streams.stages``).
+
+Each agent takes batches (``stream.take_events``), runs the stage over them, awaits the
+broker's acks for every output, and only then writes the state deltas into its table (the
+changelog is flushed before faust commits the input offsets). Agent concurrency is 1: with
+more, faust can commit past a message still in flight (faust-streaming issue 606).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from triage.settings import Settings
+from triage.streams.app import aiokafka_config
+from triage.streams.stages import (
+    IDLE_AFTER,
+    IncidentStage,
+    IntakeStage,
+    Output,
+    StateWrite,
+    state_prefix,
+)
+
+log = logging.getLogger("triage.streams")
+
+# send(logical topic, key, value, partition) -> a future resolved when the broker acked it
+Sender = Callable[[str, bytes | None, bytes, int | None], Awaitable[Awaitable[Any]]]
+Message = tuple[int, int, bytes | None]  # partition, offset, value
+TICK_INTERVAL = 1.0
+
+
+class Stage(Protocol):
+    """What the runner needs of ``IntakeStage`` / ``IncidentStage``."""
+
+    @property
+    def parts(self) -> dict[int, Any]: ...
+    def restore(self, partition: int, items: Iterable[tuple[bytes, bytes]],
+                wall: float = 0.0) -> Any: ...
+    def drop(self, partition: int) -> None: ...
+    def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
+                     wall: float = 0.0) -> list[Output]: ...
+    def tick_idle(self, partition: int, wall: float,
+                  idle_after: float = ...) -> list[Output] | None: ...
+    def take_state(self, partition: int) -> list[StateWrite]: ...
+
+
+class StateTable(Protocol):
+    """The slice of a faust ``Table`` the runner uses (a fake in wiring tests)."""
+
+    @property
+    def data(self) -> Any: ...
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = ..., value_serializer: Any = ...) -> Any: ...
+
+
+async def deliver(send: Sender, outputs: Sequence[Output], *, retry_delay: float = 0.5,
+                  max_delay: float = 10.0) -> None:
+    """Send every output and wait for every ack. When a send fails (broker down, leader
+    moving), everything from the first failure on is sent again after a back-off, for as
+    long as it takes: an output is never dropped, state is written only after this returns,
+    and the last copy of each output comes in the original order (earlier copies are exact
+    duplicates with the same event id)."""
+    pending = list(outputs)
+    delay = retry_delay
+    while pending:
+        futures: list[Awaitable[Any] | BaseException] = []
+        for topic, key, value, partition in pending:
+            try:
+                futures.append(await send(topic, key, value, partition))
+            except Exception as exc:  # e.g. no metadata for the topic while the broker is away
+                futures.append(exc)
+        first_failure: int | None = None
+        error: BaseException | None = None
+        for i, fut in enumerate(futures):
+            problem: BaseException | None = fut if isinstance(fut, BaseException) else None
+            if problem is None:
+                try:
+                    await fut  # type: ignore[misc]
+                except Exception as caught:
+                    problem = caught
+            if problem is not None and first_failure is None:
+                first_failure, error = i, problem
+        if first_failure is None:
+            return
+        log.warning("%d of %d sends to resend (%r); retrying in %.1fs",
+                    len(pending) - first_failure, len(pending), error, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+        pending = pending[first_failure:]
+
+
+@dataclass
+class RunnerStats:
+    """Counters for metrics and tests."""
+
+    messages: int = 0
+    batches: int = 0
+    outputs: int = 0
+    ticks: int = 0
+    skipped_unassigned: int = 0
+
+
+class StageRunner:
+    """Runs one stage over batches of one input topic with its table; the only place where
+    the order deliver → persist is decided."""
+
+    def __init__(self, *, name: str, stage: Stage, table: StateTable, send: Sender,
+                 assigned: Callable[[], set[int]] | None = None,
+                 wall: Callable[[], float] = time.monotonic,
+                 idle_after: float = IDLE_AFTER) -> None:
+        self.name = name
+        self.idle_after = idle_after
+        self.stage = stage
+        self.table = table
+        self.send = send
+        self.assigned = assigned
+        self.wall = wall
+        self.lock = asyncio.Lock()
+        self.stats = RunnerStats()
+
+    def _ensure(self, partition: int) -> None:
+        if partition not in self.stage.parts:
+            prefix = state_prefix(partition)
+            items = [(k, v) for k, v in list(self.table.data.items())
+                     if isinstance(k, bytes) and k.startswith(prefix) and v]
+            self.stage.restore(partition, items, self.wall())
+            log.info("%s: partition %d restored (%d state records)", self.name, partition,
+                     len(items))
+
+    def _persist(self, partition: int) -> None:
+        data = self.table.data
+        for key, value in self.stage.take_state(partition):
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+            self.table.send_changelog(partition, key, value)
+
+    async def handle(self, batch: Sequence[Message]) -> list[Output]:
+        """Process a batch (any partitions, in order), deliver, then persist."""
+        async with self.lock:
+            owned = self.assigned() if self.assigned is not None else None
+            wall = self.wall()
+            outputs: list[Output] = []
+            touched: dict[int, None] = {}
+            run: list[tuple[int, bytes | None]] = []
+            run_partition = -1
+            for partition, offset, value in [*batch, (-1, -1, None)]:
+                if partition != run_partition and run:
+                    # consecutive messages of one partition go to the stage together
+                    outputs.extend(self.stage.process_many(run_partition, run, wall))
+                    run = []
+                run_partition = partition
+                if partition < 0:
+                    break
+                if owned is not None and partition not in owned:
+                    # Revoked while buffered: the new owner processes it from its offset.
+                    self.stats.skipped_unassigned += 1
+                    continue
+                self._ensure(partition)
+                touched[partition] = None
+                run.append((offset, value))
+            await deliver(self.send, outputs)
+            for partition in touched:
+                self._persist(partition)
+            self.stats.messages += len(batch)
+            self.stats.batches += 1
+            self.stats.outputs += len(outputs)
+            return outputs
+
+    async def tick(self) -> list[Output]:
+        """Move the clocks of idle partitions; deliver what that decided, then persist."""
+        async with self.lock:
+            wall = self.wall()
+            outputs: list[Output] = []
+            moved: list[int] = []
+            for partition in list(self.stage.parts):
+                out = self.stage.tick_idle(partition, wall, self.idle_after)
+                if out is None:
+                    continue
+                moved.append(partition)
+                outputs.extend(out)
+            if not outputs:
+                # A clock move with nothing due changes no state worth a write every second;
+                # the next input or decision writes the clock with it.
+                return outputs
+            await deliver(self.send, outputs)
+            for partition in moved:
+                self._persist(partition)
+            self.stats.ticks += 1
+            self.stats.outputs += len(outputs)
+            return outputs
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """Restore the partitions assigned to this worker (after table recovery), so their
+        clocks move and their pages fire even before new input arrives."""
+        async with self.lock:
+            for partition in partitions:
+                self._ensure(partition)
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget revoked partitions (waiting for a batch in flight to finish first)."""
+        async with self.lock:
+            for partition in partitions:
+                self.stage.drop(partition)
+
+
+@dataclass
+class Streams:
+    """Everything ``wire`` added to the app."""
+
+    app: faust.App
+    intake: StageRunner
+    incidents: StageRunner
+    intake_agent: Any
+    incident_agent: Any
+    topics: dict[str, str]
+
+
+def wire(
+    app: faust.App,
+    settings: Settings,
+    *,
+    intake: IntakeStage,
+    incidents: IncidentStage,
+    partitions: dict[str, int] | None = None,
+    batch_max: int = 500,
+    batch_within: float = 0.02,
+    change_feed: bool = True,
+    send: Sender | None = None,
+    idle_after: float = IDLE_AFTER,
+) -> Streams:
+    """Add topics, tables, agents, the idle timer and the change feed to ``app``.
+
+    ``partitions`` holds the real partition counts of the ``raw`` and ``keyed`` topics (the
+    tables must match them); ``send`` replaces the Kafka producer (wiring tests);
+    ``idle_after`` is the wall time without input after which a partition's clock moves.
+    """
+    kafka = settings.kafka
+    names = dict(kafka.topics)
+    parts = partitions or {}
+
+    def topic(logical: str) -> faust.TopicT:
+        return app.topic(names[logical], key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw",
+                         partitions=parts.get(logical))
+
+    raw, keyed = topic("raw"), topic("keyed")
+    # stage 1 sends its clock to every stage-2 partition
+    intake.keyed_partitions = parts.get("keyed") or app.conf.topic_partitions
+    out_topics = {name: topic(name) for name in ("keyed", "incidents", "deadletter", "changes")}
+    # bytes in, bytes out: the app's default serializers are raw
+    table_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+    intake_table = app.Table("intake-state", partitions=parts.get("raw"),
+                             help="stage-1 state per alerts.raw partition", **table_opts)
+    incident_table = app.Table("incident-state", partitions=parts.get("keyed"),
+                               help="stage-2 state per alerts.keyed partition", **table_opts)
+
+    async def kafka_send(logical: str, key: bytes | None, value: bytes,
+                         partition: int | None) -> Awaitable[Any]:
+        # force: send now, not when the input offset is committed (faust's default inside
+        # an agent), so the ack can be awaited before state is written.
+        return await out_topics[logical].send(key=key, value=value, partition=partition,
+                                              force=True)
+
+    sender = send or kafka_send
+
+    def owned(topic_name: str) -> Callable[[], set[int]] | None:
+        if send is not None:
+            return None  # wiring tests: no consumer, every partition is ours
+
+        def partitions_owned() -> set[int]:
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name}
+
+        return partitions_owned
+
+    intake_runner = StageRunner(name="intake", stage=intake, table=intake_table, send=sender,
+                                assigned=owned(names["raw"]), idle_after=idle_after)
+    incident_runner = StageRunner(name="incidents", stage=incidents, table=incident_table,
+                                  send=sender, assigned=owned(names["keyed"]),
+                                  idle_after=idle_after)
+
+    async def intake_agent(stream: Any) -> None:  # a faust.Stream
+        async for events in stream.take_events(batch_max, within=batch_within):
+            await intake_runner.handle([(e.message.partition, e.message.offset, e.value)
+                                        for e in events])
+
+    async def incident_agent(stream: Any) -> None:  # a faust.Stream
+        async for events in stream.take_events(batch_max, within=batch_within):
+            await incident_runner.handle([(e.message.partition, e.message.offset, e.value)
+                                          for e in events])
+
+    intake_ag = app.agent(raw, name="triage.intake", concurrency=1)(intake_agent)
+    incident_ag = app.agent(keyed, name="triage.incidents", concurrency=1)(incident_agent)
+
+    feed_task: list[asyncio.Future[None]] = []
+
+    async def tick() -> None:
+        if change_feed and (not feed_task or feed_task[0].done()):
+            # Supervised from the timer rather than an ``app.task`` (which faust cancels
+            # after start-up): restarted here if it ever ends.
+            feed_task[:] = [asyncio.ensure_future(
+                run_change_feed(settings, incidents, stop=lambda: app.should_stop))]
+        await intake_runner.tick()
+        await incident_runner.tick()
+
+    app.timer(TICK_INTERVAL, name="triage.tick")(tick)
+
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        await intake_runner.revoke(tp.partition for tp in revoked if tp.topic == names["raw"])
+        await incident_runner.revoke(tp.partition for tp in revoked
+                                     if tp.topic == names["keyed"])
+
+    async def on_complete(sender: Any, **_: Any) -> None:
+        # Sent when table recovery has finished, before the streams resume.
+        assignment = app.consumer.assignment()
+        await intake_runner.assign(tp.partition for tp in assignment
+                                   if tp.topic == names["raw"])
+        await incident_runner.assign(tp.partition for tp in assignment
+                                     if tp.topic == names["keyed"])
+
+    if send is None:
+        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(on_complete)  # type: ignore[arg-type]
+
+    return Streams(app, intake_runner, incident_runner, intake_ag, incident_ag, names)
+
+
+async def run_change_feed(settings: Settings, incidents: IncidentStage, *,
+                          stop: Callable[[], bool], poll_ms: int = 500) -> None:
+    """Read every partition of ``changes`` from the beginning, without a consumer group, into
+    the shared change index, and keep following it. Change ids make re-reading harmless, so
+    after any error the feed simply starts over."""
+    while not stop():
+        try:
+            await _follow_changes(settings, incidents, stop=stop, poll_ms=poll_ms)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the feed must not take the worker down
+            log.exception("change feed failed; restarting it in 5s")
+            await asyncio.sleep(5)
+
+
+async def _follow_changes(settings: Settings, incidents: IncidentStage, *,
+                          stop: Callable[[], bool], poll_ms: int) -> None:
+    name = settings.kafka.topics["changes"]
+    consumer = AIOKafkaConsumer(**aiokafka_config(settings.kafka), group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                client_id=f"{settings.kafka.app_id}-changes")
+    await consumer.start()
+    try:
+        assigned: set[int] = set()
+        while not stop():
+            found = consumer.partitions_for_topic(name) or set()
+            if found - assigned:  # first look, or partitions added to the topic
+                assigned = set(found)
+                tps = [TopicPartition(name, p) for p in sorted(assigned)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+            if not assigned:
+                await consumer.force_metadata_update()
+                await asyncio.sleep(poll_ms / 1000)
+                continue
+            batch = await consumer.getmany(timeout_ms=poll_ms)
+            for records in batch.values():
+                for record in records:
+                    incidents.add_change(record.value)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,269 @@
+"""Kafka topics and plain clients (kafka-python): ``triage topics create``, ``produce``,
+``consume``, and the client settings every Kafka client of triage shares.
+
+The six topics of DESIGN.md, by logical name (``kafka.topics`` in the config maps each to
+its real name, so tests and tenants can use their own names):
+
+=============  =====================================================================
+``raw``        monitoring's payloads, any format, as received (key: optional)
+``keyed``      stage-1 state changes, keyed by correlation domain
+``changes``    change records (deploys, config, flags), keyed by change id
+``feedback``   responders' judgements (learning stage)
+``incidents``  incident events, keyed by incident id
+``deadletter`` failures with the raw payload and the reason
+=============  =====================================================================
+
+Creating topics is idempotent: existing topics are reported, not an error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from triage.settings import KafkaSettings
+
+LOGICAL_TOPICS = ("raw", "keyed", "changes", "feedback", "incidents", "deadletter")
+
+
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """kafka-python client arguments (bootstrap, SASL, TLS) for ``kafka``.
+
+    >>> client_config(KafkaSettings(bootstrap="a:9092,b:9092"))["bootstrap_servers"]
+    ['a:9092', 'b:9092']
+    """
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in kafka.bootstrap.split(",") if s.strip()],
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism:
+        cfg["sasl_mechanism"] = kafka.sasl_mechanism
+        cfg["sasl_plain_username"] = kafka.sasl_username
+        cfg["sasl_plain_password"] = kafka.sasl_password
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(kafka, key)
+        if value is not None:
+            cfg[key] = str(value)
+    return cfg
+
+
+def topic_name(kafka: KafkaSettings, name: str) -> str:
+    """The real topic for a logical name (``raw``, ``incidents`` ...); other names as given.
+
+    >>> topic_name(KafkaSettings(), "incidents"), topic_name(KafkaSettings(), "my.topic")
+    ('incidents', 'my.topic')
+    """
+    return kafka.topics.get(name, name)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    """What ``create_topics`` did for one topic."""
+
+    logical: str
+    name: str
+    status: str  # created | exists
+    partitions: int
+    note: str = ""
+
+
+def create_topics(
+    kafka: KafkaSettings,
+    *,
+    partitions: int | None = None,
+    replication: int | None = None,
+    retention: float | None = None,
+    names: Iterable[str] = LOGICAL_TOPICS,
+    timeout: float = 30.0,
+) -> list[TopicReport]:
+    """Create the topics that do not exist yet; report the ones that do.
+
+    ``partitions``, ``replication`` and ``retention`` (seconds) default to ``kafka``'s.
+    """
+    parts = partitions or kafka.partitions
+    repl = replication or kafka.replication
+    keep_ms = int(1000 * (retention if retention is not None else kafka.retention))
+    wanted = {topic_name(kafka, n): n for n in names}
+    admin = KafkaAdminClient(**client_config(kafka), client_id="triage-topics",
+                             request_timeout_ms=int(timeout * 1000))
+    try:
+        existing = set(admin.list_topics())
+        reports: list[TopicReport] = []
+        for name, logical in wanted.items():
+            if name in existing:
+                reports.append(_existing(admin, logical, name, parts))
+                continue
+            topic = NewTopic(name, parts, repl, topic_configs={
+                "retention.ms": str(keep_ms), "cleanup.policy": "delete"})
+            try:
+                admin.create_topics([topic], timeout_ms=int(timeout * 1000))
+            except TopicAlreadyExistsError:  # another process created it meanwhile
+                reports.append(_existing(admin, logical, name, parts))
+                continue
+            reports.append(TopicReport(logical, name, "created", parts))
+        _wait_for_leaders(admin, [r.name for r in reports], timeout)
+        return reports
+    finally:
+        admin.close()
+
+
+def _existing(admin: KafkaAdminClient, logical: str, name: str, wanted: int) -> TopicReport:
+    described = admin.describe_topics([name])
+    have = len(described[0].get("partitions") or []) if described else 0
+    note = f"has {have} partitions ({wanted} configured); the worker follows the topic" \
+        if have and have != wanted else ""
+    return TopicReport(logical, name, "exists", have, note)
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout: float) -> None:
+    # A topic just created answers "leader not available" for a moment; clients that start
+    # right after (tests, a worker) should not see that.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = admin.describe_topics(names)
+        if all(t.get("partitions") and all(p.get("leader_id", -1) >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        time.sleep(0.1)
+
+
+def delete_topics(kafka: KafkaSettings, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics (real names) that exist; for tests and resets."""
+    admin = KafkaAdminClient(**client_config(kafka), client_id="triage-topics")
+    try:
+        present = set(admin.list_topics())
+        doomed = [n for n in names if n in present]
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout * 1000))
+    finally:
+        admin.close()
+
+
+def produce_lines(
+    kafka: KafkaSettings,
+    topic: str,
+    lines: Iterable[bytes],
+    *,
+    key: str | None = None,
+    key_field: str | None = None,
+) -> int:
+    """Send each non-empty line as one message, its bytes unchanged; returns the count.
+
+    ``key`` keys every message; ``key_field`` keys each by that top-level field of the
+    line's JSON (lines that are not JSON objects or lack it go unkeyed).
+    """
+    producer = KafkaProducer(**client_config(kafka), acks="all", linger_ms=5,
+                             client_id="triage-produce")
+    sent = 0
+    try:
+        fixed = key.encode() if key is not None else None
+        for line in lines:
+            value = line.rstrip(b"\r\n")
+            if not value.strip():
+                continue
+            producer.send(topic, value=value, key=fixed if key_field is None
+                          else _field_key(value, key_field))
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def _field_key(value: bytes, field: str) -> bytes | None:
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    found = obj.get(field) if isinstance(obj, dict) else None
+    return None if found is None else str(found).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed message."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def consume_records(
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    max_records: int | None = None,
+    timeout: float = 5.0,
+) -> Iterator[Record]:
+    """Every message of ``topic`` from the beginning (no consumer group, nothing committed),
+    until ``max_records`` or until nothing arrives for ``timeout`` seconds."""
+    consumer = KafkaConsumer(**client_config(kafka), group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", client_id="triage-consume")
+    try:
+        parts = _partitions(consumer, topic, timeout)
+        if not parts:
+            return
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        count = 0
+        idle_since = time.monotonic()
+        while max_records is None or count < max_records:
+            batch = consumer.poll(timeout_ms=200)
+            if not batch:
+                if time.monotonic() - idle_since >= timeout:
+                    return
+                continue
+            idle_since = time.monotonic()
+            for msgs in batch.values():
+                for m in msgs:
+                    yield Record(m.partition, m.offset, m.key, m.value, m.timestamp)
+                    count += 1
+                    if max_records is not None and count >= max_records:
+                        return
+    finally:
+        consumer.close()
+
+
+def _partitions(consumer: KafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if time.monotonic() >= deadline:
+            return []
+        time.sleep(0.2)
+
+
+def write_records(records: Iterable[Record], out: IO[bytes], *, meta: bool = False,
+                  on_record: Callable[[Record], None] | None = None) -> int:
+    """Write values as JSON Lines (with ``meta``: partition, offset, key, value)."""
+    n = 0
+    for r in records:
+        if meta:
+            value: Any = None
+            if r.value is not None:
+                try:
+                    value = orjson.loads(r.value)
+                except orjson.JSONDecodeError:
+                    value = r.value.decode("utf-8", "backslashreplace")
+            out.write(orjson.dumps({
+                "partition": r.partition, "offset": r.offset,
+                "key": r.key.decode("utf-8", "backslashreplace") if r.key is not None else None,
+                "timestamp_ms": r.timestamp_ms, "value": value}) + b"\n")
+        else:
+            out.write((r.value or b"") + b"\n")
+        n += 1
+        if on_record is not None:
+            on_record(r)
+    out.flush()
+    return n

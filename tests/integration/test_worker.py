@@ -1,0 +1,138 @@
+"""The worker on a real broker: same result as the embedded runtime, and the faults of
+issue 5 (kill -9 mid-stream, broker restart, malformed floods)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.storms import (
+    check_effectively_once,
+    embedded,
+    storm,
+    summary,
+    without_sentinel,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def expected(case, lines: list[bytes], tmp: Path) -> dict[str, dict]:
+    return {e["event_id"]: e for e in without_sentinel(embedded(case.config, lines, tmp))}
+
+
+def same_incidents(got: list[dict], want: dict[str, dict]) -> None:
+    """Every incident of the embedded run, with all its alerts, and no other; each created
+    once, every duplicate an exact copy. (Update timing may differ by a batch boundary: a
+    live stream is cut into batches where a file is not.)"""
+    by_id = check_effectively_once(without_sentinel(got))
+    assert summary(list(by_id.values())) == summary(list(want.values()))
+
+
+def all_incidents_in(want: dict[str, dict]) -> object:
+    ids = {(e["incident"]["id"], e["type"]) for e in want.values()}
+    return lambda r: ids <= {(e["incident"]["id"], e["type"]) for e in r}
+
+
+def test_worker_gives_the_embedded_result(kafka_case, tmp_path: Path) -> None:
+    case = kafka_case()
+    lines = storm(steps=120)
+    want = expected(case, lines, tmp_path)
+    case.produce(lines)
+    worker = case.start_worker("--idle-after", "600")
+    got = case.wait_for("incidents", all_incidents_in(want), timeout=90, worker=worker)
+    same_incidents(got, want)
+    dead = case.wait_for("deadletter", lambda r: len(r) >= 12, timeout=10)
+    assert {d["error"] for d in dead} == {"TimestampError"} and len(dead) == 12
+
+
+def produce_slowly(case, lines: list[bytes], chunks: int, pause: float) -> threading.Thread:
+    """Publish ``lines`` in ``chunks`` with pauses, in the background (a live stream)."""
+    size = -(-len(lines) // chunks)
+
+    def run() -> None:
+        for i in range(0, len(lines), size):
+            case.produce(lines[i:i + size])
+            time.sleep(pause)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_kill_9_mid_stream_loses_nothing_and_pages_once(kafka_case, tmp_path: Path) -> None:
+    case = kafka_case()
+    lines = storm(steps=480)
+    want = expected(case, lines, tmp_path)
+    producer = produce_slowly(case, lines, chunks=30, pause=0.7)
+    first = case.start_worker("--idle-after", "600")
+    case.wait_for("incidents", lambda r: len(r) >= len(want) // 5, timeout=60, worker=first)
+    first.kill9()
+    assert producer.is_alive(), "the stream ended before the worker was killed"
+    second = case.start_worker("--idle-after", "600")
+    producer.join(60)
+    got = case.wait_for("incidents", all_incidents_in(want), timeout=120, worker=second)
+    same_incidents(got, want)  # nothing lost, nothing paged twice
+    dead = case.wait_for("deadletter", lambda r: len({(d["offset"]) for d in r}) >= 48,
+                         timeout=10)
+    assert len({d["offset"] for d in dead}) == 48
+
+
+def test_broker_restart_mid_stream_the_worker_recovers(kafka_case, own_broker,
+                                                       tmp_path: Path) -> None:
+    case = kafka_case(bootstrap=own_broker.bootstrap)
+    lines = storm(steps=240)
+    want = expected(case, lines, tmp_path)
+    half = len(lines) // 2
+    case.produce(lines[:half])
+    worker = case.start_worker("--idle-after", "600")
+    case.wait_for("incidents", lambda r: len(r) >= 10, timeout=60, worker=worker)
+    own_broker.stop()
+    time.sleep(3)  # the worker runs on without a broker for a while
+    own_broker.start()
+    case.produce(lines[half:])
+    got = case.wait_for("incidents", all_incidents_in(want), timeout=120, worker=worker)
+    assert worker.alive()
+    same_incidents(got, want)
+    worker.stop()  # while its broker is still up: a clean shutdown commits
+
+
+def malformed(i: int) -> bytes:
+    kinds = (b"{oops %d" % i,  # DecodeError
+             b'{"unrecognised": %d}' % i,  # UnknownFormatError
+             b'{"alertname": "X", "service": "s", "at": "never-%d"}' % i,  # TimestampError
+             b"\xff\xfe%d" % i)  # not UTF-8
+    return kinds[i % len(kinds)]
+
+
+MALFORMED = 100_000
+
+
+def test_malformed_flood_is_dead_lettered_and_the_good_ones_triaged(kafka_case,
+                                                                    tmp_path: Path) -> None:
+    case = kafka_case()
+    good = storm(steps=120, malformed_every=0)
+    lines: list[bytes] = []
+    per_good = MALFORMED // len(good) + 1
+    bad = 0
+    for line in good:
+        lines.append(line)
+        for _ in range(per_good):
+            if bad < MALFORMED:
+                lines.append(malformed(bad))
+                bad += 1
+    want = expected(case, good, tmp_path)
+    case.produce(lines)
+    worker = case.start_worker("--idle-after", "600")
+    got = case.wait_for("incidents", all_incidents_in(want), timeout=120, worker=worker)
+    same_incidents(got, want)
+    dead = case.wait_for("deadletter", lambda r: len(r) >= MALFORMED, timeout=60,
+                         worker=worker)
+    assert len({d["offset"] for d in dead}) == MALFORMED
+    assert {d["error"] for d in dead} == {"DecodeError", "UnknownFormatError",
+                                         "TimestampError"}
+    assert all(d["reason"] and d["raw"] for d in dead)
+    assert worker.alive()

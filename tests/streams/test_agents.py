@@ -1,0 +1,103 @@
+"""Wiring only (CONVENTIONS 10): faust's ``agent.test_context()``, memory store, outbound
+sends and the changelog faked. The real broker is exercised in ``tests/integration``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+import pytest
+
+from triage.core.incidents import CorrelationPolicy, IncidentEngine
+from triage.core.pipeline import Pipeline
+from triage.settings import Settings
+from triage.streams.agents import StageRunner, deliver
+from triage.streams.stages import IntakeStage, Output, domain_mapper
+from triage.streams.worker import build_streams
+
+
+class FakeTable:
+    """The slice of a faust Table the runner uses; records the order of everything."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.log = log
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = None, value_serializer: Any = None) -> None:
+        self.log.append(("state", partition, key))
+
+
+class FakeSender:
+    def __init__(self, log: list[Any], fail_first: int = 0) -> None:
+        self.log = log
+        self.fail_first = fail_first
+
+    async def __call__(self, topic: str, key: bytes | None, value: bytes,
+                       partition: int | None = None) -> Awaitable[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            fut.set_exception(ConnectionError("broker away"))
+        else:
+            self.log.append(("sent", topic, key, value))
+            fut.set_result(None)
+        return fut
+
+
+def alert(name: str, service: str, at: float) -> bytes:
+    return orjson.dumps({"alertname": name, "service": service, "at": at})
+
+
+def test_outputs_are_acknowledged_before_state_is_written() -> None:
+    log: list[Any] = []
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, table=FakeTable(log),
+                         send=FakeSender(log))
+    asyncio.run(runner.handle([(0, 0, alert("A", "db", 1.0)), (1, 0, b"junk"),
+                               (0, 1, alert("B", "db", 2.0))]))
+    kinds = [entry[0] for entry in log]
+    assert kinds.index("state") > max(i for i, k in enumerate(kinds) if k == "sent")
+    # per partition, the meta record (offset, clock) is the last state write
+    assert [e[2] for e in log if e[0] == "state" and e[1] == 0][-1] == b"0|m"
+    assert runner.stats.messages == 3
+
+
+def test_failed_sends_are_resent_in_order_until_acknowledged() -> None:
+    log: list[Any] = []
+    asyncio.run(deliver(FakeSender(log, fail_first=3), [Output("keyed", b"k", b"1"),
+                                                         Output("keyed", b"k", b"2")],
+                        retry_delay=0.001))
+    # "2" got through while "1" failed: both go again, so the last copies are in order
+    assert [e[3] for e in log] == [b"2", b"1", b"2"]
+
+
+@pytest.mark.parametrize("partitions", [1])
+def test_agents_route_through_faust_test_context(partitions: int) -> None:
+    log: list[Any] = []
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0.0))
+    streams = build_streams(Settings(), pipeline=Pipeline(), engine=engine,
+                            send=FakeSender(log), change_feed=False)
+    streams.intake.table = FakeTable(log)
+    streams.incidents.table = FakeTable(log)
+
+    async def scenario() -> None:
+        async with streams.intake_agent.test_context() as agent:
+            await agent.put(alert("DiskFull", "db", 100.0))
+            await agent.put(b"{oops")
+            await asyncio.sleep(0.2)  # take_events flushes on its 20 ms timeout
+        keyed = [e[3] for e in log if e[0] == "sent" and e[1] == "keyed"]
+        async with streams.incident_agent.test_context() as agent:
+            for value in keyed:
+                await agent.put(value)
+            await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    sent = [(e[1], e[2]) for e in log if e[0] == "sent"]
+    assert ("keyed", b"db") in sent and ("deadletter", None) in sent
+    created = [orjson.loads(e[3]) for e in log if e[0] == "sent" and e[1] == "incidents"]
+    assert [c["type"] for c in created] == ["incident.created"]
+    assert created[0]["incident"]["services"] == ["db"]
+    assert any(e[0] == "state" for e in log)

@@ -1,0 +1,157 @@
+"""The partitioned stages without Kafka: routing, replay, restore, idle clocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from triage.core.incidents import CorrelationPolicy, IncidentEngine
+from triage.core.pipeline import Pipeline
+from triage.streams.stages import (
+    IncidentStage,
+    IntakeStage,
+    Output,
+    StateWrite,
+    domain_mapper,
+    triaged_from_record,
+)
+
+
+def alert(name: str, service: str, at: float, status: str = "firing") -> bytes:
+    return orjson.dumps({"alertname": name, "service": service, "at": at, "status": status})
+
+
+@pytest.fixture
+def stages() -> Callable[[], tuple[IntakeStage, IncidentStage]]:
+    def make() -> tuple[IntakeStage, IncidentStage]:
+        engine = IncidentEngine(policy=CorrelationPolicy(page_delay=5.0))
+        return IntakeStage(Pipeline(), domain_of=domain_mapper(engine)), IncidentStage(engine)
+    return make
+
+
+def apply(table: dict[bytes, bytes], writes: list[StateWrite]) -> None:
+    for key, value in writes:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+
+def run(intake: IntakeStage, incidents: IncidentStage, messages: list[bytes],
+        table1: dict[bytes, bytes], table2: dict[bytes, bytes], start: int = 0,
+        keyed_offset: list[int] | None = None) -> list[Output]:
+    """Both stages over ``messages`` (all partition 0), persisting after each message."""
+    offsets = keyed_offset if keyed_offset is not None else [0]
+    out: list[Output] = []
+    for i, raw in enumerate(messages, start=start):
+        for output in intake.process(0, i, raw):
+            out.append(output)
+            if output.topic == "keyed":
+                value = output.value
+                out.extend(incidents.process(0, offsets[0], value))
+                offsets[0] += 1
+        apply(table1, intake.take_state(0))
+        apply(table2, incidents.take_state(0))
+    return out
+
+
+def test_routes_alerts_failures_and_changes(stages) -> None:
+    intake, _ = stages()
+    intake.restore(0, [])
+    out = intake.process(0, 0, alert("Up", "db", 100.0))
+    out += intake.process(0, 1, b"{oops")
+    out += intake.process(0, 2, orjson.dumps({"id": "d1", "service": "db", "kind": "deploy",
+                                              "at": 90}))
+    assert [(o.topic, o.key) for o in out] == [
+        ("keyed", b"db"), ("keyed", None), ("deadletter", None), ("changes", b"d1")]
+    assert orjson.loads(out[1].value) == {"schema_version": 1, "kind": "clock", "t": 100.0}
+    dead = orjson.loads(out[2].value)
+    assert (dead["error"], dead["raw"], dead["offset"]) == ("DecodeError", "{oops", 1)
+    assert triaged_from_record(out[0][2])[1] == 100.0
+
+
+def test_a_message_at_or_before_the_saved_offset_is_skipped(stages) -> None:
+    intake, _ = stages()
+    intake.restore(0, [])
+    assert intake.process(0, 5, alert("Up", "db", 100.0))
+    assert intake.process(0, 5, alert("Other", "db", 100.0)) == []
+    assert intake.replayed == 1
+
+
+def test_restored_state_continues_exactly_like_an_uninterrupted_run(stages) -> None:
+    msgs = [alert("A", "cart", 100.0 + i) for i in range(3)] + [
+        alert("B", "cart", 110.0), alert("A", "cart", 200.0, "resolved"),
+        alert("B", "cart", 1500.0, "resolved"), alert("C", "web", 4000.0)]
+    i1, s1 = stages()
+    i1.restore(0, [])
+    s1.restore(0, [])
+    whole = run(i1, s1, msgs, {}, {})
+
+    i2, s2 = stages()
+    i2.restore(0, [])
+    s2.restore(0, [])
+    t1: dict[bytes, bytes] = {}
+    t2: dict[bytes, bytes] = {}
+    offsets = [0]
+    first = run(i2, s2, msgs[:4], t1, t2, keyed_offset=offsets)
+    i3, s3 = stages()  # a new worker: only the tables survive
+    i3.restore(0, sorted(t1.items()))
+    s3.restore(0, sorted(t2.items()))
+    rest = run(i3, s3, msgs[4:], t1, t2, start=4, keyed_offset=offsets)
+    assert first + rest == whole
+    events = [orjson.loads(o.value) for o in whole if o.topic == "incidents"]
+    # the last incident still waits for its page delay: no input after it
+    assert [e["type"] for e in events] == ["incident.created", "incident.resolved"]
+
+
+def test_replaying_after_lost_state_gives_exact_duplicates(stages) -> None:
+    msgs = [alert("A", "cart", 100.0), alert("B", "cart", 200.0)]
+    i1, s1 = stages()
+    i1.restore(0, [])
+    s1.restore(0, [])
+    once = run(i1, s1, msgs, {}, {})
+    i2, s2 = stages()  # crashed before any state was written: everything again
+    i2.restore(0, [])
+    s2.restore(0, [])
+    again = run(i2, s2, msgs, {}, {})
+    assert once == again
+
+
+def test_an_idle_partition_moves_its_clock_with_the_wall(stages) -> None:
+    intake, incidents = stages()
+    intake.restore(0, [], wall=0.0)
+    incidents.restore(0, [], wall=0.0)
+    keyed = intake.process(0, 0, alert("A", "cart", 100.0), wall=0.0)[0].value
+    assert incidents.process(0, 0, keyed, wall=0.0) == []  # waits 5 s for its page
+    assert incidents.tick_idle(0, wall=0.5) is None  # not idle yet
+    assert incidents.tick_idle(0, wall=3.0) == []
+    events = incidents.tick_idle(0, wall=6.0)
+    assert events and orjson.loads(events[0].value)["type"] == "incident.created"
+    assert orjson.loads(events[0].value)["at"] == "1970-01-01T00:01:46.000Z"
+    resolved = intake.tick_idle(0, wall=400.0)  # 5m resolve timeout, no repeat
+    assert resolved and orjson.loads(resolved[0].value)["change"] == "resolved"
+
+
+def test_repeats_move_the_stage_2_clock(stages) -> None:
+    """Repeats send nothing downstream but their time: the page is decided at the first
+    repeat past the page delay, as the embedded runtime decides it."""
+    intake, incidents = stages()
+    intake.restore(0, [])
+    incidents.restore(0, [])
+    events: list[Output] = []
+    for i, t in enumerate((100.0, 103.0, 106.0, 109.0)):
+        for o in intake.process(0, i, alert("A", "cart", t)):
+            events += incidents.process(0, incidents.parts[0].offset + 1, o.value)
+    assert [orjson.loads(e.value)["at"] for e in events] == ["1970-01-01T00:01:46.000Z"]
+
+
+def test_bad_keyed_records_are_dead_lettered(stages) -> None:
+    _, incidents = stages()
+    incidents.restore(0, [])
+    out = incidents.process(0, 0, b'{"kind": "suppressed"}')
+    assert out[0].topic == "deadletter"
+    assert orjson.loads(out[0].value)["error"] == "SchemaError"
+    assert incidents.add_change(b'{"id": "c", "service": "s", "kind": "deploy", "at": 1}')
+    assert not incidents.add_change(b"nope")
