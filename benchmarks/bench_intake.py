@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import gc
 import http.client
-import os
-import platform
 import shutil
 import socket
 import statistics
@@ -36,6 +34,7 @@ from pathlib import Path
 
 import orjson
 
+from machine import describe
 from triage.bootstrap import build_pipeline
 from triage.core import normalize
 from triage.core.fingerprint import Fingerprinter
@@ -46,16 +45,7 @@ from triage.storm import repeat_storm
 
 
 def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return describe()
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import sklearn
 
+from machine import describe
 from triage.core.types import Alert
 from triage.models.nab import evaluate_nab, load_nab, summarize_nab
 from triage.models.noise import train_noise_model
@@ -40,16 +39,7 @@ DEFAULT_NAB = ROOT.parent / "shared" / "data" / "nab-dev"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"CPython {platform.python_version()}, scikit-learn {sklearn.__version__}")
+    return describe(f"scikit-learn {sklearn.__version__}")
 
 
 def main() -> int:
