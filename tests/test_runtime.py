@@ -237,3 +237,29 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
     assert engine.topology.depends_on("cart", "redis") and len(engine.changes) == 1
     assert engine.oncall is not None and engine.oncall.on_call("cart", 1795773600.0)
     assert engine.priority_policy.matrix["critical"]["low"] == "P2"
+
+
+def test_a_bug_in_the_incident_stage_dead_letters_the_line_and_the_run_goes_on(
+        tmp_path: Path) -> None:
+    from triage.core.incidents import IncidentEngine
+    from triage.core.pipeline import Pipeline
+    from triage.runtime import run_embedded
+
+    storm = tmp_path / "storm.jsonl"
+    storm.write_bytes(b'{"alertname": "A", "at": 1800000000}\n'
+                      b'{"alertname": "Boom", "at": 1800000010}\n'
+                      b'{"alertname": "C", "at": 1800000020}\n')
+
+    class Flaky(IncidentEngine):
+        def observe(self, outcomes, now):  # type: ignore[no-untyped-def]
+            if any(getattr(o, "alert", None) and o.alert.name == "Boom" for o in outcomes):
+                raise RuntimeError("bug")
+            return super().observe(outcomes, now)
+
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    result = run_embedded(Pipeline(), engine=Flaky(), input_path=str(storm), output=str(out),
+                          dead_letter=str(dead))
+    (failure,) = records(dead)
+    assert failure["error"] == "RuntimeError" and failure["line"] == 2
+    assert "Boom" in failure["raw"] and "incident stage" in failure["reason"]
+    assert result.lines == 3 and out.read_bytes().count(b"incident.created") == 2

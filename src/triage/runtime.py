@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
-from triage.core.render import render_outcome
+from triage.core.render import render_failure, render_outcome
 from triage.core.types import Failed
 from triage.sinks import JsonLinesSink
 from triage.statefile import Checkpoint, StateFile
@@ -146,7 +146,15 @@ def run_embedded(
                     if record is not None:
                         stage1.write(record)
             if engine is not None:
-                for event in engine.observe(results, now):
+                try:
+                    produced = engine.observe(results, now)
+                except Exception as exc:  # a bug in stage 2 must not end a long replay
+                    failures += 1
+                    dlq.write(render_failure(Failed(
+                        type(exc).__name__, "", f"internal error in the incident stage: "
+                        f"{exc!r}", line.decode("utf-8", "backslashreplace")), now, number))
+                    produced = []
+                for event in produced:
                     out.write(event)
                     events += 1
             if state is not None and (
