@@ -23,6 +23,7 @@ from tests.http.conftest import (
     sample,
     served,
 )
+from triage.core.fingerprint import labelset_fingerprint
 from triage.settings import KafkaSettings
 from triage.streams.publisher import Publisher, PublishError, producer_options
 
@@ -41,7 +42,7 @@ def test_accepted_bodies_are_published_in_an_envelope_after_the_ack() -> None:
             assert resp.status == 200 and await resp.read() == b""
             assert (await client.get("/-/ready")).status == 200
         topic, value, key = producer.sent[0]
-        assert topic == "alerts.raw" and key is None
+        assert topic == "alerts.raw" and key == labelset_fingerprint(ALERT).encode()
         assert orjson.loads(value) == {"received_at": "2027-01-15T08:00:00.000Z",
                                        "payload": ALERT}
         assert producer.stopped == 1  # flushed and closed on shutdown
@@ -195,3 +196,54 @@ def test_producer_options_ask_for_acks_all_and_idempotence() -> None:
     assert opts["bootstrap_servers"] == "k:9092"
     assert (opts["sasl_mechanism"], opts["sasl_plain_username"]) == ("SCRAM-SHA-256", "u")
     assert opts["request_timeout_ms"] == 5000 and opts["max_request_size"] == 2 << 20
+
+
+def _am_alert(name: str, instance: str) -> dict:
+    return {"status": "firing", "labels": {"alertname": name, "instance": instance},
+            "annotations": {}, "startsAt": "2027-01-15T07:59:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": ""}
+
+
+def test_each_body_is_keyed_so_one_alert_lands_on_one_partition() -> None:
+    a, b = {"alertname": "A", "instance": "x"}, {"alertname": "B", "instance": "y"}
+    webhook = {"version": "4", "groupKey": '{}/{}:{alertname="A"}', "status": "firing",
+               "receiver": "triage", "groupLabels": {"alertname": "A"},
+               "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+               "truncatedAlerts": 0, "alerts": [_am_alert("A", "x"), _am_alert("B", "y")]}
+    v2_same = [{"labels": a, "startsAt": "2027-01-15T07:59:00Z"},
+               {"labels": a, "startsAt": "2027-01-15T07:59:30Z"}]
+    v2_mixed = [{"labels": b, "startsAt": "2027-01-15T07:59:00Z"},
+                {"labels": a, "startsAt": "2027-01-15T07:59:00Z"}]
+    silence = {"matchers": [{"name": "alertname", "value": "A", "isRegex": False}],
+               "startsAt": "2027-01-15T07:00:00Z", "endsAt": "2027-01-15T09:00:00Z",
+               "createdBy": "ops", "comment": "maintenance"}
+    cases = [
+        ("/webhook", webhook, b'{}/{}:{alertname="A"}'),  # the group, whatever its alerts
+        ("/api/v2/alerts", v2_same, labelset_fingerprint(a).encode()),
+        ("/api/v2/alerts", v2_mixed, labelset_fingerprint(b).encode()),  # the first alert's
+        ("/api/v1/alerts", [ALERT, ALERT], labelset_fingerprint(ALERT).encode()),
+        ("/api/v1/alerts", silence, None),  # no alert in it
+    ]
+
+    async def body() -> None:
+        metrics, clock, producer = fresh_metrics(), Clock(), StubProducer()
+        async with served(kafka_backend(producer, metrics, clock), metrics,
+                          clock=clock) as client:
+            for path, payload, _ in cases:
+                resp = await client.post(path, data=orjson.dumps(payload))
+                assert resp.status in (200, 202), await resp.text()
+        assert [key for _, _, key in producer.sent] == [key for _, _, key in cases]
+
+    asyncio.run(body())
+
+
+def test_the_pipeline_fingerprinter_keys_an_ha_pair_alike() -> None:
+    from triage.core.fingerprint import Fingerprinter, FingerprintPolicy
+    from triage.http.relay import partition_key
+
+    ha = Fingerprinter(default=FingerprintPolicy(exclude=frozenset({"replica"})))
+    one, two = ({"labels": {"alertname": "A", "replica": r},
+                 "startsAt": "2027-01-15T07:59:00Z"} for r in ("a", "b"))
+    assert partition_key([one], ha) == partition_key([two], ha)
+    assert partition_key([one]) != partition_key([two])  # without the policy they differ
+    assert partition_key({"not": "an alert"}) is None

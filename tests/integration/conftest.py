@@ -186,11 +186,15 @@ class KafkaCase:
         produce_lines(self.kafka, self.topics["raw"], lines, key_field=key_field)
 
     def start_worker(self, *extra: str) -> Worker:
+        """A worker; its /metrics exporter is off unless ``extra`` sets ``--metrics-port``
+        (tests run in parallel: the default port would clash)."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
+        metrics = () if "--metrics-port" in extra else ("--metrics-port", "0")
         proc = subprocess.Popen(
             [TRIAGE, "worker", "--config", str(self.config), "--session-timeout", "6",
-             "--log-level", "warning", *extra],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+             "--log-level", "warning", *metrics, *extra],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.tmp)  # faust writes its data dir in the working directory
         worker = Worker(proc, log)
         self.workers.append(worker)
         return worker

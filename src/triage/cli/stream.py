@@ -158,8 +158,15 @@ def worker(
     idle_after: Annotated[float, typer.Option(
         help="Wall seconds without input after which a partition's event-time clock moves "
         "on with the wall clock (so pages and timeouts fire without new input).")] = 1.0,
+    metrics_host: Annotated[str, typer.Option(
+        help="Address the /metrics exporter listens on.")] = "127.0.0.1",
+    metrics_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Port of the /metrics exporter (Prometheus); 0: off.")] = 9095,
 ) -> None:
-    """Run the faust worker: stage 1 on alerts.raw, stage 2 on alerts.keyed and changes."""
+    """Run the faust worker: stage 1 on alerts.raw, stage 2 on alerts.keyed and changes.
+
+    Serves Prometheus metrics on http://--metrics-host:--metrics-port/metrics.
+    """
     from triage.bootstrap import build_engine, build_pipeline
     from triage.streams.worker import run_worker
 
@@ -173,5 +180,6 @@ def worker(
     for note in notes:
         err.print(f"[yellow]note:[/] {note}")
     code = run_worker(settings, pipeline=pipeline, engine=engine, log_level=log_level,
-                      session_timeout=session_timeout, idle_after=idle_after)
+                      session_timeout=session_timeout, idle_after=idle_after,
+                      metrics_host=metrics_host, metrics_port=metrics_port)
     raise typer.Exit(code)

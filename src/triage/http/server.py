@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+from triage.bootstrap import build_fingerprinter
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.http.app import create_app
@@ -48,7 +49,8 @@ def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetr
         limit = settings.intake.max_payload_bytes
         # the producer must carry whatever the door lets through, envelope included
         publisher = Publisher(settings.kafka, max_request_size=limit + 4096)
-        return KafkaBackend(publisher, metrics, max_payload_bytes=limit, clock=clock)
+        return KafkaBackend(publisher, metrics, max_payload_bytes=limit, clock=clock,
+                            fingerprinter=build_fingerprinter(settings))
     if pipeline is None or engine is None:
         raise ValueError("embedded mode needs a pipeline and an incident engine")
     return EmbeddedBackend(pipeline, engine, metrics, output=options.output,

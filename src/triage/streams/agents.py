@@ -8,6 +8,10 @@
 * The ``changes`` topic is read by every worker in full, without a consumer group (a change
   can be suspect for an incident in any partition), into the index all engines share.
 * A 1 s timer moves the clock of idle partitions (see ``triage.streams.stages``).
+* With ``metrics``: outcomes, incident events and stage latency are counted after each
+  batch is delivered; state sizes and the consumer lag per topic (high watermark minus
+  the next offset the stage will process, summed over the partitions this worker owns)
+  are set by the timer, at most once a second.
 
 Each agent takes batches (``stream.take_events``), runs the stage over them, awaits the
 broker's acks for every output, and only then writes the state deltas into its table (the
@@ -27,6 +31,7 @@ from typing import Any, Protocol
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from triage.metrics import TriageMetrics
 from triage.settings import Settings
 from triage.streams.app import aiokafka_config
 from triage.streams.stages import (
@@ -124,8 +129,10 @@ class StageRunner:
     def __init__(self, *, name: str, stage: Stage, table: StateTable, send: Sender,
                  assigned: Callable[[], set[int]] | None = None,
                  wall: Callable[[], float] = time.monotonic,
-                 idle_after: float = IDLE_AFTER) -> None:
+                 idle_after: float = IDLE_AFTER,
+                 after: Callable[[], None] | None = None) -> None:
         self.name = name
+        self.after = after  # called after each delivered batch or tick (metrics)
         self.idle_after = idle_after
         self.stage = stage
         self.table = table
@@ -183,6 +190,8 @@ class StageRunner:
             self.stats.messages += len(batch)
             self.stats.batches += 1
             self.stats.outputs += len(outputs)
+            if self.after is not None:
+                self.after()
             return outputs
 
     async def tick(self) -> list[Output]:
@@ -200,12 +209,16 @@ class StageRunner:
             if not outputs:
                 # A clock move with nothing due changes no state worth a write every second;
                 # the next input or decision writes the clock with it.
+                if self.after is not None:
+                    self.after()  # a sweep that sent nothing is still counted
                 return outputs
             await deliver(self.send, outputs)
             for partition in moved:
                 self._persist(partition)
             self.stats.ticks += 1
             self.stats.outputs += len(outputs)
+            if self.after is not None:
+                self.after()
             return outputs
 
     async def assign(self, partitions: Iterable[int]) -> None:
@@ -246,12 +259,14 @@ def wire(
     change_feed: bool = True,
     send: Sender | None = None,
     idle_after: float = IDLE_AFTER,
+    metrics: TriageMetrics | None = None,
 ) -> Streams:
     """Add topics, tables, agents, the idle timer and the change feed to ``app``.
 
     ``partitions`` holds the real partition counts of the ``raw`` and ``keyed`` topics (the
     tables must match them); ``send`` replaces the Kafka producer (wiring tests);
-    ``idle_after`` is the wall time without input after which a partition's clock moves.
+    ``idle_after`` is the wall time without input after which a partition's clock moves;
+    ``metrics``, when given, is fed by the agents and the timer.
     """
     kafka = settings.kafka
     names = dict(kafka.topics)
@@ -291,11 +306,43 @@ def wire(
 
         return partitions_owned
 
+    gauges: Callable[[], Awaitable[None]] | None = None
+    after_intake: Callable[[], None] | None = None
+    after_incidents: Callable[[], None] | None = None
+    if metrics is not None:
+        intake.observe = incidents.observe = True
+        version = getattr(intake.template.noise_scorer, "version", None)
+        metrics.set_model_version(version if isinstance(version, str) else None)
+
+        def after_intake() -> None:
+            seen = intake.take_observations()
+            metrics.observe(seen.outcomes)
+            if seen.swept:
+                metrics.swept.inc(seen.swept)
+            for secs in seen.seconds:
+                metrics.observe_seconds("intake", secs)
+
+        def after_incidents() -> None:
+            seen = incidents.take_observations()
+            metrics.observe_events(seen.events)
+            for secs in seen.seconds:
+                metrics.observe_seconds("incidents", secs)
+
+        lag_of = None if send is not None else lambda: consumer_lag(
+            app, {names["raw"]: intake, names["keyed"]: incidents})
+
+        async def gauges() -> None:
+            set_state_sizes(metrics, intake, incidents)
+            if lag_of is not None:
+                for name, lag in lag_of().items():
+                    metrics.set_consumer_lag(name, lag)
+
     intake_runner = StageRunner(name="intake", stage=intake, table=intake_table, send=sender,
-                                assigned=owned(names["raw"]), idle_after=idle_after)
+                                assigned=owned(names["raw"]), idle_after=idle_after,
+                                after=after_intake)
     incident_runner = StageRunner(name="incidents", stage=incidents, table=incident_table,
                                   send=sender, assigned=owned(names["keyed"]),
-                                  idle_after=idle_after)
+                                  idle_after=idle_after, after=after_incidents)
 
     async def intake_agent(stream: Any) -> None:  # a faust.Stream
         async for events in stream.take_events(batch_max, within=batch_within):
@@ -320,6 +367,11 @@ def wire(
                 run_change_feed(settings, incidents, stop=lambda: app.should_stop))]
         await intake_runner.tick()
         await incident_runner.tick()
+        if gauges is not None:
+            try:
+                await gauges()
+            except Exception:  # metrics must never stop the clock
+                log.exception("metrics update failed")
 
     app.timer(TICK_INTERVAL, name="triage.tick")(tick)
 
@@ -341,6 +393,43 @@ def wire(
         app.on_rebalance_complete.connect(on_complete)  # type: ignore[arg-type]
 
     return Streams(app, intake_runner, incident_runner, intake_ag, incident_ag, names)
+
+
+def set_state_sizes(metrics: TriageMetrics, intake: IntakeStage,
+                    incidents: IncidentStage) -> None:
+    """The state-size gauges for the partitions this worker owns (silences: the most any
+    of its partitions knows, since every partition holds the configured ones)."""
+    pipelines = [part.pipeline for part in list(intake.parts.values())]
+    engines = [part.engine for part in list(incidents.parts.values())]
+    metrics.set_state_sizes(
+        active_alerts=sum(1 for p in pipelines for st in p.dedup.states.values()
+                          if st.status == "firing"),
+        open_incidents=sum(1 for e in engines for i in e.incidents.values()
+                           if i.status == "open"),
+        silences=max((len(p.silences) for p in pipelines),
+                     default=len(intake.template.silences)))
+
+
+def consumer_lag(app: faust.App, stages: dict[str, Stage]) -> dict[str, int]:
+    """Messages behind per topic (real name), summed over the partitions of it this worker
+    owns: the high watermark the consumer last fetched minus the next offset the stage will
+    process (its position; a partition not yet restored counts from 0). Partitions whose
+    watermark is not known yet count 0."""
+    lag = dict.fromkeys(stages, 0)
+    for tp in app.consumer.assignment():
+        stage = stages.get(tp.topic)
+        if stage is None:
+            continue
+        try:
+            high = app.consumer.highwater(tp)
+        except Exception:  # not fetched yet, or assignment moving
+            continue
+        if high is None:
+            continue
+        part = stage.parts.get(tp.partition)
+        position = part.offset + 1 if part is not None else 0
+        lag[tp.topic] += max(0, int(high) - position)
+    return lag
 
 
 async def run_change_feed(settings: Settings, incidents: IncidentStage, *,

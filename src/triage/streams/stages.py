@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from time import perf_counter
 from typing import Any, NamedTuple
 
 import orjson
@@ -119,6 +120,21 @@ def domain_mapper(template: IncidentEngine) -> Callable[[Mapping[str, str]], str
     return domain_of
 
 
+@dataclass
+class Observations:
+    """What a stage did since the last ``take_observations`` (for the worker's metrics;
+    collected only while ``IntakeStage.observe`` / ``IncidentStage.observe`` is set).
+
+    ``outcomes``: stage-1 outcomes of the input; ``swept``: state changes stage 1 decided
+    on its own clock; ``events``: incident events; ``seconds``: processing time per payload
+    (stage 1) or per observed group of stage-1 records (stage 2)."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    swept: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
 class IntakeStage:
     """Stage 1 over the partitions of ``alerts.raw`` this worker owns."""
 
@@ -130,6 +146,13 @@ class IntakeStage:
         self.keyed_partitions = keyed_partitions
         self.parts: dict[int, IntakePartition] = {}
         self.replayed = 0  # messages skipped because their effect is already in the state
+        self.observe = False  # collect Observations (metrics)
+        self.observed = Observations()
+
+    def take_observations(self) -> Observations:
+        """What was observed since the last call (empty unless ``observe``)."""
+        taken, self.observed = self.observed, Observations()
+        return taken
 
     def new_pipeline(self) -> Pipeline:
         """A pipeline like the template, with state of its own."""
@@ -178,7 +201,17 @@ class IntakeStage:
             return []
         part.offset = offset
         pipeline = part.pipeline
-        outcomes = pipeline.process(raw if raw is not None else b"")
+        if self.observe:
+            swept_before = pipeline.counts["swept"]
+            started = perf_counter()
+            outcomes = pipeline.process(raw if raw is not None else b"")
+            seen = self.observed
+            seen.seconds.append(perf_counter() - started)
+            swept = pipeline.counts["swept"] - swept_before
+            seen.swept += swept
+            seen.outcomes.extend(outcomes[swept:] if swept else outcomes)
+        else:
+            outcomes = pipeline.process(raw if raw is not None else b"")
         out = self._route(outcomes, pipeline.watermark, partition, offset)
         if part.changes:
             for change in part.changes:
@@ -214,6 +247,8 @@ class IntakeStage:
         part.last_advance = wall
         pipeline = part.pipeline
         outcomes = pipeline.tick(pipeline.watermark + elapsed)
+        if self.observe:
+            self.observed.swept += len(outcomes)
         out = self._route(outcomes, pipeline.watermark, partition, None)
         if out:
             self._clock(part, out)
@@ -269,6 +304,13 @@ class IncidentStage:
         self.changes = template.changes  # shared: every partition sees every change
         self.parts: dict[int, IncidentPartition] = {}
         self.replayed = 0
+        self.observe = False  # collect Observations (metrics)
+        self.observed = Observations()
+
+    def take_observations(self) -> Observations:
+        """What was observed since the last call (empty unless ``observe``)."""
+        taken, self.observed = self.observed, Observations()
+        return taken
 
     def new_engine(self) -> IncidentEngine:
         """An engine like the template, with incidents of its own."""
@@ -353,20 +395,26 @@ class IncidentStage:
                  partition: int) -> list[Output]:
         if not group:
             return []
+        started = perf_counter()
         out = self._guard(part, partition, offset, None,
                           lambda: part.engine.observe(group, part.clock))
+        if self.observe:
+            self.observed.seconds.append(perf_counter() - started)
         part.offset = offset
         return out
 
     def _guard(self, part: IncidentPartition, partition: int, offset: int,
                value: bytes | None, step: Callable[[], list[dict[str, Any]]]) -> list[Output]:
         try:
-            return _events(step())
+            events = step()
         except Exception as exc:  # the boundary: a bug must not stop the stream
             failure = Failed(type(exc).__name__, "", f"internal error: {exc!r}",
                              _text(value), "alerts.keyed")
             return [Output("deadletter", None, _dumps(
                 dead_letter(failure, part.clock, "keyed", partition, offset)))]
+        if self.observe:
+            self.observed.events.extend(events)
+        return _events(events)
 
     def tick_idle(self, partition: int, wall: float,
                   idle_after: float = IDLE_AFTER) -> list[Output] | None:
@@ -376,7 +424,10 @@ class IncidentStage:
             return None
         part.clock += max(0.0, wall - part.last_advance)
         part.last_advance = wall
-        return _events(part.engine.tick(part.clock))
+        events = part.engine.tick(part.clock)
+        if self.observe:
+            self.observed.events.extend(events)
+        return _events(events)
 
     def take_state(self, partition: int) -> list[StateWrite]:
         """The partition's state changed since the last call, meta record last."""

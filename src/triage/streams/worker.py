@@ -3,6 +3,9 @@
 
 Start as many as there are partitions to share; Kafka assigns each worker its partitions of
 ``alerts.raw`` and ``alerts.keyed`` and moves them when a worker joins or leaves.
+
+``/metrics`` (prometheus-client's exporter, in a thread of its own) serves the worker's
+``TriageMetrics`` on ``metrics_host:metrics_port`` (127.0.0.1:9095 by default; port 0: off).
 """
 
 from __future__ import annotations
@@ -10,8 +13,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
+from triage.metrics import TriageMetrics
 from triage.settings import Settings
 from triage.streams.agents import Streams, wire
 from triage.streams.app import build_app
@@ -19,6 +30,9 @@ from triage.streams.stages import IncidentStage, IntakeStage, domain_mapper
 from triage.streams.topics import create_topics
 
 log = logging.getLogger("triage.streams")
+
+METRICS_HOST = "127.0.0.1"
+METRICS_PORT = 9095
 
 
 def build_streams(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine,
@@ -44,7 +58,8 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
 
 def run_worker(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine,
                log_level: str = "info", session_timeout: float = 10.0,
-               idle_after: float = 1.0) -> int:
+               idle_after: float = 1.0, metrics_host: str = METRICS_HOST,
+               metrics_port: int = METRICS_PORT) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     from faust import Worker
 
@@ -52,13 +67,33 @@ def run_worker(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     # kafka-python (topic creation) narrates every connection at INFO
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-    partitions = ensure_topics(settings)
-    streams = build_streams(settings, pipeline=pipeline, engine=engine,
-                            session_timeout=session_timeout, partitions=partitions,
-                            idle_after=idle_after)
-    worker = Worker(streams.app, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    metrics: TriageMetrics | None = None
+    server: Any = None
+    if metrics_port:
+        registry = CollectorRegistry()
+        # the process's own CPU, memory and file descriptors, as the default registry has
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        metrics = TriageMetrics.create(registry)
+        try:
+            server, _ = start_http_server(metrics_port, addr=metrics_host, registry=registry)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d: %s (--metrics-port 0 turns them off)",
+                      metrics_host, metrics_port, exc)
+            return 2
+        log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
     try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
-    return 0
+        partitions = ensure_topics(settings)
+        streams = build_streams(settings, pipeline=pipeline, engine=engine,
+                                session_timeout=session_timeout, partitions=partitions,
+                                idle_after=idle_after, metrics=metrics)
+        worker = Worker(streams.app, loglevel=log_level, quiet=True, redirect_stdouts=False)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+        return 0
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
