@@ -7,8 +7,9 @@
    keep-alive ``http.client`` connection to a real Alertmanager's ``/api/v2/alerts``
    (Debian ``prometheus-alertmanager``, started here on 127.0.0.1 with a throwaway config), and
    the same bytes go through triage's full path, intake and incidents (``Pipeline.process`` +
-   ``IncidentEngine.observe``). triage has no HTTP receiver yet, so its side is the
-   **embedded path, no HTTP**; the ratio is labelled as such.
+   ``IncidentEngine.observe``), and, over HTTP like Alertmanager, to ``triage serve``'s
+   ``/api/v2/alerts`` (embedded mode, no ``--state``) with the same client. Both ratios are
+   printed, each labelled.
 2. **Memory per active alert**: ``--memory-alerts`` distinct firing alerts in batches of 10;
    RSS growth of Alertmanager against RSS growth of a fresh triage process holding them in
    dedup state *and* in incidents.
@@ -101,6 +102,19 @@ class Alertmanager:
         self.proc.wait(timeout=10)
 
 
+class TriageServe(Alertmanager):
+    """``triage serve`` (embedded mode) on a free 127.0.0.1 port, posted to like Alertmanager."""
+
+    def __init__(self, config: Path, tmp: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "triage.cli", "serve", "--config", str(config),
+             "--port", str(self.port), "--output", str(tmp / "incidents.jsonl"),
+             "--dead-letter", str(tmp / "dead.jsonl")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.conn = self._ready()
+
+
 def shifted_bodies(folder: Path, batch: int) -> list[bytes]:
     """The storm's alerts, in delivery order, as API v2 bodies of ``batch`` alerts (as
     Prometheus batches its POSTs), every timestamp moved so the storm ends now."""
@@ -133,7 +147,7 @@ def ingest(folder: Path, binary: str | None, repeats: int, batch: int) -> dict[s
     out: dict[str, Any] = {"alerts": n, "batches": len(bodies),
                            "triage_embedded_alerts_per_s": statistics.median(triage_rates),
                            "triage_pages": engine.counts.get("incident.created", 0)}
-    print(f"  triage, embedded (no HTTP receiver yet), full triage: "
+    print(f"  triage, embedded (in process, no HTTP), full triage: "
           f"{out['triage_embedded_alerts_per_s']:>10,.0f} alerts/s "
           f"({n:,} alerts in {len(bodies):,} bodies, median of {repeats})")
     if binary is None:
@@ -150,11 +164,27 @@ def ingest(folder: Path, binary: str | None, repeats: int, batch: int) -> dict[s
                 am_rates.append(n / (time.perf_counter() - start))
             finally:
                 am.stop()
+    serve_rates = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            serve = TriageServe(folder / "triage.yaml", Path(tmp))
+            try:
+                start = time.perf_counter()
+                for body in bodies:
+                    serve.post(body)
+                serve_rates.append(n / (time.perf_counter() - start))
+            finally:
+                serve.stop()
     out["alertmanager_alerts_per_s"] = statistics.median(am_rates)
+    out["triage_serve_alerts_per_s"] = statistics.median(serve_rates)
     out["ratio"] = out["triage_embedded_alerts_per_s"] / out["alertmanager_alerts_per_s"]
+    out["ratio_http"] = out["triage_serve_alerts_per_s"] / out["alertmanager_alerts_per_s"]
     print(f"  Alertmanager 0.25, POST /api/v2/alerts, one keep-alive client:  "
           f"{out['alertmanager_alerts_per_s']:>10,.0f} alerts/s")
-    print(f"  ratio triage (embedded) / Alertmanager (HTTP): {out['ratio']:.2f}x")
+    print(f"  triage serve (embedded, full triage), POST /api/v2/alerts, same client: "
+          f"{out['triage_serve_alerts_per_s']:>10,.0f} alerts/s")
+    print(f"  ratio triage (embedded, in process) / Alertmanager (HTTP): {out['ratio']:.2f}x")
+    print(f"  ratio triage serve (HTTP) / Alertmanager (HTTP): {out['ratio_http']:.2f}x")
     return out
 
 
