@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,23 @@ class TriageServe(Alertmanager):
         self.conn = self._ready()
 
 
+def post_rates(start: Callable[[Path], Alertmanager], bodies: list[bytes], n: int,
+               repeats: int) -> list[float]:
+    """alerts/s posting ``bodies`` to a fresh server (``start(tmp)``), ``repeats`` times."""
+    rates = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            server = start(Path(tmp))
+            try:
+                began = time.perf_counter()
+                for body in bodies:
+                    server.post(body)
+                rates.append(n / (time.perf_counter() - began))
+            finally:
+                server.stop()
+    return rates
+
+
 def shifted_bodies(folder: Path, batch: int) -> list[bytes]:
     """The storm's alerts, in delivery order, as API v2 bodies of ``batch`` alerts (as
     Prometheus batches its POSTs), every timestamp moved so the storm ends now."""
@@ -153,28 +171,9 @@ def ingest(folder: Path, binary: str | None, repeats: int, batch: int) -> dict[s
     if binary is None:
         print("  Alertmanager not installed (apt-get install prometheus-alertmanager): skipped")
         return out
-    am_rates = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            am = Alertmanager(binary, Path(tmp))
-            try:
-                start = time.perf_counter()
-                for body in bodies:
-                    am.post(body)
-                am_rates.append(n / (time.perf_counter() - start))
-            finally:
-                am.stop()
-    serve_rates = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            serve = TriageServe(folder / "triage.yaml", Path(tmp))
-            try:
-                start = time.perf_counter()
-                for body in bodies:
-                    serve.post(body)
-                serve_rates.append(n / (time.perf_counter() - start))
-            finally:
-                serve.stop()
+    am_rates = post_rates(lambda tmp: Alertmanager(binary, tmp), bodies, n, repeats)
+    serve_rates = post_rates(lambda tmp: TriageServe(folder / "triage.yaml", tmp), bodies, n,
+                             repeats)
     out["alertmanager_alerts_per_s"] = statistics.median(am_rates)
     out["triage_serve_alerts_per_s"] = statistics.median(serve_rates)
     out["ratio"] = out["triage_embedded_alerts_per_s"] / out["alertmanager_alerts_per_s"]

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import socket
 import statistics
@@ -53,6 +51,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaAdminClient
 
+from machine import describe
 from triage.settings import KafkaSettings
 from triage.streams.topics import consume_records, create_topics, delete_topics
 
@@ -377,22 +376,7 @@ def latency_run(bootstrap: str, tmp: Path, rate: int, seconds: float) -> dict[st
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kib / 2**20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}; "
-            f"CPython {platform.python_version()}")
+    return describe(memory=True)
 
 
 def median(xs: list[float]) -> float:

@@ -9,8 +9,9 @@ import platform
 from pathlib import Path
 
 
-def describe(*extra: str) -> str:
-    """CPU model, cores, OS and Python, plus ``extra`` (library versions)."""
+def describe(*extra: str, memory: bool = False) -> str:
+    """CPU model, cores (and with ``memory`` the RAM), OS and Python, plus ``extra``
+    (library versions)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -19,6 +20,13 @@ def describe(*extra: str) -> str:
                 break
     except OSError:
         pass
-    parts = [f"{cpu}, {os.cpu_count()} cores", f"{platform.system()} {platform.release()}",
+    mem = ""
+    if memory:
+        try:
+            kib = int(Path("/proc/meminfo").read_text().split()[1])
+            mem = f", {kib / 2**20:.0f} GiB"
+        except (OSError, ValueError, IndexError):
+            pass
+    parts = [f"{cpu}, {os.cpu_count()} cores{mem}", f"{platform.system()} {platform.release()}",
              f"CPython {platform.python_version()}", *extra]
     return ", ".join(parts)
