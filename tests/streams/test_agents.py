@@ -18,31 +18,26 @@ from triage.streams.stages import IntakeStage, Output, domain_mapper
 from triage.streams.worker import build_streams
 
 
-class FakeTable:
-    """The slice of a faust Table the runner uses; records the order of everything."""
-
-    def __init__(self, log: list[Any]) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.log = log
-
-    def send_changelog(self, partition: int | None, key: Any, value: Any,
-                       key_serializer: Any = None, value_serializer: Any = None) -> None:
-        self.log.append(("state", partition, key))
-
-
 class FakeSender:
-    def __init__(self, log: list[Any], fail_first: int = 0) -> None:
+    def __init__(self, log: list[Any], fail_first: int = 0, lose_state: int = 0) -> None:
         self.log = log
         self.fail_first = fail_first
+        self.lose_state = lose_state  # state records whose ack fails (after being queued)
 
-    async def __call__(self, topic: str, key: bytes | None, value: bytes,
+    async def __call__(self, topic: str, key: bytes | None, value: bytes | None,
                        partition: int | None = None) -> Awaitable[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.fail_first > 0:
             self.fail_first -= 1
             fut.set_exception(ConnectionError("broker away"))
         else:
-            self.log.append(("sent", topic, key, value))
+            # state records (the tables' changelogs) logged apart from outputs
+            kind = "state" if topic.endswith("-state") else "sent"
+            if kind == "state" and self.lose_state > 0:
+                self.lose_state -= 1
+                fut.set_exception(ConnectionError("leader moved"))
+                return fut
+            self.log.append((kind, topic, key, value, partition))
             fut.set_result(None)
         return fut
 
@@ -54,15 +49,37 @@ def alert(name: str, service: str, at: float) -> bytes:
 def test_outputs_are_acknowledged_before_state_is_written() -> None:
     log: list[Any] = []
     stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
-    runner = StageRunner(name="intake", stage=stage, table=FakeTable(log),
+    data: dict[bytes, bytes] = {}
+    runner = StageRunner(name="intake", stage=stage, data=data, changelog="intake-state",
                          send=FakeSender(log))
     asyncio.run(runner.handle([(0, 0, alert("A", "db", 1.0)), (1, 0, b"junk"),
                                (0, 1, alert("B", "db", 2.0))]))
     kinds = [entry[0] for entry in log]
     assert kinds.index("state") > max(i for i, k in enumerate(kinds) if k == "sent")
     # per partition, the meta record (offset, clock) is the last state write
-    assert [e[2] for e in log if e[0] == "state" and e[1] == 0][-1] == b"0|m"
+    assert [e[2] for e in log if e[0] == "state" and e[4] == 0][-1] == b"0|m"
+    # the table holds what the changelog was sent
+    assert data == {e[2]: e[3] for e in log if e[0] == "state"}
     assert runner.stats.messages == 3
+
+
+def test_lost_state_records_are_written_again_before_newer_state() -> None:
+    log: list[Any] = []
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    # every state record of the first batch fails after it was queued
+    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
+                         send=FakeSender(log, lose_state=2))
+    asyncio.run(runner.handle([(0, 0, alert("A", "db", 1.0))]))
+    assert [e for e in log if e[0] == "state"] == []  # not confirmed yet: pipelined
+    asyncio.run(runner.handle([(0, 1, alert("B", "db", 2.0))]))
+    state = [(e[2], orjson.loads(e[3]) if e[2].endswith(b"|m") else None)
+             for e in log if e[0] == "state"]
+    metas = [rec["offset"] for key, rec in state if key == b"0|m"]
+    # batch 1's records (alert A, meta at offset 0) again, then batch 2's: newest last
+    assert metas == [0, 1]
+    keys = [key for key, _ in state]
+    assert keys.index(b"0|m") < keys.index(b"0|m", keys.index(b"0|m") + 1)
+    assert any(k.startswith(b"0|a|") for k in keys[:keys.index(b"0|m")])
 
 
 def test_failed_sends_are_resent_in_order_until_acknowledged() -> None:
@@ -80,8 +97,6 @@ def test_agents_route_through_faust_test_context(partitions: int) -> None:
     engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0.0))
     streams = build_streams(Settings(), pipeline=Pipeline(), engine=engine,
                             send=FakeSender(log), change_feed=False)
-    streams.intake.table = FakeTable(log)
-    streams.incidents.table = FakeTable(log)
 
     async def scenario() -> None:
         async with streams.intake_agent.test_context() as agent:

@@ -14,9 +14,15 @@
   are set by the timer, at most once a second.
 
 Each agent takes batches (``stream.take_events``), runs the stage over them, awaits the
-broker's acks for every output, and only then writes the state deltas into its table (the
-changelog is flushed before faust commits the input offsets). Agent concurrency is 1: with
+broker's acks for every output, and only then writes the state deltas into its table and
+their changelog topic. Those changelog writes are pipelined: their acks are awaited at the
+start of the next write (failed ones are sent again, in order, before anything newer), and
+faust flushes the producer before it commits input offsets. Agent concurrency is 1: with
 more, faust can commit past a message still in flight (faust-streaming issue 606).
+
+Outputs and changelog records go straight to the app's aiokafka producer: faust's
+``Topic.send`` path (channel, future message, producer buffer) cost more per record than
+both stages together (see BENCHMARKS.md, issue 5).
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,9 +52,22 @@ from triage.streams.stages import (
 log = logging.getLogger("triage.streams")
 
 # send(logical topic, key, value, partition) -> a future resolved when the broker acked it
-Sender = Callable[[str, bytes | None, bytes, int | None], Awaitable[Awaitable[Any]]]
+# (value None: a tombstone, for changelog deletes)
+Sender = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[Awaitable[Any]]]
 Message = tuple[int, int, bytes | None]  # partition, offset, value
+
+
+class StateOutput(NamedTuple):
+    """A state record for a table's changelog (value None: the key was deleted)."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+    partition: int
+
 TICK_INTERVAL = 1.0
+# the logical names ``send`` knows the tables' changelog topics by
+INTAKE_STATE, INCIDENT_STATE = "intake-state", "incident-state"
 
 
 class Stage(Protocol):
@@ -66,23 +85,14 @@ class Stage(Protocol):
     def take_state(self, partition: int) -> list[StateWrite]: ...
 
 
-class StateTable(Protocol):
-    """The slice of a faust ``Table`` the runner uses (a fake in wiring tests)."""
-
-    @property
-    def data(self) -> Any: ...
-    def send_changelog(self, partition: int | None, key: Any, value: Any,
-                       key_serializer: Any = ..., value_serializer: Any = ...) -> Any: ...
-
-
-async def deliver(send: Sender, outputs: Sequence[Output], *, retry_delay: float = 0.5,
-                  max_delay: float = 10.0) -> None:
+async def deliver(send: Sender, outputs: Sequence[Output | StateOutput], *,
+                  retry_delay: float = 0.5, max_delay: float = 10.0) -> None:
     """Send every output and wait for every ack. When a send fails (broker down, leader
     moving), everything from the first failure on is sent again after a back-off, for as
     long as it takes: an output is never dropped, state is written only after this returns,
     and the last copy of each output comes in the original order (earlier copies are exact
     duplicates with the same event id)."""
-    pending = list(outputs)
+    pending: list[Output | StateOutput] = list(outputs)
     delay = retry_delay
     while pending:
         futures: list[Awaitable[Any] | BaseException] = []
@@ -126,7 +136,8 @@ class StageRunner:
     """Runs one stage over batches of one input topic with its table; the only place where
     the order deliver → persist is decided."""
 
-    def __init__(self, *, name: str, stage: Stage, table: StateTable, send: Sender,
+    def __init__(self, *, name: str, stage: Stage, data: MutableMapping[Any, Any],
+                 changelog: str, send: Sender,
                  assigned: Callable[[], set[int]] | None = None,
                  wall: Callable[[], float] = time.monotonic,
                  idle_after: float = IDLE_AFTER,
@@ -135,30 +146,56 @@ class StageRunner:
         self.after = after  # called after each delivered batch or tick (metrics)
         self.idle_after = idle_after
         self.stage = stage
-        self.table = table
+        self.data = data  # the table's contents: what a restored partition is built from
+        self.changelog = changelog  # the logical topic ``send`` writes state records to
         self.send = send
         self.assigned = assigned
         self.wall = wall
         self.lock = asyncio.Lock()
         self.stats = RunnerStats()
+        self._unconfirmed: list[tuple[StateOutput, Awaitable[Any]]] = []
 
     def _ensure(self, partition: int) -> None:
         if partition not in self.stage.parts:
             prefix = state_prefix(partition)
-            items = [(k, v) for k, v in list(self.table.data.items())
+            items = [(k, v) for k, v in list(self.data.items())
                      if isinstance(k, bytes) and k.startswith(prefix) and v]
             self.stage.restore(partition, items, self.wall())
             log.info("%s: partition %d restored (%d state records)", self.name, partition,
                      len(items))
 
-    def _persist(self, partition: int) -> None:
-        data = self.table.data
-        for key, value in self.stage.take_state(partition):
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
-            self.table.send_changelog(partition, key, value)
+    async def _confirm_state(self) -> None:
+        """Wait for the acks of the state records sent so far; from the first that failed
+        on, send them again (in order, so a key's newest value is the last one written)."""
+        pending, self._unconfirmed = self._unconfirmed, []
+        for i, (_, fut) in enumerate(pending):
+            try:
+                await fut
+            except Exception:
+                await deliver(self.send, [record for record, _ in pending[i:]])
+                return
+
+    async def _persist(self, partitions: Iterable[int]) -> None:
+        """Write the state the stage changed: into the table at once, to the changelog
+        without waiting (confirmed by the next call, flushed before offsets commit)."""
+        await self._confirm_state()
+        records: list[StateOutput] = []
+        data = self.data
+        for partition in partitions:
+            for key, value in self.stage.take_state(partition):
+                if value is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
+                records.append(StateOutput(self.changelog, key, value, partition))
+        for i, record in enumerate(records):
+            try:
+                fut = await self.send(*record)
+            except Exception:  # e.g. no metadata while the broker is away
+                await self._confirm_state()
+                await deliver(self.send, records[i:])
+                return
+            self._unconfirmed.append((record, fut))
 
     async def handle(self, batch: Sequence[Message]) -> list[Output]:
         """Process a batch (any partitions, in order), deliver, then persist."""
@@ -185,8 +222,7 @@ class StageRunner:
                 touched[partition] = None
                 run.append((offset, value))
             await deliver(self.send, outputs)
-            for partition in touched:
-                self._persist(partition)
+            await self._persist(touched)
             self.stats.messages += len(batch)
             self.stats.batches += 1
             self.stats.outputs += len(outputs)
@@ -213,8 +249,7 @@ class StageRunner:
                     self.after()  # a sweep that sent nothing is still counted
                 return outputs
             await deliver(self.send, outputs)
-            for partition in moved:
-                self._persist(partition)
+            await self._persist(moved)
             self.stats.ticks += 1
             self.stats.outputs += len(outputs)
             if self.after is not None:
@@ -229,8 +264,10 @@ class StageRunner:
                 self._ensure(partition)
 
     async def revoke(self, partitions: Iterable[int]) -> None:
-        """Forget revoked partitions (waiting for a batch in flight to finish first)."""
+        """Forget revoked partitions (waiting for a batch in flight to finish first, and
+        for its state to be written)."""
         async with self.lock:
+            await self._confirm_state()
             for partition in partitions:
                 self.stage.drop(partition)
 
@@ -288,12 +325,16 @@ def wire(
     incident_table = app.Table("incident-state", partitions=parts.get("keyed"),
                                help="stage-2 state per alerts.keyed partition", **table_opts)
 
-    async def kafka_send(logical: str, key: bytes | None, value: bytes,
+    real = {logical: t.get_topic_name() for logical, t in out_topics.items()}
+    real[INTAKE_STATE] = intake_table.changelog_topic.get_topic_name()
+    real[INCIDENT_STATE] = incident_table.changelog_topic.get_topic_name()
+
+    async def kafka_send(logical: str, key: bytes | None, value: bytes | None,
                          partition: int | None) -> Awaitable[Any]:
-        # force: send now, not when the input offset is committed (faust's default inside
-        # an agent), so the ack can be awaited before state is written.
-        return await out_topics[logical].send(key=key, value=value, partition=partition,
-                                              force=True)
+        # The app's producer itself: sent now (not when the input offset is committed,
+        # faust's default inside an agent), so the ack can be awaited before state is
+        # written; and without faust's per-record channel machinery.
+        return await app.producer.send(real[logical], key, value, partition, None, None)
 
     sender = send or kafka_send
 
@@ -337,10 +378,12 @@ def wire(
                 for name, lag in lag_of().items():
                     metrics.set_consumer_lag(name, lag)
 
-    intake_runner = StageRunner(name="intake", stage=intake, table=intake_table, send=sender,
+    intake_runner = StageRunner(name="intake", stage=intake, data=intake_table.data,
+                                changelog=INTAKE_STATE, send=sender,
                                 assigned=owned(names["raw"]), idle_after=idle_after,
                                 after=after_intake)
-    incident_runner = StageRunner(name="incidents", stage=incidents, table=incident_table,
+    incident_runner = StageRunner(name="incidents", stage=incidents,
+                                  data=incident_table.data, changelog=INCIDENT_STATE,
                                   send=sender, assigned=owned(names["keyed"]),
                                   idle_after=idle_after, after=after_incidents)
 
