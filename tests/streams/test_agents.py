@@ -69,9 +69,13 @@ def test_lost_state_records_are_written_again_before_newer_state() -> None:
     # every state record of the first batch fails after it was queued
     runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
                          send=FakeSender(log, lose_state=2))
-    asyncio.run(runner.handle([(0, 0, alert("A", "db", 1.0))]))
-    assert [e for e in log if e[0] == "state"] == []  # not confirmed yet: pipelined
-    asyncio.run(runner.handle([(0, 1, alert("B", "db", 2.0))]))
+
+    async def two_batches() -> None:
+        await runner.handle([(0, 0, alert("A", "db", 1.0))])
+        assert [e for e in log if e[0] == "state"] == []  # not confirmed yet: pipelined
+        await runner.handle([(0, 1, alert("B", "db", 2.0))])
+
+    asyncio.run(two_batches())
     state = [(e[2], orjson.loads(e[3]) if e[2].endswith(b"|m") else None)
              for e in log if e[0] == "state"]
     metas = [rec["offset"] for key, rec in state if key == b"0|m"]
@@ -95,8 +99,10 @@ def test_failed_sends_are_resent_in_order_until_acknowledged() -> None:
 def test_agents_route_through_faust_test_context(partitions: int) -> None:
     log: list[Any] = []
     engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0.0))
+    # one partition each: routing between partitions is tested in test_routing.py
     streams = build_streams(Settings(), pipeline=Pipeline(), engine=engine,
-                            send=FakeSender(log), change_feed=False)
+                            send=FakeSender(log), change_feed=False,
+                            partitions={"raw": partitions, "keyed": partitions})
 
     async def scenario() -> None:
         async with streams.intake_agent.test_context() as agent:

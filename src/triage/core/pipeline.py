@@ -17,6 +17,13 @@ An Alertmanager API v2 silence object (``matchers``, ``startsAt``, ``endsAt``, `
 ``comment``) on the input adds that silence; it is state, persisted like dedup state. A change
 record (``id``, ``service``, ``kind``, ``at``) is handed to ``on_change`` (stage 2's suspect
 changes). Neither is an alert, so neither counts in the reconciliation.
+
+``process`` is ``read`` (decode, take in silences and change records, normalize,
+fingerprint) then ``triage`` (clock, gates, dedup, counts). A partitioned runtime calls the
+two itself: it reads a payload, keeps the alerts whose state it owns and hands the others,
+already normalized and fingerprinted, to their owners, which pass them to ``triage`` with the
+time the payload was read at (``clock``), so every alert is gated, deduplicated and counted
+once, exactly as ``process`` would have done it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -33,7 +40,7 @@ from triage.core.changes import ChangeRecord, change_from_dict, is_change_record
 from triage.core.dedup import AlertState, DedupStore, Hold
 from triage.core.fingerprint import Fingerprinter
 from triage.core.normalize._common import failed
-from triage.core.silences import SilenceSet, silence_from_alertmanager
+from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds
 from triage.core.timeutil import parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Suppressed
@@ -53,6 +60,22 @@ class IntakeLimits:
     max_payload_bytes: int = 1 << 20
     sweep_interval: float = 15.0
     silence_retention: float = 86400.0
+
+
+class Read(NamedTuple):
+    """A payload read by ``Pipeline.read``, not triaged yet.
+
+    ``items``: its alerts, normalized and fingerprinted, and its bad alerts (``Failed``), in
+    input order; None when there is nothing to triage: the payload was a silence or a change
+    record (taken in already), or unreadable. ``done``: the outcomes of such a payload
+    (already counted: its ``Failed``). ``now``: the receive time (envelope or caller), if
+    known. ``silence``: the silence the payload added, if it was one.
+    """
+
+    items: list[Alert | Failed] | None
+    now: float | None = None
+    done: tuple[Outcome, ...] = ()
+    silence: Silence | None = None
 
 
 class Pipeline:
@@ -100,6 +123,21 @@ class Pipeline:
         ``now`` is the receive time; without it the clock is event time: the latest
         timestamp seen so far (a watermark that never goes backwards).
         """
+        read = self.read(raw, now)
+        if read.items is None:
+            return list(read.done)
+        return self._triage(read.items, read.now)
+
+    def read(self, raw: bytes | str | Any, now: float | None = None) -> Read:
+        """Decode one payload, take in a silence or change record, normalize and fingerprint
+        its alerts; nothing is triaged or counted but a payload that failed as a whole.
+
+        >>> p = Pipeline()
+        >>> read = p.read(b'[{"alertname": "A", "at": 5}, {"alertname": "B", "at": 7}]')
+        >>> [a.fingerprint for a in read.items] == [p.fingerprinter.fingerprint("generic",
+        ...     {"alertname": n}) for n in "AB"], p.clock(read.items, read.now), p.counts["in"]
+        (True, 7.0, 0)
+        """
         try:
             payload = self._decode(raw)
             if isinstance(payload, dict) and "payload" in payload and "received_at" in payload:
@@ -110,14 +148,45 @@ class Pipeline:
             if isinstance(payload, dict) and "matchers" in payload and "createdBy" in payload:
                 return self._add_silence(payload, raw)
             if is_change_record(payload):
-                return self._add_change(payload, raw)
+                return Read(None, done=tuple(self._add_change(payload, raw)))
             items = normalizers.normalize(payload)
         except InputError as exc:
-            return self._count([failed(exc, _raw_text(raw), None)])
+            return Read(None, done=tuple(self._count([failed(exc, _raw_text(raw), None)])))
         except Exception as exc:  # the boundary: nothing escapes, and the payload is kept
-            return self._count([Failed(type(exc).__name__, "", f"internal error: {exc!r}",
-                                       _raw_text(raw))])
+            return Read(None, done=tuple(self._count([Failed(
+                type(exc).__name__, "", f"internal error: {exc!r}", _raw_text(raw))])))
+        fingerprint = self.fingerprinter.fingerprint
+        for item in items:
+            if isinstance(item, Alert):
+                item.fingerprint = fingerprint(item.source, item.labels)
+        return Read(items, now)
+
+    def triage(self, items: list[Alert | Failed], now: float | None = None) -> list[Outcome]:
+        """Triage alerts already read (normalized and fingerprinted, as ``read`` leaves
+        them; ``Failed`` items pass through), one outcome each, counted, after what the
+        clock moving to ``now`` (default: as ``process`` decides it) expired.
+
+        >>> p = Pipeline()
+        >>> items = p.read(b'{"alertname": "A", "at": 5}').items
+        >>> [o.kind for o in p.triage(items, 5.0)], p.counts["in"]
+        (['triaged'], 1)
+        """
         return self._triage(items, now)
+
+    def clock(self, items: list[Alert | Failed], now: float | None = None) -> float:
+        """The time ``triage(items, now)`` observes ``items`` at: ``now`` if given, else the
+        latest time of the alerts; never before the watermark. Changes nothing."""
+        if now is None:
+            now = max((a.at for a in items if isinstance(a, Alert)), default=self.watermark)
+        return self.watermark if now < self.watermark else now
+
+    def add_silence(self, silence: Silence, *, copy: bool = False) -> None:
+        """Add a silence to the state (persisted with it). ``copy``: one already counted
+        where it was received (a partitioned runtime gives every partition a copy), counted
+        as ``silences_copied`` rather than ``silences_added``."""
+        self.silences.add(silence)
+        self.silences_changed = True
+        self.counts["silences_copied" if copy else "silences_added"] += 1
 
     def tick(self, now: float) -> list[Outcome]:
         """Advance the clock to ``now`` without input: expire timed-out and resolved state."""
@@ -140,14 +209,9 @@ class Pipeline:
         return raw
 
     def _triage(self, items: list[Alert | Failed], now: float | None) -> list[Outcome]:
-        alerts = [a for a in items if isinstance(a, Alert)]
-        if now is None:
-            now = max((a.at for a in alerts), default=self.watermark)
-        if now < self.watermark:
-            now = self.watermark  # the clock never goes backwards (late or replayed input)
-        self.watermark = now
+        # the clock never goes backwards (late or replayed input)
+        now = self.watermark = self.clock(items, now)
         swept = self._sweep(now) if now >= self.next_sweep else []
-        fingerprint = self.fingerprinter.fingerprint
         match_silence = self.silences.match if len(self.silences) else None
         thresholds = self.thresholds
         observe = self.dedup.observe
@@ -160,7 +224,6 @@ class Pipeline:
                 plan.append(item)
                 continue
             alert = item
-            alert.fingerprint = fingerprint(alert.source, alert.labels)
             if alert.at <= 0.0:  # the sender gave no time: it happened when we got it
                 alert.at = now
                 if alert.starts_at <= 0.0:
@@ -249,18 +312,18 @@ class Pipeline:
         self.counts["swept"] += len(changes)
         return changes
 
-    def _add_silence(self, payload: dict[str, Any], raw: Any) -> list[Outcome]:
+    def _add_silence(self, payload: dict[str, Any], raw: Any) -> Read:
         try:
             silence = silence_from_alertmanager(payload)
         except InputError as exc:
-            return self._count([failed(exc, _raw_text(raw), "alertmanager-silence")])
+            return Read(None, done=tuple(self._count([failed(exc, _raw_text(raw),
+                                                             "alertmanager-silence")])))
         except ValueError as exc:
             err = SchemaError("silence", str(exc))
-            return self._count([failed(err, _raw_text(raw), "alertmanager-silence")])
-        self.silences.add(silence)
-        self.silences_changed = True
-        self.counts["silences_added"] += 1
-        return []
+            return Read(None, done=tuple(self._count([failed(err, _raw_text(raw),
+                                                             "alertmanager-silence")])))
+        self.add_silence(silence)
+        return Read(None, silence=silence)
 
     def _add_change(self, payload: dict[str, Any], raw: Any) -> list[Outcome]:
         try:

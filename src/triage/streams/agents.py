@@ -2,7 +2,8 @@
 
 * ``intake`` on ``alerts.raw``: stage 1 (``IntakeStage``); state changes to
   ``alerts.keyed`` keyed by correlation domain, failures to ``alerts.deadletter`` with the
-  raw payload and the reason, change records found on the input to ``changes``.
+  raw payload and the reason, change records found on the input to ``changes``; alerts
+  another partition owns (by fingerprint) and copies of silences back to ``alerts.raw``.
 * ``incidents`` on ``alerts.keyed``: stage 2 (``IncidentStage``); incident events to
   ``incidents`` keyed by incident id.
 * The ``changes`` topic is read by every worker in full, without a consumer group (a change
@@ -36,6 +37,7 @@ from typing import Any, NamedTuple, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
 
 from triage.metrics import TriageMetrics
 from triage.settings import Settings
@@ -46,6 +48,7 @@ from triage.streams.stages import (
     IntakeStage,
     Output,
     StateWrite,
+    key_partitioner,
     state_prefix,
 )
 
@@ -66,6 +69,10 @@ class StateOutput(NamedTuple):
     partition: int
 
 TICK_INTERVAL = 1.0
+# Batches: up to BATCH_MAX messages, or what came within BATCH_WITHIN seconds. Larger
+# batches cost latency and gained nothing measurable (faust feeds the agent one message at
+# a time; see BENCHMARKS.md, issue 5).
+BATCH_MAX, BATCH_WITHIN = 500, 0.02
 # the logical names ``send`` knows the tables' changelog topics by
 INTAKE_STATE, INCIDENT_STATE = "intake-state", "incident-state"
 
@@ -121,6 +128,12 @@ async def deliver(send: Sender, outputs: Sequence[Output | StateOutput], *,
         pending = pending[first_failure:]
 
 
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """Fetch a moot future's exception, so asyncio does not report it as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 @dataclass
 class RunnerStats:
     """Counters for metrics and tests."""
@@ -172,6 +185,9 @@ class StageRunner:
             try:
                 await fut
             except Exception:
+                for _, later in pending[i + 1:]:  # all sent again: their outcome is moot
+                    if isinstance(later, asyncio.Future):
+                        later.add_done_callback(_retrieved)
                 await deliver(self.send, [record for record, _ in pending[i:]])
                 return
 
@@ -291,8 +307,8 @@ def wire(
     intake: IntakeStage,
     incidents: IncidentStage,
     partitions: dict[str, int] | None = None,
-    batch_max: int = 500,
-    batch_within: float = 0.02,
+    batch_max: int = BATCH_MAX,
+    batch_within: float = BATCH_WITHIN,
     change_feed: bool = True,
     send: Sender | None = None,
     idle_after: float = IDLE_AFTER,
@@ -317,6 +333,11 @@ def wire(
     raw, keyed = topic("raw"), topic("keyed")
     # stage 1 sends its clock to every stage-2 partition
     intake.keyed_partitions = parts.get("keyed") or app.conf.topic_partitions
+    # stage 1 triages on each partition only the alerts whose fingerprint maps to it (the
+    # producer's default partitioner on the fingerprint key) and forwards the others
+    raw_count = parts.get("raw") or app.conf.topic_partitions
+    intake.raw_partitions = raw_count
+    intake.partition_of = key_partitioner(murmur2, raw_count)
     out_topics = {name: topic(name) for name in ("keyed", "incidents", "deadletter", "changes")}
     # bytes in, bytes out: the app's default serializers are raw
     table_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
@@ -326,6 +347,7 @@ def wire(
                                help="stage-2 state per alerts.keyed partition", **table_opts)
 
     real = {logical: t.get_topic_name() for logical, t in out_topics.items()}
+    real["raw"] = raw.get_topic_name()  # forwarded alerts, silence copies
     real[INTAKE_STATE] = intake_table.changelog_topic.get_topic_name()
     real[INCIDENT_STATE] = incident_table.changelog_topic.get_topic_name()
 

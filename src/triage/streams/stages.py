@@ -9,9 +9,28 @@ stream semantics are plain functions to test.
 change index shared by all). When Kafka moves a partition to another worker, its objects are
 dropped here and rebuilt there from the partition's table state, nothing else moves.
 
+**An alert's state lives in one partition of ``alerts.raw``, its owner**: the partition
+the producer's default partitioner gives its fingerprint (``partition_of``, murmur2 as in
+``key_partitioner``), which is where a message keyed by that fingerprint lands. With more
+than one partition, stage 1 triages only the alerts of a payload it owns; every other alert
+is *forwarded*: sent back to ``alerts.raw`` keyed by its fingerprint, one message per alert,
+normalized and fingerprinted already (``{"_triage": "alert", "src": [partition, offset],
+"t": <the payload's time here>, "alert": ...}``). The owner triages it at that time (or its
+own later clock), so a replay that re-forwards it is a repeat to dedup; a forwarded alert is
+never forwarded again (one landing elsewhere, the partition count having changed, is
+triaged where it lands and counted in ``misrouted``). Each alert is counted (``counts["in"]``,
+observed outcomes) once, by the partition that triages it; the receiver counts
+``forwarded``. Bad alerts of a payload are dead-lettered by the partition that received it.
+Keyed records of a forwarded alert name the original message as ``src``. A silence from the
+stream is added where it is received and copied to every other partition
+(``{"_triage": "silence", ...}`` sent to each one; a copy is never copied again, and is
+counted ``silences_copied``). One partition: none of this happens, and stage 1 is exactly
+``Pipeline.process``.
+
 **State** is written per batch as key/value deltas (``take_changes``) into a faust table whose
 changelog is co-partitioned with the input topic. Keys start with the partition number:
-``<p>|a|<fingerprint>`` (dedup/flap state), ``<p>|s`` (silences from the stream),
+``<p>|a|<fingerprint>`` (dedup/flap state), ``<p>|s`` (silences from the stream,
+received or copied: each partition keeps its own),
 ``<p>|i|<incident id>`` (an incident with its sequence number) and ``<p>|m``, the partition's
 meta record: the input offset its state reflects, its clock and counters (and, in stage 2,
 its timers). The meta record is written last, so a crash between the deltas and the meta
@@ -21,7 +40,9 @@ written is never applied twice.
 
 **Outputs are delivered before state is written** (the agents await the broker's acks
 first). A crash after the outputs but before the state replays the input and sends the same
-records again, with the same event ids: exact duplicates, never a loss.
+records again, with the same event ids: exact duplicates, never a loss. Forwards and silence
+copies are outputs too: the replay sends the same ones again (same key, same time), which
+their owners take as repeats (dedup) or as the same silence (by id).
 
 **Clock.** Event time, as in the embedded path: stage 1's clock is the pipeline's watermark
 (envelope ``received_at`` or the alerts' own times), stage 2's is the largest ``at`` of the
@@ -54,7 +75,9 @@ from triage.errors import DecodeError, InputError, SchemaError
 
 class Output(NamedTuple):
     """A message to send: logical topic (``keyed`` | ``incidents`` | ``deadletter`` |
-    ``changes``), key, value, and a partition when it must go to one (clock records)."""
+    ``changes`` | ``raw``), key, value, and a partition when it must go to one (clock
+    records, silence copies). Without a partition the producer's default partitioner places
+    it by key: stage 1's forwards to ``raw`` rely on that (see ``key_partitioner``)."""
 
     topic: str
     key: bytes | None
@@ -71,6 +94,27 @@ IDLE_AFTER = 1.0  # wall seconds without input before a partition's clock moves 
 CLOCK_RESOLUTION = 1.0
 
 _dumps = orjson.dumps
+
+
+# Stage 1's own records on ``alerts.raw`` (forwarded alerts, silence copies) start with this
+# (orjson keeps key order), so telling them from input costs a prefix test.
+INTERNAL = b'{"_triage":'
+INTERNAL_SOURCE = "triage-internal"  # the ``source`` of a dead-lettered internal record
+
+
+def key_partitioner(hash32: Callable[[bytes], int], partitions: int) -> Callable[[bytes], int]:
+    """The partition Kafka's default partitioner gives a keyed message among ``partitions``:
+    ``(hash32(key) & 0x7fffffff) % partitions``, ``hash32`` being murmur2 (Java client,
+    kafka-python's ``kafka.partitioner.default.murmur2``, aiokafka's). Passed in, so this
+    module needs no Kafka client.
+
+    >>> key_partitioner(lambda key: -1, 4)(b"x")  # negative hashes are masked, as in Java
+    3
+    """
+    def partition_of(key: bytes) -> int:
+        return (hash32(key) & 0x7FFFFFFF) % partitions
+
+    return partition_of
 
 
 def state_prefix(partition: int) -> bytes:
@@ -136,16 +180,29 @@ class Observations:
 
 
 class IntakeStage:
-    """Stage 1 over the partitions of ``alerts.raw`` this worker owns."""
+    """Stage 1 over the partitions of ``alerts.raw`` this worker owns.
+
+    ``raw_partitions`` is the partition count of ``alerts.raw``; when it is more than one,
+    ``partition_of`` must map a key (an alert's fingerprint, UTF-8) to the partition the
+    producer's default partitioner sends it to (``key_partitioner(murmur2, raw_partitions)``):
+    alerts are triaged on that partition, their owner, and silences are copied to every
+    partition (see the module docstring). ``keyed_partitions`` is that of ``alerts.keyed``.
+    """
 
     def __init__(self, template: Pipeline, *,
                  domain_of: Callable[[Mapping[str, str]], str],
-                 keyed_partitions: int = 1) -> None:
+                 keyed_partitions: int = 1, raw_partitions: int = 1,
+                 partition_of: Callable[[bytes], int] | None = None) -> None:
         self.template = template
         self.domain_of = domain_of
         self.keyed_partitions = keyed_partitions
+        self.raw_partitions = raw_partitions
+        self.partition_of = partition_of
         self.parts: dict[int, IntakePartition] = {}
         self.replayed = 0  # messages skipped because their effect is already in the state
+        # forwarded alerts triaged where they landed, not on their owner (the partition
+        # count or the partitioner differs from the sender's)
+        self.misrouted = 0
         self.observe = False  # collect Observations (metrics)
         self.observed = Observations()
 
@@ -204,15 +261,17 @@ class IntakeStage:
         if self.observe:
             swept_before = pipeline.counts["swept"]
             started = perf_counter()
-            outcomes = pipeline.process(raw if raw is not None else b"")
+            outcomes, sends, src = self._intake(pipeline, partition, offset, raw)
             seen = self.observed
             seen.seconds.append(perf_counter() - started)
             swept = pipeline.counts["swept"] - swept_before
             seen.swept += swept
             seen.outcomes.extend(outcomes[swept:] if swept else outcomes)
         else:
-            outcomes = pipeline.process(raw if raw is not None else b"")
-        out = self._route(outcomes, pipeline.watermark, partition, offset)
+            outcomes, sends, src = self._intake(pipeline, partition, offset, raw)
+        out = self._route(outcomes, pipeline.watermark, partition, offset, src)
+        if sends:
+            out += sends
         if part.changes:
             for change in part.changes:
                 out.append(Output("changes", change.id.encode(),
@@ -220,6 +279,82 @@ class IntakeStage:
             part.changes.clear()
         self._clock(part, out)
         return out
+
+    def _intake(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes | None
+                ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
+        """Stage 1 proper: outcomes, messages for ``raw`` (forwards, silence copies) and
+        the source its keyed records name (None: this message)."""
+        if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
+            return self._internal(pipeline, partition, raw)
+        if self.raw_partitions <= 1:
+            return pipeline.process(raw if raw is not None else b""), [], None
+        partition_of = self.partition_of
+        if partition_of is None:
+            raise ValueError("IntakeStage: raw_partitions > 1 needs partition_of")
+        read = pipeline.read(raw if raw is not None else b"")
+        sends: list[Output] = []
+        if read.items is None:
+            if read.silence is not None:  # every partition needs it: copies to the others
+                copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
+                               "silence": read.silence.to_record()})
+                sends = [Output("raw", None, copy, q)
+                         for q in range(self.raw_partitions) if q != partition]
+            return list(read.done), sends, None
+        # The payload's time, for its alerts here and on their owners: deterministic (the
+        # clock is restored with the state), so a replay forwards the same records again.
+        now = pipeline.clock(read.items, read.now)
+        own: list[Alert | Failed] = []
+        for item in read.items:
+            if isinstance(item, Alert):
+                key = item.fingerprint.encode()
+                if partition_of(key) != partition:
+                    sends.append(Output("raw", key, _dumps({
+                        "_triage": "alert", "v": 1, "src": [partition, offset], "t": now,
+                        "alert": alert_record(item)})))
+                    continue
+            own.append(item)  # bad alerts stay here: dead-lettered where they were received
+        if sends:
+            pipeline.counts["forwarded"] += len(sends)
+        return pipeline.triage(own, now), sends, None
+
+    def _internal(self, pipeline: Pipeline, partition: int, raw: bytes
+                  ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
+        """A forwarded alert (triaged here whatever partition this is: never forwarded
+        again) or a silence copy (added here, never copied again)."""
+        try:
+            rec = orjson.loads(raw)
+            kind = rec.get("_triage") if isinstance(rec, dict) else None
+            src = rec.get("src") if isinstance(rec, dict) else None
+            if not (isinstance(src, list) and len(src) == 2
+                    and all(isinstance(x, int) for x in src)):
+                raise SchemaError("src", "expected [partition, offset]")
+            if kind == "silence":
+                silence = rec.get("silence")
+                if not isinstance(silence, dict):
+                    raise SchemaError("silence", "expected a silence record")
+                try:
+                    pipeline.add_silence(Silence.from_record(silence), copy=True)
+                except ValueError as exc:
+                    raise SchemaError("silence", str(exc)) from None
+                return [], [], None
+            if kind != "alert":
+                raise SchemaError("_triage", f"unknown internal record {kind!r}")
+            t = rec.get("t")
+            if not isinstance(t, int | float) or isinstance(t, bool):
+                raise SchemaError("t", "expected the payload's time (number)")
+            alert = alert_from_record(rec.get("alert"))
+        except (orjson.JSONDecodeError, InputError) as exc:
+            error = exc if isinstance(exc, InputError) else DecodeError("", f"not JSON: {exc}")
+            # counted here: it was counted nowhere else
+            return pipeline.triage([Failed(type(error).__name__, error.field, error.message,
+                                           _text(raw), INTERNAL_SOURCE)]), [], None
+        except Exception as exc:  # the boundary, as in Pipeline.process: never a crash
+            return pipeline.triage([Failed(type(exc).__name__, "", f"internal error: {exc!r}",
+                                           _text(raw), INTERNAL_SOURCE)]), [], None
+        if (self.raw_partitions > 1 and self.partition_of is not None
+                and self.partition_of(alert.fingerprint.encode()) != partition):
+            self.misrouted += 1
+        return pipeline.triage([alert], float(t)), [], src
 
     def _clock(self, part: IntakePartition, out: list[Output]) -> None:
         now = part.pipeline.watermark
@@ -255,7 +390,7 @@ class IntakeStage:
         return out
 
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
-               offset: int | None) -> list[Output]:
+               offset: int | None, src: list[Any] | None = None) -> list[Output]:
         out: list[Output] = []
         for o in outcomes:
             if isinstance(o, Triaged):
@@ -264,7 +399,7 @@ class IntakeStage:
                 record["t"] = now  # the exact clock: stage 2's event time
                 # the input message it came from: stage 2 observes the records of one
                 # message together, as the embedded runtime observes one line
-                record["src"] = [partition, offset]
+                record["src"] = src or [partition, offset]
                 out.append(Output("keyed", self.domain_of(o.alert.labels).encode(),
                                   _dumps(record)))
             elif isinstance(o, Failed):
@@ -541,6 +676,61 @@ def triaged_from_record(value: bytes | None) -> tuple[Triaged | None, float]:
                    parse_timestamp(rec.get("first_seen"), "first_seen") or at,
                    parse_timestamp(rec.get("last_seen"), "last_seen") or at,
                    flapping=bool(rec.get("flapping")), reason=rec.get("reason") or ""), at
+
+
+def alert_record(alert: Alert) -> dict[str, Any]:
+    """An alert as stage 1 forwards it to its owner partition: every field, times as epoch
+    seconds (exact, unlike the millisecond strings of rendered records).
+
+    >>> a = Alert({"alertname": "Up"}, {}, "firing", 1.5, None, 2.25, "generic",
+    ...           fingerprint="f1")
+    >>> alert_from_record(orjson.loads(orjson.dumps(alert_record(a)))) == a
+    True
+    """
+    return {"labels": alert.labels, "annotations": alert.annotations, "status": alert.status,
+            "starts_at": alert.starts_at, "ends_at": alert.ends_at, "at": alert.at,
+            "source": alert.source, "value": alert.value, "generator_url": alert.generator_url,
+            "source_fingerprint": alert.source_fingerprint, "fingerprint": alert.fingerprint}
+
+
+def alert_from_record(rec: Any) -> Alert:
+    """``alert_record`` back into the ``Alert``; ``SchemaError`` naming the bad field."""
+    if not isinstance(rec, dict):
+        raise SchemaError("alert", "expected an alert record (object)")
+
+    def num(name: str, optional: bool = False) -> float | None:
+        value = rec.get(name)
+        if value is None and optional:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise SchemaError(f"alert.{name}", "expected a number")
+        return float(value)
+
+    maps: list[dict[str, str]] = []
+    for name in ("labels", "annotations"):
+        mapping = rec.get(name)
+        if not isinstance(mapping, dict) or not all(
+                isinstance(v, str) for v in mapping.values()):
+            raise SchemaError(f"alert.{name}", "expected an object of strings")
+        maps.append(mapping)
+    strings: list[str] = []
+    for name in ("source", "generator_url", "fingerprint"):
+        value = rec.get(name)
+        if not isinstance(value, str):
+            raise SchemaError(f"alert.{name}", "expected a string")
+        strings.append(value)
+    source_fingerprint = rec.get("source_fingerprint")
+    if source_fingerprint is not None and not isinstance(source_fingerprint, str):
+        raise SchemaError("alert.source_fingerprint", "expected a string or null")
+    status = rec.get("status")
+    if status != "firing" and status != "resolved" and status != "pending":
+        raise SchemaError("alert.status", f"unexpected status {status!r}")
+    starts_at, at = num("starts_at"), num("at")
+    assert starts_at is not None and at is not None
+    return Alert(labels=maps[0], annotations=maps[1], status=status, starts_at=starts_at,
+                 ends_at=num("ends_at", True), at=at, source=strings[0],
+                 value=num("value", True), generator_url=strings[1],
+                 source_fingerprint=source_fingerprint, fingerprint=strings[2])
 
 
 def _text(value: bytes | None) -> str:
