@@ -230,7 +230,7 @@ class IncidentEngine:
         war_room: WarRoomPolicy | None = None,
         oncall: OnCallSchedule | None = None,
     ) -> None:
-        self.topology = topology or Topology()
+        self.topology = topology if topology is not None else Topology()  # has a length
         self.mapper = mapper or ServiceMapper(("service", "app", "job"), {})
         self.changes = changes if changes is not None else ChangeIndex()
         self.policy = policy or CorrelationPolicy()

@@ -103,7 +103,8 @@ class Pipeline:
         self.fingerprinter = fingerprinter or Fingerprinter()
         self.silences = silences if silences is not None else SilenceSet()
         self.thresholds = thresholds
-        self.dedup = dedup or DedupStore()
+        # "is not None": a DedupStore has a length, so a configured but empty one is falsy
+        self.dedup = dedup if dedup is not None else DedupStore()
         self.limits = limits or IntakeLimits()
         self.noise_scorer = noise_scorer
         self.noise_threshold = noise_threshold
