@@ -48,7 +48,11 @@ def _settings(config: Path | None, bootstrap: str | None) -> Settings:
 
 
 def _kafka_unavailable(exc: Exception, settings: Settings) -> typer.Exit:
-    return fail(f"Kafka at {settings.kafka.bootstrap}: {type(exc).__name__}: {exc}", 1)
+    text = str(exc)
+    name = type(exc).__name__
+    if not text.startswith(name):  # kafka-python's messages often start with it already
+        text = f"{name}: {text}" if text else name
+    return fail(f"Kafka at {settings.kafka.bootstrap}: {text}", 1)
 
 
 @topics_app.command("create")
@@ -70,7 +74,7 @@ def topics_create(
 
     from triage.core.timeutil import parse_duration
     from triage.errors import InputError
-    from triage.streams.topics import create_topics
+    from triage.streams.topics import create_topics, explained
 
     settings = _settings(config, bootstrap)
     try:
@@ -78,8 +82,9 @@ def topics_create(
     except InputError as exc:
         raise fail(str(exc)) from None
     try:
-        reports = create_topics(settings.kafka, partitions=partitions, replication=replication,
-                                retention=keep)
+        with explained(settings.kafka):
+            reports = create_topics(settings.kafka, partitions=partitions,
+                                    replication=replication, retention=keep)
     except KafkaError as exc:
         raise _kafka_unavailable(exc, settings) from None
     table = Table("topic", "name", "status", "partitions", "note",
@@ -103,19 +108,20 @@ def produce(
     """Send JSON Lines to a topic, one message per line, bytes unchanged (for testing)."""
     from kafka.errors import KafkaError
 
-    from triage.streams.topics import produce_lines, topic_name
+    from triage.streams.topics import explained, produce_lines, topic_name
 
     settings = _settings(config, bootstrap)
     name = topic_name(settings.kafka, topic)
     if input != "-" and not Path(input).is_file():
         raise fail(f"--input {input}: no such file")
     try:
-        if input == "-":
-            n = produce_lines(settings.kafka, name, sys.stdin.buffer, key=key,
-                              key_field=key_field)
-        else:
-            with open(input, "rb") as fh:
-                n = produce_lines(settings.kafka, name, fh, key=key, key_field=key_field)
+        with explained(settings.kafka):
+            if input == "-":
+                n = produce_lines(settings.kafka, name, sys.stdin.buffer, key=key,
+                                  key_field=key_field)
+            else:
+                with open(input, "rb") as fh:
+                    n = produce_lines(settings.kafka, name, fh, key=key, key_field=key_field)
     except KafkaError as exc:
         raise _kafka_unavailable(exc, settings) from None
     err.print(f"{n:,} messages sent to {name}")
@@ -136,13 +142,14 @@ def consume(
     """Print a topic from the beginning as JSON Lines (no consumer group, nothing committed)."""
     from kafka.errors import KafkaError
 
-    from triage.streams.topics import consume_records, topic_name, write_records
+    from triage.streams.topics import consume_records, explained, topic_name, write_records
 
     settings = _settings(config, bootstrap)
     name = topic_name(settings.kafka, topic)
     try:
-        n = write_records(consume_records(settings.kafka, name, max_records=max_records,
-                                          timeout=timeout), sys.stdout.buffer, meta=meta)
+        with explained(settings.kafka):
+            n = write_records(consume_records(settings.kafka, name, max_records=max_records,
+                                              timeout=timeout), sys.stdout.buffer, meta=meta)
     except KafkaError as exc:
         raise _kafka_unavailable(exc, settings) from None
     err.print(f"{n:,} messages from {name}")
@@ -167,6 +174,8 @@ def worker(
 
     Serves Prometheus metrics on http://--metrics-host:--metrics-port/metrics.
     """
+    from kafka.errors import KafkaError
+
     from triage.bootstrap import build_engine, build_pipeline
     from triage.streams.worker import run_worker
 
@@ -179,7 +188,10 @@ def worker(
         raise fail(str(exc)) from None
     for note in notes:
         err.print(f"[yellow]note:[/] {note}")
-    code = run_worker(settings, pipeline=pipeline, engine=engine, log_level=log_level,
-                      session_timeout=session_timeout, idle_after=idle_after,
-                      metrics_host=metrics_host, metrics_port=metrics_port)
+    try:
+        code = run_worker(settings, pipeline=pipeline, engine=engine, log_level=log_level,
+                          session_timeout=session_timeout, idle_after=idle_after,
+                          metrics_host=metrics_host, metrics_port=metrics_port)
+    except KafkaError as exc:  # before faust starts: the topics could not be made ready
+        raise _kafka_unavailable(exc, settings) from None
     raise typer.Exit(code)

@@ -341,9 +341,9 @@ def wire(
     out_topics = {name: topic(name) for name in ("keyed", "incidents", "deadletter", "changes")}
     # bytes in, bytes out: the app's default serializers are raw
     table_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-    intake_table = app.Table("intake-state", partitions=parts.get("raw"),
+    intake_table = app.Table(INTAKE_STATE, partitions=parts.get("raw"),
                              help="stage-1 state per alerts.raw partition", **table_opts)
-    incident_table = app.Table("incident-state", partitions=parts.get("keyed"),
+    incident_table = app.Table(INCIDENT_STATE, partitions=parts.get("keyed"),
                                help="stage-2 state per alerts.keyed partition", **table_opts)
 
     real = {logical: t.get_topic_name() for logical, t in out_topics.items()}

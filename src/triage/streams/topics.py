@@ -18,15 +18,18 @@ Creating topics is idempotent: existing topics are reported, not an error.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from triage.settings import KafkaSettings
 
@@ -52,6 +55,53 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
         if value is not None:
             cfg[key] = str(value)
     return cfg
+
+
+class _ConnectionErrors(logging.Handler):
+    """The last reason kafka-python logged for losing a connection. It retries a failed
+    bootstrap until its timeout and then raises only "Unable to bootstrap", but it logs
+    why each attempt failed (a rejected SASL login, a TLS error)."""
+
+    # "Connection lost: [Error 58] SaslAuthenticationFailedError: SaslAuthenticationFailedError:
+    # Authentication failed: Invalid username or password"
+    PATTERN = re.compile(r"\[Error -?\d+\] (\w+): (?:\1: )?(.+?)\)?$")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self.PATTERN.search(record.getMessage())
+        if found is None:
+            return
+        # the first reason, unless a later one is an authentication failure (the root cause
+        # when an earlier attempt only saw the socket close)
+        if self.reason is None or "Authentication" in found.group(1):
+            self.reason = f"{found.group(1)}: {found.group(2)}"
+
+
+@contextmanager
+def explained(kafka: KafkaSettings) -> Iterator[None]:
+    """Re-raise a Kafka client error with the reason the connection failed, when the client
+    only logged it: a wrong SASL password is otherwise a 30 s wait and "Unable to
+    bootstrap". The message names the settings to check."""
+    handler = _ConnectionErrors()
+    logger = logging.getLogger("kafka")
+    logger.addHandler(handler)
+    try:
+        yield
+    except KafkaError as exc:
+        reason = handler.reason
+        if reason is None or reason in str(exc):
+            raise
+        hint = ""
+        if "Authentication" in reason:
+            hint = (f" (security_protocol {kafka.security_protocol}, mechanism "
+                    f"{kafka.sasl_mechanism}, user {kafka.sasl_username!r}: check "
+                    "kafka.sasl_username and kafka.sasl_password)")
+        raise KafkaConnectionError(f"{reason}{hint}") from exc
+    finally:
+        logger.removeHandler(handler)
 
 
 def topic_name(kafka: KafkaSettings, name: str) -> str:
@@ -110,6 +160,35 @@ def create_topics(
             reports.append(TopicReport(logical, name, "created", parts))
         _wait_for_leaders(admin, [r.name for r in reports], timeout)
         return reports
+    finally:
+        admin.close()
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """The changelog topic faust gives ``table`` of app ``app_id``.
+
+    >>> changelog_topic("triage", "intake-state")
+    'triage-intake-state-changelog'
+    """
+    return f"{app_id}-{table}-changelog"
+
+
+def create_changelogs(kafka: KafkaSettings, wanted: dict[str, int],
+                      timeout: float = 30.0) -> None:
+    """Create the state tables' changelog topics (real name -> partitions) that do not exist
+    yet, compacted as faust makes them, and wait for their leaders."""
+    admin = KafkaAdminClient(**client_config(kafka), client_id="triage-topics",
+                             request_timeout_ms=int(timeout * 1000))
+    try:
+        existing = set(admin.list_topics())
+        for name, count in wanted.items():
+            if name in existing:
+                continue
+            # a worker starting beside this one may have made it meanwhile
+            with suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, count, kafka.replication, topic_configs={
+                    "cleanup.policy": "compact"})], timeout_ms=int(timeout * 1000))
+        _wait_for_leaders(admin, list(wanted), timeout)
     finally:
         admin.close()
 

@@ -24,10 +24,10 @@ from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.metrics import TriageMetrics
 from triage.settings import Settings
-from triage.streams.agents import Streams, wire
+from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE, Streams, wire
 from triage.streams.app import build_app
 from triage.streams.stages import IncidentStage, IntakeStage, domain_mapper
-from triage.streams.topics import create_topics
+from triage.streams.topics import changelog_topic, create_changelogs, create_topics, explained
 
 log = logging.getLogger("triage.streams")
 
@@ -48,12 +48,22 @@ def build_streams(settings: Settings, *, pipeline: Pipeline, engine: IncidentEng
 
 def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create missing topics (idempotent) and return the real partition counts by logical
-    name: the state tables must have as many partitions as their input topics."""
-    reports = create_topics(settings.kafka)
-    for r in reports:
-        if r.note:
-            log.warning("topic %s %s", r.name, r.note)
-    return {r.logical: r.partitions for r in reports}
+    name: the state tables must have as many partitions as their input topics.
+
+    The tables' changelog topics are created here too, with those counts, and their
+    leaders awaited: faust creates them itself just before it subscribes, and a worker that
+    got its first assignment before the broker's metadata listed them was seen to sit
+    "ready" and consume nothing."""
+    with explained(settings.kafka):
+        reports = create_topics(settings.kafka)
+        for r in reports:
+            if r.note:
+                log.warning("topic %s %s", r.name, r.note)
+        partitions = {r.logical: r.partitions for r in reports}
+        create_changelogs(settings.kafka, {
+            changelog_topic(settings.kafka.app_id, INTAKE_STATE): partitions["raw"],
+            changelog_topic(settings.kafka.app_id, INCIDENT_STATE): partitions["keyed"]})
+    return partitions
 
 
 def run_worker(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine,
