@@ -60,12 +60,21 @@ def check_effectively_once(events: list[dict[str, Any]]) -> dict[str, dict[str, 
     created: dict[str, set[str]] = defaultdict(set)
     for e in events:
         seen = by_id.setdefault(e["event_id"], e)
-        assert seen == e, f"{e['event_id']} delivered twice with different content"
+        assert seen == e, (f"{e['event_id']} delivered twice with different content: "
+                           f"{_differences(seen, e)}")
         if e["type"] == "incident.created":
             created[e["incident"]["id"]].add(e["event_id"])
     twice = {i: ids for i, ids in created.items() if len(ids) > 1}
     assert not twice, f"incidents created twice: {twice}"
     return by_id
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two event records differ (for assertion messages)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(a.keys() | b.keys(), key=str)
+                for d in _differences(a.get(k), b.get(k), f"{path}.{k}")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
 def summary(events: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
