@@ -150,6 +150,14 @@ class HttpSettings(_Section):
     mode: str = Field("embedded", pattern="^(embedded|kafka)$")
 
 
+class FeedbackSettings(_Section):
+    """Responders' feedback (docs/learning.md): where ``triage serve`` (embedded) and
+    ``triage feedback ingest`` append it, and the ingest's consumer group."""
+
+    store: Path | None = None  # SQLite history; TRIAGE_FEEDBACK__STORE. None: serve refuses
+    group: str | None = None  # consumer group of `feedback ingest`; None: <kafka.app_id>-feedback
+
+
 class Settings(BaseSettings):
     """All of triage's configuration."""
 
@@ -176,6 +184,7 @@ class Settings(BaseSettings):
     oncall_file: Path | None = None  # the same `oncall` section, in a file of its own
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -230,6 +239,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(topo, dict):
         out["topology"] = {k: str((base / v).resolve()) if k in ("file", "catalog")
                            and isinstance(v, str) else v for k, v in topo.items()}
+    feedback = out.get("feedback")
+    if isinstance(feedback, dict) and isinstance(feedback.get("store"), str):
+        out["feedback"] = dict(feedback, store=str((base / feedback["store"]).resolve()))
     store = out.get("silence_store")
     if isinstance(store, dict) and isinstance(store.get("file"), str):
         out["silence_store"] = dict(store, file=str((base / store["file"]).resolve()))

@@ -33,6 +33,9 @@ def serve(
     dead_letter: Annotated[str | None, typer.Option(
         "--dead-letter", help="Embedded: failures with raw payload and reason (default: "
         "stderr).")] = None,
+    feedback_store: Annotated[Path | None, typer.Option(
+        "--feedback-store", help="Embedded: the feedback history POST /api/v1/feedback "
+        "appends to (feedback.store).", dir_okay=False)] = None,
 ) -> None:
     """Receive alerts over HTTP: Alertmanager API v2, Alertmanager/Grafana webhooks, generic."""
     from triage.http.server import ServeOptions, run
@@ -49,10 +52,15 @@ def serve(
         if overrides:
             settings = settings.model_copy(
                 update={"http": settings.http.model_copy(update=overrides)})
+        if feedback_store is not None:
+            settings = settings.model_copy(update={
+                "feedback": settings.feedback.model_copy(update={"store": feedback_store})})
         embedded = settings.http.mode == "embedded"
-        if not embedded and (state is not None or output != "-" or dead_letter is not None):
-            raise fail("--state, --output and --dead-letter are for embedded mode; in Kafka "
-                       "mode the workers own state and outputs")
+        if not embedded and (state is not None or output != "-" or dead_letter is not None
+                             or feedback_store is not None):
+            raise fail("for embedded mode only: --state, --output, --dead-letter and "
+                       "--feedback-store; in Kafka mode the workers own state and outputs, "
+                       "and `triage feedback ingest` the feedback history")
         engine = build_engine(settings, report=notes) if embedded else None
         pipeline = build_pipeline(settings, changes=engine.changes) if engine else None
     except ConfigError as exc:

@@ -6,6 +6,8 @@
 ``POST /webhook``          Alertmanager webhook v4 receiver (what Alertmanager posts), and Grafana,
                            PagerDuty, CloudWatch/SNS: the format is detected per body
 ``POST /api/v1/alerts``    triage's generic JSON alert or an array of them (any format works)
+``POST /api/v1/feedback``  responders' judgements, one or an array (docs/learning.md): appended to
+                           ``feedback.store`` (embedded) or published to ``feedback`` (Kafka)
 ``GET /metrics``           Prometheus exposition (``triage.metrics``)
 ``GET /-/healthy``         200 while the process runs
 ``GET /-/ready``           200 when it can take alerts (Kafka mode: the broker answers)

@@ -13,11 +13,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from triage.errors import DecodeError, InputError, SchemaError
 from triage.http.intake import Accepted, Backend, Rejected, too_large
 from triage.metrics import TriageMetrics
+from triage.models.feedback import Feedback, feedback_from_dict
 
 log = logging.getLogger("triage.http")
 
@@ -29,6 +32,7 @@ ALERT_ROUTES = (
     ("/webhook", "webhook"),  # Alertmanager webhook v4, Grafana, PagerDuty, SNS ...
     ("/api/v1/alerts", "api_v1_alerts"),  # triage's generic alerts (any format works)
 )
+FEEDBACK_ROUTE = ("/api/v1/feedback", "api_v1_feedback")  # responders' judgements
 
 
 def create_app(
@@ -41,7 +45,7 @@ def create_app(
 ) -> web.Application:
     """The application; ``backend`` is started and stopped with it.
 
-    ``token``: when set, the alert endpoints need ``Authorization: Bearer <token>``
+    ``token``: when set, the alert and feedback endpoints need ``Authorization: Bearer <token>``
     (``/metrics`` and the health endpoints stay open for probes and scrapers).
     ``clock``: the wall clock stamped on each body as ``received_at``.
     """
@@ -77,26 +81,49 @@ def create_app(
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
                                                                   token.encode())
 
+    async def read_body(request: web.Request) -> bytes | web.Response:
+        """The body, or the answer refusing it (no or wrong token, too large)."""
+        if not authorized(request):
+            return error_response(401, "Unauthorized",
+                                  "missing or wrong bearer token (Authorization: Bearer "
+                                  "<http.token>)", headers={"WWW-Authenticate": "Bearer"})
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return rejected(too_large(request.content_length, max_body_bytes,
+                                      "http.max_body_bytes"))
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:  # no Content-Length (chunked) and too big
+            return rejected(too_large(max_body_bytes + 1, max_body_bytes,
+                                      "http.max_body_bytes"))
+
     def alerts_handler(name: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
-            if not authorized(request):
-                return error_response(401, "Unauthorized",
-                                      "missing or wrong bearer token (Authorization: Bearer "
-                                      "<http.token>)", headers={"WWW-Authenticate": "Bearer"})
-            if request.content_length is not None and request.content_length > max_body_bytes:
-                return rejected(too_large(request.content_length, max_body_bytes,
-                                          "http.max_body_bytes"))
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:  # no Content-Length (chunked) and too big
-                return rejected(too_large(max_body_bytes + 1, max_body_bytes,
-                                          "http.max_body_bytes"))
+            body = await read_body(request)
+            if isinstance(body, web.Response):
+                return body
             result = await backend.accept(body, received_at=clock())
             if isinstance(result, Rejected):
                 return rejected(result)
             return accepted(name, result)
 
         return handle
+
+    async def feedback_handler(request: web.Request) -> web.StreamResponse:
+        body = await read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            records, feedback = parse_feedback_body(body)
+        except InputError as exc:  # nothing of a bad body is taken: the sender fixes it
+            return error_response(400, type(exc).__name__, f"feedback {exc}",
+                                  field=exc.field or None)
+        result = await backend.accept_feedback(records, feedback)
+        if isinstance(result, Rejected):
+            return rejected(result)
+        if result.queued:
+            return web.json_response({"status": "accepted", "queued": True, **result.counts},
+                                     status=202)
+        return web.json_response({"status": "success", **result.counts})
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry),
@@ -119,11 +146,40 @@ def create_app(
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=max_body_bytes)
     for path, name in ALERT_ROUTES:
         app.router.add_post(path, alerts_handler(name), name=name)
+    app.router.add_post(FEEDBACK_ROUTE[0], feedback_handler, name=FEEDBACK_ROUTE[1])
     app.router.add_get("/metrics", metrics_handler, name="metrics")
     app.router.add_get("/-/healthy", healthy, name="healthy")
     app.router.add_get("/-/ready", ready, name="ready")
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def parse_feedback_body(body: bytes) -> tuple[list[Any], list[Feedback]]:
+    """A feedback body, one record or a JSON array of them: the records as sent and as
+    validated (``feedback_from_dict``). ``InputError`` names the field, with the record's
+    index for an array; one bad record refuses the whole body.
+
+    >>> parse_feedback_body(b'{"at": 0, "label": "noise", "alertname": "X"}')[1][0].label
+    'noise'
+    >>> parse_feedback_body(b'[{"at": 0, "label": "noise", "alertname": "X"}, {"at": 0}]')
+    Traceback (most recent call last):
+    ...
+    triage.errors.SchemaError: [1].label: expected actionable or noise, got None
+    """
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("", f"not JSON: {exc}") from None
+    records = decoded if isinstance(decoded, list) else [decoded]
+    if not records:
+        raise SchemaError("", "an empty array: send one feedback record or an array of them")
+    feedback: list[Feedback] = []
+    for i, record in enumerate(records):
+        try:
+            feedback.append(feedback_from_dict(record))
+        except InputError as exc:
+            raise exc.at(f"[{i}]") if isinstance(decoded, list) else exc from None
+    return records, feedback
 
 
 def error_response(status: int, error: str, message: str, *, field: str | None = None,

@@ -18,6 +18,10 @@ restart the outputs are truncated to the last commit, as with ``triage run --sta
 
 Everything runs on the event loop thread, without awaits between reading and committing the
 state, so requests are triaged one at a time in arrival order and need no locks.
+
+Feedback (``POST /api/v1/feedback``) is appended to the feedback history
+(``feedback.store``) in one SQLite transaction before the answer; judgements the history
+holds already (a client's retry) are counted as ``repeats`` and not appended again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +44,7 @@ from triage.core.render import render_outcome
 from triage.core.types import Failed, Outcome
 from triage.http.intake import Accepted, Rejected, envelope
 from triage.metrics import TriageMetrics, track_embedded_state
+from triage.models.feedback import Feedback, FeedbackStore
 from triage.sinks import JsonLinesSink
 from triage.statefile import Checkpoint, StateFile
 
@@ -64,6 +70,7 @@ class EmbeddedBackend:
         state_path: Path | None = None,
         tick_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        feedback_store: Path | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.engine = engine
@@ -73,6 +80,7 @@ class EmbeddedBackend:
         self.state_path = state_path
         self.tick_interval = tick_interval
         self.clock = clock
+        self.feedback_store = FeedbackStore(feedback_store) if feedback_store else None
         self.state: StateFile | None = None
         self.requests = 0
         self._sinks: dict[str, JsonLinesSink] = {}
@@ -158,6 +166,22 @@ class EmbeddedBackend:
             if isinstance(o, Failed) and len(errors) < MAX_ERRORS_SHOWN:
                 errors.append({"error": o.error, "field": o.field or None, "reason": o.reason})
         return Accepted(alerts=len(outcomes), counts=counts, events=events, errors=errors)
+
+    async def accept_feedback(self, records: list[Any], feedback: list[Feedback]
+                              ) -> Accepted | Rejected:
+        """Append validated feedback to the history; answer after the transaction."""
+        if self.feedback_store is None:
+            return Rejected(501, "NotConfigured",
+                            "this server keeps no feedback history: set feedback.store "
+                            "(TRIAGE_FEEDBACK__STORE) or serve --feedback-store")
+        try:
+            stored = self.feedback_store.append_new(feedback)
+        except sqlite3.Error as exc:  # locked by another writer for too long, disk full
+            log.warning("feedback not stored in %s: %s", self.feedback_store.path, exc)
+            return Rejected(503, "StoreUnavailable", f"feedback history unavailable: {exc}; "
+                            "retry later", retry_after=5.0)
+        return Accepted(counts={"records": len(feedback), "stored": stored,
+                                "repeats": len(feedback) - stored})
 
     def _triage(self, raw: bytes) -> tuple[list[Outcome], int]:
         """Run both stages on ``raw``, write and commit. Returns the outcomes of the input

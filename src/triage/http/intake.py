@@ -16,6 +16,7 @@ from triage.core import normalize as normalizers
 from triage.core.changes import is_change_record
 from triage.core.timeutil import format_timestamp
 from triage.errors import InputError
+from triage.models.feedback import Feedback
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,11 @@ class Backend(Protocol):
     async def ready(self) -> bool: ...
 
     async def accept(self, body: bytes, *, received_at: float) -> Accepted | Rejected: ...
+
+    async def accept_feedback(self, records: list[Any], feedback: list[Feedback]
+                              ) -> Accepted | Rejected:
+        """Take validated feedback (``records`` as sent, ``feedback`` as validated)."""
+        ...
 
 
 def envelope(body: bytes, received_at: float) -> bytes:

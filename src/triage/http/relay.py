@@ -15,10 +15,17 @@ silence, a change record) goes unkeyed. The residual limitation: a Prometheus AP
 (``/api/v2/alerts``) batches different alerts, and the batches change from one evaluation
 to the next, so with several partitions the same alert may meet two dedup states; a later
 version splits such payloads per alert, keyed by fingerprint.
+
+**Feedback** (``POST /api/v1/feedback``) is checked at the door (``feedback_from_dict``; a
+bad record refuses the whole body with 400, nothing published), then each record is
+published as sent to the ``feedback`` topic, keyed by its fingerprint (else its alertname),
+and answered 202 once every one is acknowledged. A partial failure answers 503: the client's
+retry may publish some records twice, and ``triage feedback ingest`` stores them once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +41,7 @@ from triage.core.types import Alert, Failed
 from triage.errors import InputError
 from triage.http.intake import Accepted, Rejected, check_format, envelope, too_large
 from triage.metrics import TriageMetrics
+from triage.models.feedback import Feedback
 from triage.streams.publisher import Publisher, PublishError
 
 log = logging.getLogger("triage.http")
@@ -119,6 +127,28 @@ class KafkaBackend:
             return Rejected(503, "KafkaUnavailable", f"{exc}; retry later",
                             retry_after=self.publisher.retry_after)
         return Accepted(queued=True)
+
+    async def accept_feedback(self, records: list[Any], feedback: list[Feedback]
+                              ) -> Accepted | Rejected:
+        """Publish each validated record, as sent, to the ``feedback`` topic (acks=all)."""
+        sends = [self.publisher.publish("feedback", orjson.dumps(record),
+                                        key=(fb.fingerprint or fb.alertname).encode())
+                 for record, fb in zip(records, feedback, strict=True)]
+        failures = [r for r in await asyncio.gather(*sends, return_exceptions=True)
+                    if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, PublishError):
+                raise failure
+        if failures:
+            exc = failures[0]
+            assert isinstance(exc, PublishError)
+            if not exc.retryable:
+                return Rejected(413, "PayloadTooLarge", str(exc))
+            return Rejected(503, "KafkaUnavailable",
+                            f"{exc}; {len(records) - len(failures)} of {len(records)} records "
+                            "published, retry all of them later (repeats are stored once)",
+                            retry_after=self.publisher.retry_after)
+        return Accepted(queued=True, counts={"records": len(records)})
 
     async def _refuse(self, body: bytes, error: str, field: str, reason: str) -> Rejected:
         failed = Failed(error, field, reason, body.decode("utf-8", "backslashreplace"))

@@ -55,7 +55,8 @@ def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetr
         raise ValueError("embedded mode needs a pipeline and an incident engine")
     return EmbeddedBackend(pipeline, engine, metrics, output=options.output,
                            dead_letter=options.dead_letter, state_path=options.state,
-                           tick_interval=options.tick_interval, clock=clock)
+                           tick_interval=options.tick_interval, clock=clock,
+                           feedback_store=settings.feedback.store)
 
 
 async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,

@@ -10,12 +10,19 @@ The history is a SQLite table (stdlib ``sqlite3``) that only ever grows: trigger
 (``latest_labels`` keeps the newest per fingerprint). pandas reads it with
 ``read_history``, which also reads Parquet, CSV and JSON Lines exports of the same columns.
 
+A record's identity is its content (``feedback_id``: a hash of the validated record), so
+a judgement delivered twice (a Kafka replay after a crash, an HTTP client's retry) is one
+judgement: ``FeedbackStore.append_new`` skips records already in the history, in the same
+transaction as it appends the others. Two judgements that differ in any field (a later
+``at``, another responder) are two records.
+
 Validation (``feedback_from_dict``) is pure; ``FeedbackStore`` and ``read_history`` are the
 only functions here that touch files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
@@ -70,6 +77,7 @@ CREATE TRIGGER IF NOT EXISTS feedback_no_update BEFORE UPDATE ON feedback
 BEGIN SELECT RAISE(ABORT, 'feedback history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS feedback_no_delete BEFORE DELETE ON feedback
 BEGIN SELECT RAISE(ABORT, 'feedback history is append-only'); END;
+CREATE TABLE IF NOT EXISTS feedback_ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
 
@@ -108,6 +116,19 @@ class Feedback:
         row["labels"] = json.dumps(dict(self.labels), sort_keys=True)
         row["context"] = json.dumps(dict(self.context), sort_keys=True, default=str)
         return row
+
+
+def feedback_id(record: Feedback) -> str:
+    """The identity of a judgement: a hash of every field of the validated record, so the
+    same judgement sent twice (in any accepted spelling of ``at`` or ``duration``) has one id.
+
+    >>> a = feedback_from_dict({"at": "1970-01-01T00:01:00Z", "label": "noise", "alertname": "X"})
+    >>> b = feedback_from_dict({"at": 60, "label": "noise", "alertname": "X"})
+    >>> feedback_id(a) == feedback_id(b), len(feedback_id(a))
+    (True, 32)
+    """
+    text = json.dumps(record.to_row(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def feedback_from_dict(obj: Mapping[str, Any]) -> Feedback:
@@ -201,7 +222,9 @@ class FeedbackStore:
         return conn
 
     def append(self, records: Iterable[Feedback]) -> int:
-        """Append ``records`` in one transaction; returns how many were written."""
+        """Append ``records`` in one transaction, repeats included; returns how many were
+        written. (Their ids are noted, so ``append_new`` knows them.)"""
+        records = list(records)
         rows = [r.to_row() for r in records]
         if not rows:
             return 0
@@ -212,9 +235,43 @@ class FeedbackStore:
                 conn.executemany(
                     f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows
                 )
+                conn.executemany("INSERT OR IGNORE INTO feedback_ids (id) VALUES (?)",
+                                 [(feedback_id(r),) for r in records])
         finally:
             conn.close()
         return len(rows)
+
+    def append_new(self, records: Iterable[Feedback]) -> int:
+        """Append the ``records`` not in the history yet (by ``feedback_id``; repeats within
+        ``records`` count once), in one transaction; returns how many were written.
+
+        Idempotent: appending the same records again writes nothing, so a consumer may
+        replay what it appended before a crash.
+
+        >>> import tempfile, pathlib
+        >>> store = FeedbackStore(pathlib.Path(tempfile.mkdtemp()) / "feedback.db")
+        >>> fb = Feedback(at=0.0, label="noise", alertname="HighCPU")
+        >>> store.append_new([fb, fb]), store.append_new([fb]), len(store.read())
+        (1, 0, 1)
+        """
+        rows = [(feedback_id(r), r.to_row()) for r in records]
+        if not rows:
+            return 0
+        placeholders = ", ".join(f":{c}" for c in COLUMNS)
+        insert = f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+        written = 0
+        conn = self._connect()
+        try:
+            with conn:
+                for key, row in rows:
+                    seen = conn.execute("INSERT OR IGNORE INTO feedback_ids (id) VALUES (?)",
+                                        (key,))
+                    if seen.rowcount == 1:
+                        conn.execute(insert, row)
+                        written += 1
+        finally:
+            conn.close()
+        return written
 
     def append_frame(self, frame: pd.DataFrame) -> int:
         """Append a history frame (``COLUMNS``; e.g. from ``simulate_feedback``)."""
