@@ -218,7 +218,9 @@ def test_each_body_is_keyed_so_one_alert_lands_on_one_partition() -> None:
                "startsAt": "2027-01-15T07:00:00Z", "endsAt": "2027-01-15T09:00:00Z",
                "createdBy": "ops", "comment": "maintenance"}
     cases = [
-        ("/webhook", webhook, b'{}/{}:{alertname="A"}'),  # the group, whatever its alerts
+        # the first alert's owner; stage 1 there forwards the others to theirs
+        ("/webhook", webhook, labelset_fingerprint({"alertname": "A", "instance": "x"}
+                                                   ).encode()),
         ("/api/v2/alerts", v2_same, labelset_fingerprint(a).encode()),
         ("/api/v2/alerts", v2_mixed, labelset_fingerprint(b).encode()),  # the first alert's
         ("/api/v1/alerts", [ALERT, ALERT], labelset_fingerprint(ALERT).encode()),

@@ -8,6 +8,7 @@ Needs the worker to route (``IntakeStage.raw_partitions`` and ``partition_of`` s
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from kafka import KafkaProducer
 
+from tests.integration.conftest import TRIAGE
 from tests.integration.storms import T0
 from triage.core.fingerprint import labelset_fingerprint
 from triage.core.timeutil import format_timestamp
@@ -120,3 +122,22 @@ def test_batches_on_several_partitions_page_each_alert_once(kafka_case,
     dead = case.wait_for("deadletter", lambda r: len(r) >= 1, timeout=30, worker=worker)
     assert [(d["error"], d["partition"], d["offset"]) for d in dead] == [
         ("TimestampError", 0, 1)]
+
+
+def test_triage_produce_keys_raw_messages_by_their_alerts_fingerprint(kafka_case) -> None:
+    """Each line lands on the partition that owns its (first) alert, so the worker needs no
+    forward for single alerts; other topics are sent unkeyed as before."""
+    case = kafka_case(partitions=PARTITIONS)
+    alerts = [labels(name, f"svc{i:02d}") for i in range(SERVICES) for name in NAMES]
+    lines = [orjson.dumps({**a, "at": T0}) for a in alerts]
+    source = case.tmp / "alerts.jsonl"
+    source.write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
+    subprocess.run([TRIAGE, "produce", "--config", str(case.config), "--input", str(source)],
+                   check=True, capture_output=True, timeout=60)
+    records = consume_records(case.kafka, case.topics["raw"], timeout=3.0)
+    keys = {r.value: (r.key, r.partition) for r in records}
+    for a, line in zip(alerts, lines, strict=True):
+        key = labelset_fingerprint(a).encode()
+        assert keys[line] == (key, kafka_partition(key))
+    assert keys[b"{not json"][0] is None  # unkeyed: dead-lettered wherever it lands
+    assert len({p for _, p in keys.values()}) > 1  # spread over the partitions

@@ -105,23 +105,42 @@ def produce(
     key_field: Annotated[str | None, typer.Option(
         "--key-field", help="Key each message by this top-level field of its JSON.")] = None,
 ) -> None:
-    """Send JSON Lines to a topic, one message per line, bytes unchanged (for testing)."""
+    """Send JSON Lines to a topic, one message per line, bytes unchanged (for testing).
+
+    Messages to alerts.raw are keyed by the fingerprint of their first alert (with the
+    configured fingerprint policies), so each lands on the partition that owns its alert,
+    unless --key or --key-field says otherwise.
+    """
+    import orjson
     from kafka.errors import KafkaError
 
+    from triage.bootstrap import build_fingerprinter
+    from triage.streams.keys import partition_key
     from triage.streams.topics import explained, produce_lines, topic_name
 
     settings = _settings(config, bootstrap)
     name = topic_name(settings.kafka, topic)
+    key_of = None
+    if name == topic_name(settings.kafka, "raw"):
+        fingerprinter = build_fingerprinter(settings)
+
+        def key_of(value: bytes) -> bytes | None:
+            try:
+                return partition_key(orjson.loads(value), fingerprinter)
+            except orjson.JSONDecodeError:
+                return None  # stage 1 dead-letters it wherever it lands
+
     if input != "-" and not Path(input).is_file():
         raise fail(f"--input {input}: no such file")
     try:
         with explained(settings.kafka):
             if input == "-":
                 n = produce_lines(settings.kafka, name, sys.stdin.buffer, key=key,
-                                  key_field=key_field)
+                                  key_field=key_field, key_of=key_of)
             else:
                 with open(input, "rb") as fh:
-                    n = produce_lines(settings.kafka, name, fh, key=key, key_field=key_field)
+                    n = produce_lines(settings.kafka, name, fh, key=key, key_field=key_field,
+                                      key_of=key_of)
     except KafkaError as exc:
         raise _kafka_unavailable(exc, settings) from None
     err.print(f"{n:,} messages sent to {name}")

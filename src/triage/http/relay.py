@@ -6,15 +6,13 @@ only dead-letter anyway (not JSON, no known format), so the sender hears about i
 While Kafka is unavailable every body is refused with 503 and ``Retry-After``: Alertmanager
 and Prometheus keep the alerts and retry, so nothing is lost.
 
-**Keys.** Stage 1 keeps dedup and flap state per partition of ``alerts.raw``, so every
-message carrying one alert must land on the same partition (``partition_key``): an
-Alertmanager webhook body is keyed by its ``groupKey`` (Alertmanager, and each of its HA
-peers, sends an alert in the same group every time); any other body by the fingerprint its
-alerts share, or else by the fingerprint of its first alert; a body with no alert in it (a
-silence, a change record) goes unkeyed. The residual limitation: a Prometheus API v2 post
-(``/api/v2/alerts``) batches different alerts, and the batches change from one evaluation
-to the next, so with several partitions the same alert may meet two dedup states; a later
-version splits such payloads per alert, keyed by fingerprint.
+**Keys.** Stage 1 keeps each alert's dedup and flap state on the partition of
+``alerts.raw`` its fingerprint hashes to, and forwards there any alert that arrives
+elsewhere. Each body is keyed by the fingerprint of its first alert
+(``triage.streams.keys.partition_key``, with the pipeline's fingerprinter), so a single
+alert lands on its owner directly and a batch (a Prometheus API v2 post, a webhook group)
+costs one forward per alert owned elsewhere; a body with no alert in it (a silence, a change
+record) goes unkeyed.
 
 **Feedback** (``POST /api/v1/feedback``) is checked at the door (``feedback_from_dict``; a
 bad record refuses the whole body with 400, nothing published), then each record is
@@ -33,50 +31,19 @@ from typing import Any
 
 import orjson
 
-from triage.core import normalize as normalizers
 from triage.core.fingerprint import Fingerprinter
-from triage.core.normalize.alertmanager import WEBHOOK
 from triage.core.render import render_failure
-from triage.core.types import Alert, Failed
+from triage.core.types import Failed
 from triage.errors import InputError
 from triage.http.intake import Accepted, Rejected, check_format, envelope, too_large
 from triage.metrics import TriageMetrics
 from triage.models.feedback import Feedback
+from triage.streams.keys import partition_key
 from triage.streams.publisher import Publisher, PublishError
 
 log = logging.getLogger("triage.http")
 
 
-def partition_key(payload: Any, fingerprinter: Fingerprinter | None = None) -> bytes | None:
-    """The Kafka key of a decoded body (see the module docstring): the Alertmanager
-    webhook's ``groupKey``; else the fingerprint of its alerts (they usually share one: a
-    single alert), or of the first when they differ; None when it holds no alert.
-
-    >>> partition_key({"version": "4", "groupKey": "{}:{alertname=\\"Up\\"}",
-    ...                "alerts": [], "status": "firing"})
-    b'{}:{alertname="Up"}'
-    >>> partition_key({"alertname": "Up", "service": "db"})
-    b'd5a446198cc7bc62'
-    """
-    try:
-        normalizer = normalizers.detect(payload)
-        if normalizer.name == WEBHOOK:
-            group = payload.get("groupKey")
-            if isinstance(group, str) and group:
-                return group.encode()
-        items = normalizer.normalize(payload)
-    except InputError:
-        return None
-    first = next((a for a in items if isinstance(a, Alert)), None)
-    if first is None:
-        return None
-    # One fingerprint for all the alerts or several: either way the first alert's is the
-    # key, so the others need not be hashed.
-    fingerprint = (fingerprinter or _PLAIN).fingerprint(first.source, first.labels)
-    return fingerprint.encode()
-
-
-_PLAIN = Fingerprinter()
 
 
 class KafkaBackend:
@@ -89,7 +56,7 @@ class KafkaBackend:
                  fingerprinter: Fingerprinter | None = None) -> None:
         # ``fingerprinter``: the pipeline's (per-source policies), so that alerts dedup
         # treats as one (an HA pair's ``replica`` label excluded) get one key
-        self.fingerprinter = fingerprinter or _PLAIN
+        self.fingerprinter = fingerprinter or Fingerprinter()
         self.publisher = publisher
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes

@@ -232,11 +232,13 @@ def produce_lines(
     *,
     key: str | None = None,
     key_field: str | None = None,
+    key_of: Callable[[bytes], bytes | None] | None = None,
 ) -> int:
     """Send each non-empty line as one message, its bytes unchanged; returns the count.
 
     ``key`` keys every message; ``key_field`` keys each by that top-level field of the
-    line's JSON (lines that are not JSON objects or lack it go unkeyed).
+    line's JSON (lines that are not JSON objects or lack it go unkeyed); else ``key_of``
+    computes each line's key.
     """
     producer = KafkaProducer(**client_config(kafka), acks="all", linger_ms=5,
                              client_id="triage-produce")
@@ -247,8 +249,13 @@ def produce_lines(
             value = line.rstrip(b"\r\n")
             if not value.strip():
                 continue
-            producer.send(topic, value=value, key=fixed if key_field is None
-                          else _field_key(value, key_field))
+            if key_field is not None:
+                line_key = _field_key(value, key_field)
+            elif fixed is None and key_of is not None:
+                line_key = key_of(value)
+            else:
+                line_key = fixed
+            producer.send(topic, value=value, key=line_key)
             sent += 1
         producer.flush()
     finally:
