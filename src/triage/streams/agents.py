@@ -252,7 +252,13 @@ class StageRunner:
             wall = self.wall()
             outputs: list[Output] = []
             moved: list[int] = []
+            # Only partitions the consumer still holds: one taken away without a revoke
+            # reaching this worker yet (it stalled past the session timeout) is its new
+            # owner's to decide.
+            owned = self.assigned() if self.assigned is not None else None
             for partition in list(self.stage.parts):
+                if owned is not None and partition not in owned:
+                    continue
                 out = self.stage.tick_idle(partition, wall, self.idle_after)
                 if out is None:
                     continue
