@@ -27,9 +27,8 @@ stream is added where it is received and copied to every other partition
 counted ``silences_copied``). One partition: none of this happens, and stage 1 is exactly
 ``Pipeline.process``.
 
-**State** is taken as key/value deltas (``take_state``, each changed key once however often
-it changed) and written by the agents at each checkpoint, into a faust table whose changelog
-is co-partitioned with the input topic. Keys start with the partition number:
+**State** is written per batch as key/value deltas (``take_changes``) into a faust table whose
+changelog is co-partitioned with the input topic. Keys start with the partition number:
 ``<p>|a|<fingerprint>`` (dedup/flap state), ``<p>|s`` (silences from the stream,
 received or copied: each partition keeps its own),
 ``<p>|i|<incident id>`` (an incident with its sequence number) and ``<p>|m``, the partition's
@@ -41,11 +40,7 @@ written is never applied twice.
 
 **Outputs are delivered before state is written** (the agents await the broker's acks
 first). A crash after the outputs but before the state replays the input and sends the same
-records again, with the same event ids: exact duplicates, never a loss. Stage 1 numbers its
-alert records per partition (``seq``: partition, count; the count is state), so the records
-a replay sends again carry the numbers they had; stage 2 keeps the highest number it applied
-per stage-1 partition and skips anything at or below it. Without that, an old "firing" sent
-again after the "resolved" that followed it would reopen an incident. Forwards and silence
+records again, with the same event ids: exact duplicates, never a loss. Forwards and silence
 copies are outputs too: the replay sends the same ones again (same key, same time), which
 their owners take as repeats (dedup) or as the same silence (by id).
 
@@ -142,16 +137,12 @@ class IntakePartition(_Part):
     pipeline: Pipeline = field(default_factory=Pipeline)
     changes: list[ChangeRecord] = field(default_factory=list)
     clock_sent: float = 0.0
-    emitted: int = 0  # alert records sent to ``keyed`` so far: the last one's ``seq``
 
 
 @dataclass
 class IncidentPartition(_Part):
     engine: IncidentEngine = field(default_factory=IncidentEngine)
     clock: float = 0.0
-    # per stage-1 partition, the highest ``seq`` applied: a record at or below it is one
-    # stage 1 sent again after a restart (it replays input its saved state had not seen)
-    high: dict[int, int] = field(default_factory=dict)
 
 
 def domain_mapper(template: IncidentEngine) -> Callable[[Mapping[str, str]], str]:
@@ -247,7 +238,6 @@ class IntakeStage:
                 part.offset = rec["offset"]
                 pipeline.watermark, pipeline.next_sweep = rec["clock"]
                 part.clock_sent = rec.get("clock_sent", 0.0)
-                part.emitted = rec.get("emitted", 0)
                 pipeline.counts.update(rec["counts"])
         pipeline.dedup.load(alerts)
         pipeline.dedup.take_changes()  # what was just loaded is already saved
@@ -402,7 +392,6 @@ class IntakeStage:
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
                offset: int | None, src: list[Any] | None = None) -> list[Output]:
         out: list[Output] = []
-        part = self.parts[partition]
         for o in outcomes:
             if isinstance(o, Triaged):
                 record = render_outcome(o, now)
@@ -411,10 +400,6 @@ class IntakeStage:
                 # the input message it came from: stage 2 observes the records of one
                 # message together, as the embedded runtime observes one line
                 record["src"] = src or [partition, offset]
-                # this partition's running count: a replay after a restart sends the same
-                # records with the same numbers, which stage 2 recognises and skips
-                part.emitted += 1
-                record["seq"] = [partition, part.emitted]
                 out.append(Output("keyed", self.domain_of(o.alert.labels).encode(),
                                   _dumps(record)))
             elif isinstance(o, Failed):
@@ -435,8 +420,7 @@ class IntakeStage:
             pipeline.silences_changed = False
         writes.append((prefix + b"m", _dumps({
             "offset": part.offset, "clock": [pipeline.watermark, pipeline.next_sweep],
-            "clock_sent": part.clock_sent, "emitted": part.emitted,
-            "counts": dict(pipeline.counts)})))
+            "clock_sent": part.clock_sent, "counts": dict(pipeline.counts)})))
         return writes
 
     def counts(self) -> Counter[str]:
@@ -455,7 +439,6 @@ class IncidentStage:
         self.changes = template.changes  # shared: every partition sees every change
         self.parts: dict[int, IncidentPartition] = {}
         self.replayed = 0
-        self.resent = 0  # records stage 1 sent again after a restart, skipped
         self.observe = False  # collect Observations (metrics)
         self.observed = Observations()
 
@@ -488,7 +471,6 @@ class IncidentStage:
                 part.clock = rec["clock"]
                 timers = rec["timers"]
                 engine.counts.update(rec["counts"])
-                part.high = {int(p): n for p, n in rec.get("high", {}).items()}
         engine.load(records, timers)
         engine.take_changes()
         self.parts[partition] = part
@@ -519,7 +501,7 @@ class IncidentStage:
                 self.replayed += 1
                 continue
             try:
-                triaged, at, src, seq = _decode_keyed(value)
+                triaged, at, src = _decode_keyed(value)
             except InputError as exc:
                 out += self._observe(part, group, group_offset, partition)
                 group = []
@@ -529,14 +511,6 @@ class IncidentStage:
                     dead_letter(failure, part.clock, "keyed", partition, offset))))
                 part.offset = offset
                 continue
-            if seq is not None:
-                emitter, n = seq
-                if n <= part.high.get(emitter, 0):  # sent again by a restarted stage 1
-                    self.resent += 1
-                    if not group:
-                        part.offset = offset
-                    continue
-                part.high[emitter] = n
             if group and (triaged is None or src is None or src != group_src
                           or at != part.clock):
                 out += self._observe(part, group, group_offset, partition)
@@ -600,7 +574,7 @@ class IncidentStage:
         writes.extend((prefix + b"i|" + i.encode(), _dumps(rec)) for i, rec in changed.items())
         writes.append((prefix + b"m", _dumps({
             "offset": part.offset, "clock": part.clock, "timers": engine.timers(),
-            "counts": dict(engine.counts), "high": {str(p): n for p, n in part.high.items()}})))
+            "counts": dict(engine.counts)})))
         return writes
 
     def add_change(self, value: bytes | None) -> bool:
@@ -624,19 +598,14 @@ class IncidentStage:
         return total
 
 
-def _decode_keyed(value: bytes | None
-                  ) -> tuple[Triaged | None, float, Any, tuple[int, int] | None]:
+def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any]:
     triaged, at = triaged_from_record(value)
-    src = seq = None
+    src = None
     if triaged is not None:
-        # cheap second look for the source and sequence markers (valid JSON just now)
+        # cheap second look for the source marker (the record was valid JSON just now)
         rec = orjson.loads(value or b"")
         src = tuple(rec["src"]) if isinstance(rec.get("src"), list) else None
-        raw_seq = rec.get("seq")
-        if (isinstance(raw_seq, list) and len(raw_seq) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in raw_seq)):
-            seq = (raw_seq[0], raw_seq[1])
-    return triaged, at, src, seq
+    return triaged, at, src
 
 
 def _events(events: list[dict[str, Any]]) -> list[Output]:
