@@ -29,10 +29,8 @@ def partition_key(payload: Any, fingerprinter: Fingerprinter | None = None) -> b
     >>> partition_key({"matchers": [], "createdBy": "ops"}) is None
     True
     """
-    envelope = payload.get("payload") if isinstance(payload, dict) and "received_at" in payload \
-        else None
-    if envelope is not None:
-        payload = envelope
+    if isinstance(payload, dict) and "payload" in payload and "received_at" in payload:
+        payload = payload["payload"]  # an envelope (as Pipeline.read unwraps it)
     try:
         items = normalizers.normalize(payload)
     except InputError:
