@@ -19,7 +19,7 @@ broker's acks for every output. The state those batches changed is written, into
 table and its changelog topic, at the next checkpoint: when faust flushes its producer,
 which it does right before it commits input offsets (``hook_checkpoints``), and after
 every idle tick that decided something. A checkpoint waits for the changelog's acks (failed
-writes are sent again, in order, as outputs are). So outputs are acknowledged
+writes are sent again, in order, before anything newer). So outputs are acknowledged
 before their state is written, and state before the offsets it reflects are committed;
 each key is written once per commit interval, not once per batch. Agent concurrency is 1:
 with more, faust can commit past a message still in flight (faust-streaming issue 606).
@@ -131,6 +131,12 @@ async def deliver(send: Sender, outputs: Sequence[Output | StateOutput], *,
         pending = pending[first_failure:]
 
 
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """Fetch a moot future's exception, so asyncio does not report it as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 @dataclass
 class RunnerStats:
     """Counters for metrics and tests."""
@@ -163,6 +169,7 @@ class StageRunner:
         self.wall = wall
         self.lock = asyncio.Lock()
         self.stats = RunnerStats()
+        self._unconfirmed: list[tuple[StateOutput, Awaitable[Any]]] = []
         self._dirty: dict[int, None] = {}  # partitions with state not yet written
 
     def _ensure(self, partition: int) -> None:
@@ -174,10 +181,24 @@ class StageRunner:
             log.info("%s: partition %d restored (%d state records)", self.name, partition,
                      len(items))
 
+    async def _confirm_state(self) -> None:
+        """Wait for the acks of the state records sent so far; from the first that failed
+        on, send them again (in order, so a key's newest value is the last one written)."""
+        pending, self._unconfirmed = self._unconfirmed, []
+        for i, (_, fut) in enumerate(pending):
+            try:
+                await fut
+            except Exception:
+                for _, later in pending[i + 1:]:  # all sent again: their outcome is moot
+                    if isinstance(later, asyncio.Future):
+                        later.add_done_callback(_retrieved)
+                await deliver(self.send, [record for record, _ in pending[i:]])
+                return
+
     async def _persist(self, partitions: Iterable[int]) -> None:
-        """Write the state the stage changed: into the table, and to the changelog until
-        the broker has all of it (``deliver``: resent in order, so a key's newest value is
-        the last one written)."""
+        """Write the state the stage changed: into the table at once, to the changelog
+        without waiting (confirmed by the next call, flushed before offsets commit)."""
+        await self._confirm_state()
         records: list[StateOutput] = []
         data = self.data
         for partition in partitions:
@@ -187,7 +208,14 @@ class StageRunner:
                 else:
                     data[key] = value
                 records.append(StateOutput(self.changelog, key, value, partition))
-        await deliver(self.send, records)
+        for i, record in enumerate(records):
+            try:
+                fut = await self.send(*record)
+            except Exception:  # e.g. no metadata while the broker is away
+                await self._confirm_state()
+                await deliver(self.send, records[i:])
+                return
+            self._unconfirmed.append((record, fut))
 
     async def handle(self, batch: Sequence[Message]) -> list[Output]:
         """Process a batch (any partitions, in order) and deliver what it decided; its state
@@ -271,6 +299,7 @@ class StageRunner:
         for its state to be written)."""
         async with self.lock:
             await self._write_dirty()
+            await self._confirm_state()
             for partition in partitions:
                 self.stage.drop(partition)
 
@@ -280,6 +309,7 @@ class StageRunner:
         flush), so a committed offset never gets ahead of the state it produced."""
         async with self.lock:
             await self._write_dirty()
+            await self._confirm_state()
 
     async def _write_dirty(self) -> None:
         dirty = list(self._dirty)
