@@ -14,15 +14,12 @@
   the next offset the stage will process, summed over the partitions this worker owns)
   are set by the timer, at most once a second.
 
-Each agent takes batches (``stream.take_events``), runs the stage over them and awaits the
-broker's acks for every output. The state those batches changed is written, into the
-table and its changelog topic, at the next checkpoint: when faust flushes its producer,
-which it does right before it commits input offsets (``hook_checkpoints``), and after
-every idle tick that decided something. A checkpoint waits for the changelog's acks (failed
-writes are sent again, in order, before anything newer). So outputs are acknowledged
-before their state is written, and state before the offsets it reflects are committed;
-each key is written once per commit interval, not once per batch. Agent concurrency is 1:
-with more, faust can commit past a message still in flight (faust-streaming issue 606).
+Each agent takes batches (``stream.take_events``), runs the stage over them, awaits the
+broker's acks for every output, and only then writes the state deltas into its table and
+their changelog topic. Those changelog writes are pipelined: their acks are awaited at the
+start of the next write (failed ones are sent again, in order, before anything newer), and
+faust flushes the producer before it commits input offsets. Agent concurrency is 1: with
+more, faust can commit past a message still in flight (faust-streaming issue 606).
 
 Outputs and changelog records go straight to the app's aiokafka producer: faust's
 ``Topic.send`` path (channel, future message, producer buffer) cost more per record than
@@ -170,7 +167,6 @@ class StageRunner:
         self.lock = asyncio.Lock()
         self.stats = RunnerStats()
         self._unconfirmed: list[tuple[StateOutput, Awaitable[Any]]] = []
-        self._dirty: dict[int, None] = {}  # partitions with state not yet written
 
     def _ensure(self, partition: int) -> None:
         if partition not in self.stage.parts:
@@ -218,8 +214,7 @@ class StageRunner:
             self._unconfirmed.append((record, fut))
 
     async def handle(self, batch: Sequence[Message]) -> list[Output]:
-        """Process a batch (any partitions, in order) and deliver what it decided; its state
-        is written by the next ``checkpoint``."""
+        """Process a batch (any partitions, in order), deliver, then persist."""
         async with self.lock:
             owned = self.assigned() if self.assigned is not None else None
             wall = self.wall()
@@ -243,8 +238,7 @@ class StageRunner:
                 touched[partition] = None
                 run.append((offset, value))
             await deliver(self.send, outputs)
-            # the state is written at the next checkpoint (before faust commits offsets)
-            self._dirty.update(touched)
+            await self._persist(touched)
             self.stats.messages += len(batch)
             self.stats.batches += 1
             self.stats.outputs += len(outputs)
@@ -277,10 +271,7 @@ class StageRunner:
                     self.after()  # a sweep that sent nothing is still counted
                 return outputs
             await deliver(self.send, outputs)
-            # Decisions the wall clock made are written at once: replayed after a crash,
-            # they could be decided at another time, and differ.
-            self._dirty.update(dict.fromkeys(moved))
-            await self._write_dirty()
+            await self._persist(moved)
             self.stats.ticks += 1
             self.stats.outputs += len(outputs)
             if self.after is not None:
@@ -298,24 +289,9 @@ class StageRunner:
         """Forget revoked partitions (waiting for a batch in flight to finish first, and
         for its state to be written)."""
         async with self.lock:
-            await self._write_dirty()
             await self._confirm_state()
             for partition in partitions:
                 self.stage.drop(partition)
-
-    async def checkpoint(self) -> None:
-        """Write the state of everything processed so far and wait until the broker has it.
-        Called before faust commits input offsets (``wire`` hooks it into the producer's
-        flush), so a committed offset never gets ahead of the state it produced."""
-        async with self.lock:
-            await self._write_dirty()
-            await self._confirm_state()
-
-    async def _write_dirty(self) -> None:
-        dirty = list(self._dirty)
-        self._dirty.clear()
-        if dirty:
-            await self._persist(dirty)
 
 
 @dataclass
@@ -484,28 +460,10 @@ def wire(
                                      if tp.topic == names["keyed"])
 
     if send is None:
-        hook_checkpoints(app, (intake_runner, incident_runner))
         app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(on_complete)  # type: ignore[arg-type]
 
     return Streams(app, intake_runner, incident_runner, intake_ag, incident_ag, names)
-
-
-def hook_checkpoints(app: faust.App, runners: Sequence[StageRunner]) -> None:
-    """Make the runners write their state whenever faust flushes its producer: faust does
-    that right before it commits input offsets (``Consumer.commit``), on every rebalance and
-    at shutdown. So state is written about once per commit interval rather than once per
-    batch (each key once, however often it changed), and never after the offsets it
-    reflects are committed."""
-    producer = app.producer
-    flush = producer.flush
-
-    async def flush_with_state() -> None:
-        for runner in runners:
-            await runner.checkpoint()
-        await flush()
-
-    producer.flush = flush_with_state  # type: ignore[method-assign]
 
 
 def set_state_sizes(metrics: TriageMetrics, intake: IntakeStage,
