@@ -40,7 +40,9 @@ written is never applied twice.
 
 **Outputs are delivered before state is written** (the agents await the broker's acks
 first). A crash after the outputs but before the state replays the input and sends the same
-records again, with the same event ids: exact duplicates, never a loss. Forwards and silence
+records again, with the same event ids: exact duplicates, never a loss. Stage 2 skips the
+keyed records it has applied already (``RecentRecords``), so stage 1's replayed copies
+cannot undo what newer records did. Forwards and silence
 copies are outputs too: the replay sends the same ones again (same key, same time), which
 their owners take as repeats (dedup) or as the same silence (by id).
 
@@ -54,7 +56,8 @@ is decided by event time alone, as ``triage run`` decides it.
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
@@ -143,6 +146,42 @@ class IntakePartition(_Part):
 class IncidentPartition(_Part):
     engine: IncidentEngine = field(default_factory=IncidentEngine)
     clock: float = 0.0
+    recent: RecentRecords = field(default_factory=lambda: RecentRecords())
+
+
+class RecentRecords:
+    """Digests of the last ``size`` records a stage-2 partition applied.
+
+    After a crash, stage 1 replays the input its saved state had not seen and sends those
+    records again, after stage 2 has applied them and newer ones: an old "firing" arriving
+    after the "resolved" that followed it would reopen an incident. A replay from the same
+    state sends byte-identical records (``src`` names the input message, ``t`` its time), so
+    stage 2 skips a record it has applied already. A record that differs in any byte is
+    applied, as before: nothing new is ever dropped. Kept in memory only: after a restart
+    the window fills again from the records stage 2 re-reads, which come before stage 1's
+    replayed copies. ``size`` spans far more than the records of one commit interval.
+
+    >>> seen = RecentRecords(size=2)
+    >>> [seen.add(v) for v in (b"a", b"b", b"a", b"c", b"a")]
+    [True, True, False, True, True]
+    """
+
+    __slots__ = ("digests", "order")
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.order: deque[bytes] = deque(maxlen=size)
+        self.digests: set[bytes] = set()
+
+    def add(self, value: bytes) -> bool:
+        """Remember ``value``; False if it is among the last ``size`` remembered."""
+        digest = hashlib.blake2b(value, digest_size=16).digest()
+        if digest in self.digests:
+            return False
+        if len(self.order) == self.order.maxlen:
+            self.digests.discard(self.order[0])
+        self.order.append(digest)
+        self.digests.add(digest)
+        return True
 
 
 def domain_mapper(template: IncidentEngine) -> Callable[[Mapping[str, str]], str]:
@@ -439,6 +478,7 @@ class IncidentStage:
         self.changes = template.changes  # shared: every partition sees every change
         self.parts: dict[int, IncidentPartition] = {}
         self.replayed = 0
+        self.resent = 0  # records a restarted stage 1 sent again, skipped
         self.observe = False  # collect Observations (metrics)
         self.observed = Observations()
 
@@ -499,6 +539,11 @@ class IncidentStage:
         for offset, value in messages:
             if offset <= part.offset:
                 self.replayed += 1
+                continue
+            if value is not None and not part.recent.add(value):
+                self.resent += 1  # applied already: sent again by a restarted stage 1
+                if not group:
+                    part.offset = offset
                 continue
             try:
                 triaged, at, src = _decode_keyed(value)
