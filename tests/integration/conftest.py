@@ -217,7 +217,7 @@ class KafkaCase:
             time.sleep(0.5)
         logs = "\n".join(w.tail() for w in self.workers)
         pytest.fail(f"{logical}: condition not met in {timeout:.0f}s "
-                    f"({len(records)} records)\n{logs}")
+                    f"({len(records)} records; {done!r})\n{logs}")
 
     def close(self) -> None:
         for w in self.workers:

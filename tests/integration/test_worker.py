@@ -32,9 +32,20 @@ def same_incidents(got: list[dict], want: dict[str, dict]) -> None:
     assert summary(list(by_id.values())) == summary(list(want.values()))
 
 
-def all_incidents_in(want: dict[str, dict]) -> object:
-    ids = {(e["incident"]["id"], e["type"]) for e in want.values()}
-    return lambda r: ids <= {(e["incident"]["id"], e["type"]) for e in r}
+class all_incidents_in:
+    """Every (incident id, event type) of the embedded run is in the records; its ``repr``
+    (in a timeout's message) names the ones still missing from the last look."""
+
+    def __init__(self, want: dict[str, dict]) -> None:
+        self.ids = {(e["incident"]["id"], e["type"]) for e in want.values()}
+        self.missing: set[tuple[str, str]] = set(self.ids)
+
+    def __call__(self, records: list[dict]) -> bool:
+        self.missing = self.ids - {(e["incident"]["id"], e["type"]) for e in records}
+        return not self.missing
+
+    def __repr__(self) -> str:
+        return f"missing {sorted(self.missing)[:10]} ({len(self.missing)} in all)"
 
 
 def test_worker_gives_the_embedded_result(kafka_case, tmp_path: Path) -> None:
