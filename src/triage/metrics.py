@@ -98,6 +98,7 @@ class TriageMetrics:
     open_incidents: Gauge
     silences: Gauge
     consumer_lag: Gauge
+    refetched: Counter
     noise_model: Info
     http_requests: Counter
     http_seconds: Histogram
@@ -152,6 +153,10 @@ class TriageMetrics:
             consumer_lag=Gauge(
                 "triage_consumer_lag", "Messages the worker is behind, summed over the "
                 "partitions it owns.", ["topic"], registry=r),
+            refetched=Counter(
+                "triage_messages_refetched", "Input messages the Kafka consumer skipped (or "
+                "committed past) that the worker read directly, by stage.", ["stage"],
+                registry=r),
             noise_model=Info(
                 "triage_noise_model", "The noise model in use (version none: no model).",
                 registry=r),
@@ -176,6 +181,7 @@ class TriageMetrics:
             m.incident_events.labels(kind)
         for stage in STAGES:
             m.stage_seconds.labels(stage)
+            m.refetched.labels(stage)
         m.set_model_version(None)
         return m
 

@@ -7,7 +7,10 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from tests.integration.storms import (
     check_effectively_once,
@@ -16,6 +19,8 @@ from tests.integration.storms import (
     summary,
     without_sentinel,
 )
+from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE
+from triage.streams.topics import changelog_topic, client_config, consume_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -90,6 +95,46 @@ def test_kill_9_mid_stream_loses_nothing_and_pages_once(kafka_case, tmp_path: Pa
     dead = case.wait_for("deadletter", lambda r: len({(d["offset"]) for d in r}) >= 48,
                          timeout=10)
     assert len({d["offset"] for d in dead}) == 48
+
+
+def commit_past_state(case, logical: str, table: str, by: int) -> None:
+    """Set the worker group's committed offset of ``logical`` partition 0 to ``by`` messages
+    past the position the stage's state records (its last meta record in ``table``'s
+    changelog), as an offset reset, or faust stepping over a hole, would. No worker runs."""
+    metas = [orjson.loads(r.value)["offset"] for r in consume_records(
+        case.kafka, changelog_topic(case.app_id, table), timeout=2) if r.key == b"0|m"]
+    assert metas, f"no state written for {logical}"
+    consumer = KafkaConsumer(**client_config(case.kafka), group_id=case.app_id,
+                             enable_auto_commit=False)
+    try:
+        tp = TopicPartition(case.topics[logical], 0)
+        consumer.assign([tp])
+        consumer.commit({tp: OffsetAndMetadata(metas[-1] + 1 + by, "", -1)})
+    finally:
+        consumer.close()
+
+
+def test_the_state_not_the_committed_offset_says_where_a_worker_resumes(
+        kafka_case, tmp_path: Path) -> None:
+    """The group's committed offsets jump ahead of the workers' state while no worker runs:
+    the next worker reads the skipped messages itself, and nothing is lost."""
+    case = kafka_case()
+    lines = storm(steps=240)
+    want = expected(case, lines, tmp_path)
+    half = len(lines) // 2
+    case.produce(lines[:half])
+    first = case.start_worker("--idle-after", "600")
+    case.wait_for("keyed", lambda r: len(r) >= 100, timeout=60, worker=first)
+    first.stop()  # a clean stop commits what was processed
+    commit_past_state(case, "raw", INTAKE_STATE, 30)
+    commit_past_state(case, "keyed", INCIDENT_STATE, 10)
+    case.produce(lines[half:])
+    second = case.start_worker("--idle-after", "600")
+    got = case.wait_for("incidents", all_incidents_in(want), timeout=90, worker=second)
+    same_incidents(got, want)
+    log = second.tail(400)
+    assert "intake: the consumer skipped offsets" in log
+    assert "incidents: the consumer skipped offsets" in log
 
 
 def test_broker_restart_mid_stream_the_worker_recovers(kafka_case, own_broker,

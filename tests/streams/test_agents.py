@@ -122,3 +122,106 @@ def test_agents_route_through_faust_test_context(partitions: int) -> None:
     assert [c["type"] for c in created] == ["incident.created"]
     assert created[0]["incident"]["services"] == ["db"]
     assert any(e[0] == "state" for e in log)
+
+
+class ListFetch:
+    """``StageRunner.fetch`` over a list of a partition's messages (the "topic")."""
+
+    def __init__(self, topic: dict[int, list[bytes]], owned: bool = True) -> None:
+        self.topic = topic
+        self.owned = owned
+        self.calls: list[tuple[int, int, int]] = []
+
+    async def __call__(self, partition: int, start: int, end: int
+                       ) -> list[tuple[int, bytes | None]] | None:
+        self.calls.append((partition, start, end))
+        if not self.owned:
+            return None
+        return [(o, v) for o, v in enumerate(self.topic[partition]) if start <= o < end]
+
+
+def keyed_names(log: list[Any]) -> list[str]:
+    return [orjson.loads(e[3])["labels"]["alertname"] for e in log
+            if e[0] == "sent" and e[1] == "keyed" and b'"kind":"alert"' in e[3]]
+
+
+def test_messages_the_consumer_skipped_are_read_directly_and_processed_in_order() -> None:
+    log: list[Any] = []
+    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(8)]}
+    fetch = ListFetch(topic)
+    counted: list[int] = []
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
+                         send=FakeSender(log), fetch=fetch, on_refetch=counted.append)
+
+    async def batches() -> None:
+        await runner.handle([(0, 0, topic[0][0]), (0, 1, topic[0][1])])
+        # faust delivered 2, then 5 (3 and 4 skipped), then 6
+        await runner.handle([(0, 2, topic[0][2]), (0, 5, topic[0][5]), (0, 6, topic[0][6])])
+
+    asyncio.run(batches())
+    assert fetch.calls == [(0, 3, 5)]
+    assert keyed_names(log) == [f"A{i}" for i in range(7)]
+    assert runner.stats.refetched == 2 and counted == [2]  # the metric is told
+    assert stage.parts[0].offset == 6
+
+
+def test_a_restored_partition_resumes_where_its_state_ends_not_where_the_group_does() -> None:
+    """The committed offset ahead of the state (a kill -9 between a commit and the state
+    write, or offsets reset by hand): the stage reads from its own position."""
+    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(10)]}
+    first: list[Any] = []
+    data: dict[bytes, bytes] = {}
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, data=data, changelog="intake-state",
+                         send=FakeSender(first))
+    asyncio.run(runner.handle([(0, o, topic[0][o]) for o in range(3)]))
+    # a new worker, restored from the table, handed offset 7 first
+    log: list[Any] = []
+    fetch = ListFetch(topic)
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, data=data, changelog="intake-state",
+                         send=FakeSender(log), fetch=fetch)
+    asyncio.run(runner.handle([(0, o, topic[0][o]) for o in range(7, 10)]))
+    assert fetch.calls == [(0, 3, 7)]
+    assert keyed_names(log) == [f"A{i}" for i in range(3, 10)]
+
+
+def test_replays_and_a_partition_without_state_read_nothing() -> None:
+    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(6)],
+             1: [alert(f"B{i}", f"db{i}", 10.0 + i) for i in range(6)]}
+    fetch = ListFetch(topic)
+    log: list[Any] = []
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
+                         send=FakeSender(log), fetch=fetch)
+
+    async def batches() -> None:
+        # no state yet: the partition starts wherever the group does (here at 3)
+        await runner.handle([(0, 3, topic[0][3]), (1, 0, topic[1][0]), (0, 4, topic[0][4])])
+        # a replay from before the state's position (the committed offset is behind)
+        await runner.handle([(0, o, topic[0][o]) for o in range(2, 6)])
+
+    asyncio.run(batches())
+    assert fetch.calls == []
+    assert keyed_names(log) == ["A3", "B0", "A4", "A5"]
+
+
+def test_a_partition_revoked_while_its_hole_is_read_is_left_to_its_new_owner() -> None:
+    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(6)],
+             1: [alert(f"B{i}", f"db{i}", 10.0 + i) for i in range(6)]}
+    fetch = ListFetch(topic)
+    log: list[Any] = []
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
+                         send=FakeSender(log), fetch=fetch)
+
+    async def batches() -> None:
+        await runner.handle([(0, 0, topic[0][0]), (1, 0, topic[1][0])])
+        fetch.owned = False  # partition 0 moves to another worker while its hole is read
+        await runner.handle([(0, 3, topic[0][3]), (1, 1, topic[1][1]), (0, 4, topic[0][4])])
+
+    asyncio.run(batches())
+    assert fetch.calls == [(0, 1, 3)]
+    assert keyed_names(log) == ["A0", "B0", "B1"]
+    assert stage.parts[0].offset == 0  # its state still says where the new owner resumes

@@ -21,6 +21,16 @@ start of the next write (failed ones are sent again, in order, before anything n
 faust flushes the producer before it commits input offsets. Agent concurrency is 1: with
 more, faust can commit past a message still in flight (faust-streaming issue 606).
 
+**The stage's state, not the consumer group, says where a partition's input resumes.** Input
+offsets of ``alerts.raw`` and ``alerts.keyed`` are contiguous (plain topics, plain producers),
+so a message whose offset is past the next one the stage expects means the consumer skipped
+messages. faust does that: its fetch loop drops records of a partition that is momentarily
+not "active", and its commit then treats the hole as one to step over (as in a compacted
+topic). Its committed offset can also be ahead of the state a kill -9 left. The runner reads
+the missing offsets itself (``fetch``, a plain consumer outside the group) and processes them
+first, in order; what the topic no longer holds (retention, transaction markers) is simply
+not there. Counted in ``RunnerStats.refetched`` and logged.
+
 Outputs and changelog records go straight to the app's aiokafka producer: faust's
 ``Topic.send`` path (channel, future message, producer buffer) cost more per record than
 both stages together (see BENCHMARKS.md, issue 5).
@@ -58,6 +68,9 @@ log = logging.getLogger("triage.streams")
 # (value None: a tombstone, for changelog deletes)
 Sender = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[Awaitable[Any]]]
 Message = tuple[int, int, bytes | None]  # partition, offset, value
+# fetch(partition, start, end) -> the input partition's messages with start <= offset < end,
+# read directly (offset, value), or None when the partition is no longer this worker's
+Fetch = Callable[[int, int, int], Awaitable[list[tuple[int, bytes | None]] | None]]
 
 
 class StateOutput(NamedTuple):
@@ -143,6 +156,7 @@ class RunnerStats:
     outputs: int = 0
     ticks: int = 0
     skipped_unassigned: int = 0
+    refetched: int = 0  # messages the consumer skipped, read directly (see the module doc)
 
 
 class StageRunner:
@@ -154,8 +168,12 @@ class StageRunner:
                  assigned: Callable[[], set[int]] | None = None,
                  wall: Callable[[], float] = time.monotonic,
                  idle_after: float = IDLE_AFTER,
-                 after: Callable[[], None] | None = None) -> None:
+                 after: Callable[[], None] | None = None,
+                 fetch: Fetch | None = None,
+                 on_refetch: Callable[[int], None] | None = None) -> None:
         self.name = name
+        self.fetch = fetch  # reads what the consumer skipped (None: holes are not filled)
+        self.on_refetch = on_refetch  # told how many messages were read that way (metrics)
         self.after = after  # called after each delivered batch or tick (metrics)
         self.idle_after = idle_after
         self.stage = stage
@@ -213,6 +231,24 @@ class StageRunner:
                 return
             self._unconfirmed.append((record, fut))
 
+    async def _refetch(self, partition: int, start: int, end: int
+                       ) -> list[tuple[int, bytes | None]] | None:
+        """The messages of ``partition`` from ``start`` up to ``end`` (excluded), which the
+        consumer skipped (see the module docstring), read directly."""
+        assert self.fetch is not None
+        missing = await self.fetch(partition, start, end)
+        if missing:
+            log.warning("%s: the consumer skipped offsets %d..%d of partition %d; read %d "
+                        "messages directly", self.name, start, end - 1, partition,
+                        len(missing))
+            self.stats.refetched += len(missing)
+            if self.on_refetch is not None:
+                self.on_refetch(len(missing))
+        elif missing is not None:  # transaction markers, or retention was faster
+            log.info("%s: offsets %d..%d of partition %d hold no messages", self.name, start,
+                     end - 1, partition)
+        return missing
+
     async def handle(self, batch: Sequence[Message]) -> list[Output]:
         """Process a batch (any partitions, in order), deliver, then persist."""
         async with self.lock:
@@ -222,6 +258,9 @@ class StageRunner:
             touched: dict[int, None] = {}
             run: list[tuple[int, bytes | None]] = []
             run_partition = -1
+            # per partition: the next offset the stage expects (-1: any; no position yet)
+            expect: dict[int, int] = {}
+            lost: set[int] = set()  # revoked while its skipped messages were being read
             for partition, offset, value in [*batch, (-1, -1, None)]:
                 if partition != run_partition and run:
                     # consecutive messages of one partition go to the stage together
@@ -230,11 +269,23 @@ class StageRunner:
                 run_partition = partition
                 if partition < 0:
                     break
-                if owned is not None and partition not in owned:
+                if (owned is not None and partition not in owned) or partition in lost:
                     # Revoked while buffered: the new owner processes it from its offset.
                     self.stats.skipped_unassigned += 1
                     continue
                 self._ensure(partition)
+                nxt = expect.get(partition)
+                if nxt is None:
+                    done = self.stage.parts[partition].offset
+                    nxt = done + 1 if done >= 0 else -1
+                if 0 <= nxt < offset and self.fetch is not None:
+                    missing = await self._refetch(partition, nxt, offset)
+                    if missing is None:  # revoked meanwhile: the new owner fills the hole
+                        lost.add(partition)
+                        self.stats.skipped_unassigned += 1
+                        continue
+                    run.extend(missing)
+                expect[partition] = max(nxt, offset + 1)
                 touched[partition] = None
                 run.append((offset, value))
             await deliver(self.send, outputs)
@@ -292,6 +343,76 @@ class StageRunner:
             await self._confirm_state()
             for partition in partitions:
                 self.stage.drop(partition)
+
+
+class DirectReader:
+    """``StageRunner.fetch`` on a real broker: reads an offset range of one partition of
+    ``topic`` with a plain consumer outside the consumer group (assign, seek), started on
+    first use and kept. Until it has read the range it retries (the broker may be away),
+    unless ``owns(partition)`` turns false: then it returns None."""
+
+    def __init__(self, settings: Settings, topic: str, owns: Callable[[int], bool], *,
+                 retry: float = 1.0, timeout: float = 30.0) -> None:
+        self.kafka = settings.kafka
+        self.topic = topic
+        self.owns = owns
+        self.retry = retry
+        self.timeout = timeout
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, partition: int, start: int, end: int
+                       ) -> list[tuple[int, bytes | None]] | None:
+        async with self._lock:
+            delay = self.retry
+            while self.owns(partition):
+                try:
+                    return await asyncio.wait_for(self._read(partition, start, end),
+                                                  self.timeout)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # broker away, leader moving: try again
+                    log.warning("reading %s[%d] offsets %d..%d failed (%r); retrying in "
+                                "%.0fs", self.topic, partition, start, end - 1, exc, delay)
+                    await self.close()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            return None
+
+    async def _read(self, partition: int, start: int, end: int
+                    ) -> list[tuple[int, bytes | None]] | None:
+        consumer = self._consumer
+        if consumer is None:
+            consumer = AIOKafkaConsumer(**aiokafka_config(self.kafka), group_id=None,
+                                        enable_auto_commit=False,
+                                        auto_offset_reset="earliest",
+                                        client_id=f"{self.kafka.app_id}-refetch")
+            await consumer.start()
+            self._consumer = consumer
+        tp = TopicPartition(self.topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        out: list[tuple[int, bytes | None]] = []
+        # offsets the topic no longer holds (retention) or never held a message at
+        # (transaction markers) are stepped over by the position itself
+        while await consumer.position(tp) < end:
+            if not self.owns(partition):
+                return None
+            fetched = await consumer.getmany(tp, timeout_ms=500)
+            for record in fetched.get(tp, ()):
+                if record.offset >= end:
+                    return out
+                if record.offset >= start:
+                    out.append((record.offset, record.value))
+        return out
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # closing a broken client: nothing more to do
+                log.debug("closing the refetch consumer: %r", exc)
 
 
 @dataclass
@@ -406,14 +527,29 @@ def wire(
                 for name, lag in lag_of().items():
                     metrics.set_consumer_lag(name, lag)
 
+    readers: list[DirectReader] = []
+
+    def reader(logical: str) -> DirectReader | None:
+        held = owned(names[logical])
+        if held is None:
+            return None  # wiring tests: no broker to read from
+        readers.append(DirectReader(settings, names[logical],
+                                    lambda partition: partition in held()))
+        return readers[-1]
+
+    def refetch_counter(stage: str) -> Callable[[int], None] | None:
+        return None if metrics is None else metrics.refetched.labels(stage).inc
+
     intake_runner = StageRunner(name="intake", stage=intake, data=intake_table.data,
                                 changelog=INTAKE_STATE, send=sender,
                                 assigned=owned(names["raw"]), idle_after=idle_after,
-                                after=after_intake)
+                                after=after_intake, fetch=reader("raw"),
+                                on_refetch=refetch_counter("intake"))
     incident_runner = StageRunner(name="incidents", stage=incidents,
                                   data=incident_table.data, changelog=INCIDENT_STATE,
                                   send=sender, assigned=owned(names["keyed"]),
-                                  idle_after=idle_after, after=after_incidents)
+                                  idle_after=idle_after, after=after_incidents,
+                                  fetch=reader("keyed"), on_refetch=refetch_counter("incidents"))
 
     async def intake_agent(stream: Any) -> None:  # a faust.Stream
         async for events in stream.take_events(batch_max, within=batch_within):
@@ -459,9 +595,14 @@ def wire(
         await incident_runner.assign(tp.partition for tp in assignment
                                      if tp.topic == names["keyed"])
 
+    async def close_readers(sender: Any, **_: Any) -> None:
+        for r in readers:
+            await r.close()
+
     if send is None:
         app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(on_complete)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(close_readers)  # type: ignore[arg-type]
 
     return Streams(app, intake_runner, incident_runner, intake_ag, incident_ag, names)
 
