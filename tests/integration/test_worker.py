@@ -109,7 +109,9 @@ def commit_past_state(case, logical: str, table: str, by: int) -> None:
     try:
         tp = TopicPartition(case.topics[logical], 0)
         consumer.assign([tp])
-        consumer.commit({tp: OffsetAndMetadata(metas[-1] + 1 + by, "", -1)})
+        target = metas[-1] + 1 + by
+        consumer.commit({tp: OffsetAndMetadata(target, "", -1)})
+        assert consumer.committed(tp) == target, f"{logical}: the commit did not take"
     finally:
         consumer.close()
 

@@ -24,9 +24,11 @@ more, faust can commit past a message still in flight (faust-streaming issue 606
 **The stage's state, not the consumer group, says where a partition's input resumes.** Input
 offsets of ``alerts.raw`` and ``alerts.keyed`` are contiguous (plain topics, plain producers),
 so a message whose offset is past the next one the stage expects means the consumer skipped
-messages. faust does that: its fetch loop drops records of a partition that is momentarily
-not "active", and its commit then treats the hole as one to step over (as in a compacted
-topic). Its committed offset can also be ahead of the state a kill -9 left. The runner reads
+messages. faust does that around table recovery and rebalances (records fetched for an older
+generation or while a partition is paused are dropped, and its commit then steps over the
+hole as if the topic were compacted; faust-streaming issues 216, 221, 596): one captured run
+had stage 1 receive offset 1201 right after 1199. A committed offset can also be ahead of the
+state (offsets reset by hand). The runner reads
 the missing offsets itself (``fetch``, a plain consumer outside the group) and processes them
 first, in order; what the topic no longer holds (retention, transaction markers) is simply
 not there. Counted in ``RunnerStats.refetched`` and logged.
