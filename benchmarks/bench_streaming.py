@@ -54,6 +54,7 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaAdminClient
+from kafka.errors import CoordinatorNotAvailableError
 
 from machine import describe
 from triage.settings import KafkaSettings
@@ -186,7 +187,11 @@ class Case:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                group = admin.describe_groups([self.app_id]).get(self.app_id) or {}
+                try:
+                    group = admin.describe_groups([self.app_id]).get(self.app_id) or {}
+                except CoordinatorNotAvailableError:  # a fresh broker: no offsets topic yet
+                    time.sleep(0.3)
+                    continue
                 if group.get("group_state") == "Stable" and len(group.get("members", [])) == n:
                     return
                 time.sleep(0.3)
