@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,11 @@ def alert_factory() -> Callable[..., Alert]:
 
 @pytest.fixture
 def shared_data() -> Path:
+    """The real data beside the repository; without it the test skips, except under
+    ``CI=true``, where it must be there."""
     if not SHARED_DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED_DATA} is missing (CI runs with ../shared beside the clone)")
         pytest.skip("../shared/data is not beside the repository")
     return SHARED_DATA
 

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.core.normalize.conftest import read_payload
 
 from triage.core import normalize as registry
 from triage.core.types import Alert, Failed
 from triage.errors import InputError
-
-REPO = Path(__file__).resolve().parents[3]
-FOLDERS = (REPO / ".." / "shared" / "data" / "payloads", REPO / "tests" / "fixtures" / "payloads")
-
-
-def read_payload(name: str) -> Any:
-    """A real payload (shared data) or one written from vendor documentation (fixtures)."""
-    path = next(folder / name for folder in FOLDERS if (folder / name).exists())
-    return json.loads(path.read_text(encoding="utf-8"))
 
 # What orjson can decode: 64-bit integers, finite floats, strings without lone surrogates.
 scalars = (
