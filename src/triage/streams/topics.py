@@ -69,10 +69,14 @@ class _ConnectionErrors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.reason: str | None = None
+        self.disconnected = False  # the broker closed a connection (no reason given)
 
     def emit(self, record: logging.LogRecord) -> None:
-        found = self.PATTERN.search(record.getMessage())
+        message = record.getMessage()
+        found = self.PATTERN.search(message)
         if found is None:
+            if "socket disconnected" in message:
+                self.disconnected = True
             return
         # the first reason, unless a later one is an authentication failure (the root cause
         # when an earlier attempt only saw the socket close)
@@ -92,13 +96,19 @@ def explained(kafka: KafkaSettings) -> Iterator[None]:
         yield
     except KafkaError as exc:
         reason = handler.reason
+        credentials = (f"security_protocol {kafka.security_protocol}, mechanism "
+                       f"{kafka.sasl_mechanism}, user {kafka.sasl_username!r}: check "
+                       "kafka.sasl_username and kafka.sasl_password")
+        if (reason is None and handler.disconnected
+                and kafka.security_protocol.startswith("SASL")):
+            # kafka-python, on a loaded machine, can see the close of a connection whose
+            # SASL login the broker rejected before it reads the broker's reason
+            raise KafkaConnectionError(
+                f"{exc}; the broker closed every connection, which is "
+                f"how a rejected SASL authentication can look ({credentials})") from exc
         if reason is None or reason in str(exc):
             raise
-        hint = ""
-        if "Authentication" in reason:
-            hint = (f" (security_protocol {kafka.security_protocol}, mechanism "
-                    f"{kafka.sasl_mechanism}, user {kafka.sasl_username!r}: check "
-                    "kafka.sasl_username and kafka.sasl_password)")
+        hint = f" ({credentials})" if "Authentication" in reason else ""
         raise KafkaConnectionError(f"{reason}{hint}") from exc
     finally:
         logger.removeHandler(handler)
