@@ -140,6 +140,24 @@ class ListFetch:
         return [(o, v) for o, v in enumerate(self.topic[partition]) if start <= o < end]
 
 
+def topic_of(*prefixes: str, n: int = 6) -> dict[int, list[bytes]]:
+    """Partition p of a fake ``alerts.raw`` holds ``n`` alerts named ``prefixes[p]<i>``."""
+    return {p: [alert(f"{name}{i}", f"{name.lower()}{i}", 10.0 + i) for i in range(n)]
+            for p, name in enumerate(prefixes)}
+
+
+def fetching_runner(topic: dict[int, list[bytes]], log: list[Any], *,
+                    data: dict[bytes, bytes] | None = None, **kwargs: Any
+                    ) -> tuple[StageRunner, IntakeStage, ListFetch]:
+    """A stage-1 runner whose ``fetch`` reads ``topic``."""
+    fetch = ListFetch(topic)
+    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
+    runner = StageRunner(name="intake", stage=stage, data={} if data is None else data,
+                         changelog="intake-state", send=FakeSender(log), fetch=fetch,
+                         **kwargs)
+    return runner, stage, fetch
+
+
 def keyed_names(log: list[Any]) -> list[str]:
     return [orjson.loads(e[3])["labels"]["alertname"] for e in log
             if e[0] == "sent" and e[1] == "keyed" and b'"kind":"alert"' in e[3]]
@@ -147,12 +165,9 @@ def keyed_names(log: list[Any]) -> list[str]:
 
 def test_messages_the_consumer_skipped_are_read_directly_and_processed_in_order() -> None:
     log: list[Any] = []
-    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(8)]}
-    fetch = ListFetch(topic)
+    topic = topic_of("A", n=8)
     counted: list[int] = []
-    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
-    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
-                         send=FakeSender(log), fetch=fetch, on_refetch=counted.append)
+    runner, stage, fetch = fetching_runner(topic, log, on_refetch=counted.append)
 
     async def batches() -> None:
         await runner.handle([(0, 0, topic[0][0]), (0, 1, topic[0][1])])
@@ -169,32 +184,22 @@ def test_messages_the_consumer_skipped_are_read_directly_and_processed_in_order(
 def test_a_restored_partition_resumes_where_its_state_ends_not_where_the_group_does() -> None:
     """The committed offset ahead of the state (a kill -9 between a commit and the state
     write, or offsets reset by hand): the stage reads from its own position."""
-    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(10)]}
-    first: list[Any] = []
+    topic = topic_of("A", n=10)
     data: dict[bytes, bytes] = {}
-    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
-    runner = StageRunner(name="intake", stage=stage, data=data, changelog="intake-state",
-                         send=FakeSender(first))
+    runner, _, _ = fetching_runner(topic, [], data=data)
     asyncio.run(runner.handle([(0, o, topic[0][o]) for o in range(3)]))
     # a new worker, restored from the table, handed offset 7 first
     log: list[Any] = []
-    fetch = ListFetch(topic)
-    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
-    runner = StageRunner(name="intake", stage=stage, data=data, changelog="intake-state",
-                         send=FakeSender(log), fetch=fetch)
+    runner, _, fetch = fetching_runner(topic, log, data=data)
     asyncio.run(runner.handle([(0, o, topic[0][o]) for o in range(7, 10)]))
     assert fetch.calls == [(0, 3, 7)]
     assert keyed_names(log) == [f"A{i}" for i in range(3, 10)]
 
 
 def test_replays_and_a_partition_without_state_read_nothing() -> None:
-    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(6)],
-             1: [alert(f"B{i}", f"db{i}", 10.0 + i) for i in range(6)]}
-    fetch = ListFetch(topic)
+    topic = topic_of("A", "B")
     log: list[Any] = []
-    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
-    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
-                         send=FakeSender(log), fetch=fetch)
+    runner, _, fetch = fetching_runner(topic, log)
 
     async def batches() -> None:
         # no state yet: the partition starts wherever the group does (here at 3)
@@ -208,13 +213,9 @@ def test_replays_and_a_partition_without_state_read_nothing() -> None:
 
 
 def test_a_partition_revoked_while_its_hole_is_read_is_left_to_its_new_owner() -> None:
-    topic = {0: [alert(f"A{i}", f"svc{i}", 10.0 + i) for i in range(6)],
-             1: [alert(f"B{i}", f"db{i}", 10.0 + i) for i in range(6)]}
-    fetch = ListFetch(topic)
+    topic = topic_of("A", "B")
     log: list[Any] = []
-    stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()))
-    runner = StageRunner(name="intake", stage=stage, data={}, changelog="intake-state",
-                         send=FakeSender(log), fetch=fetch)
+    runner, stage, fetch = fetching_runner(topic, log)
 
     async def batches() -> None:
         await runner.handle([(0, 0, topic[0][0]), (1, 0, topic[1][0])])
