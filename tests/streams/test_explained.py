@@ -41,6 +41,18 @@ def test_only_closed_connections_under_sasl_point_at_the_login() -> None:
     assert "kafka.sasl_username and kafka.sasl_password" in message
 
 
+def test_a_timed_out_sasl_login_says_it_can_be_the_credentials() -> None:
+    """Also seen under load: the broker delays its answer to a rejected login (100 ms by
+    default) and the client's request timed out first."""
+    with pytest.raises(KafkaConnectionError) as caught, explained(SASL):
+        connection.error("<KafkaConnection node_id=bootstrap-0>: Connection lost: [Error 7] "
+                         "RequestTimedOutError: Request timed out after 85 ms")
+        raise KafkaTimeoutError(BOOTSTRAP)
+    message = str(caught.value)
+    assert "RequestTimedOutError" in message and "SASL authentication" in message
+    assert "kafka.sasl_password" in message
+
+
 def test_closed_connections_without_sasl_keep_the_original_error() -> None:
     with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"), \
             explained(KafkaSettings()):

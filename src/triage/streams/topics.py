@@ -99,8 +99,8 @@ def explained(kafka: KafkaSettings) -> Iterator[None]:
         credentials = (f"security_protocol {kafka.security_protocol}, mechanism "
                        f"{kafka.sasl_mechanism}, user {kafka.sasl_username!r}: check "
                        "kafka.sasl_username and kafka.sasl_password")
-        if (reason is None and handler.disconnected
-                and kafka.security_protocol.startswith("SASL")):
+        sasl = kafka.security_protocol.startswith("SASL")
+        if reason is None and handler.disconnected and sasl:
             # kafka-python, on a loaded machine, can see the close of a connection whose
             # SASL login the broker rejected before it reads the broker's reason
             raise KafkaConnectionError(
@@ -108,7 +108,15 @@ def explained(kafka: KafkaSettings) -> Iterator[None]:
                 f"how a rejected SASL authentication can look ({credentials})") from exc
         if reason is None or reason in str(exc):
             raise
-        hint = f" ({credentials})" if "Authentication" in reason else ""
+        hint = ""
+        if "Authentication" in reason:
+            hint = f" ({credentials})"
+        elif sasl and "TimedOut" in reason:
+            # the broker answers a rejected login only after
+            # connection.failed.authentication.delay.ms (100 ms by default), which a
+            # client short of time can give up on first
+            hint = (" (a broker that rejects a SASL authentication answers late, so this "
+                    f"can be a wrong login: {credentials})")
         raise KafkaConnectionError(f"{reason}{hint}") from exc
     finally:
         logger.removeHandler(handler)
