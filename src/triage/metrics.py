@@ -26,9 +26,15 @@ metric                                                 what
 ``triage_silences``                                    silences and maintenance windows
 ``triage_consumer_lag{topic}``                         messages behind, summed over partitions
                                                        (set by the worker)
+``triage_messages_refetched_total{stage}``             input the Kafka consumer skipped, read
+                                                       directly by the worker
 ``triage_noise_model_info{version}``                   the noise model in use (``none``)
 ``triage_http_requests_total{handler,code}``           requests answered by ``triage serve``
 ``triage_http_request_seconds{handler}``               their latency
+``triage_feedback_messages_total{outcome}``            ``triage feedback ingest``: stored |
+                                                       repeat | dead_lettered
+``triage_feedback_backlog``                            feedback messages not read yet
+``triage_feedback_last_batch_timestamp_seconds``       when a batch was last made durable
 =====================================================  ======================================
 
 Reconciliation holds on the counters as on the run summary: ``received`` equals the sum of
@@ -293,3 +299,55 @@ def track_embedded_state(metrics: TriageMetrics, pipeline: Pipeline,
         open_incidents=(lambda: sum(1 for i in engine.incidents.values() if i.status == "open"))
         if engine is not None else None,
     )
+
+
+FEEDBACK_OUTCOMES = ("stored", "repeat", "dead_lettered")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackMetrics:
+    """The metrics of ``triage feedback ingest``: what each batch did, once it is durable
+    (stored and committed), how much is left to read, and when a batch last got through (a
+    stalled ingest shows as an old timestamp while the backlog grows).
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> r = CollectorRegistry()
+    >>> m = FeedbackMetrics.create(r)
+    >>> m.observe(stored=3, repeats=1, dead_lettered=2, backlog=10, now=5.0)
+    >>> r.get_sample_value("triage_feedback_messages_total", {"outcome": "repeat"})
+    1.0
+    """
+
+    messages: Counter
+    backlog: Gauge
+    last_batch: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> FeedbackMetrics:
+        """Create and register the metrics on ``registry`` (outcomes initialised at 0)."""
+        m = cls(
+            messages=Counter(
+                "triage_feedback_messages", "Feedback messages made durable, by outcome: "
+                "stored (new judgement), repeat (already in the history), dead_lettered.",
+                ["outcome"], registry=registry),
+            backlog=Gauge(
+                "triage_feedback_backlog", "Feedback messages on the topic not read yet "
+                "(partitions this ingest owns).", registry=registry),
+            last_batch=Gauge(
+                "triage_feedback_last_batch_timestamp_seconds", "When the last batch was "
+                "stored and its offsets committed (Unix time).", registry=registry),
+        )
+        for outcome in FEEDBACK_OUTCOMES:
+            m.messages.labels(outcome)
+        return m
+
+    def observe(self, *, stored: int, repeats: int, dead_lettered: int,
+                backlog: int | None, now: float) -> None:
+        """One durable batch's counts (not running totals), and the backlog after it."""
+        for outcome, n in zip(FEEDBACK_OUTCOMES, (stored, repeats, dead_lettered),
+                              strict=True):
+            if n:
+                self.messages.labels(outcome).inc(n)
+        if backlog is not None:
+            self.backlog.set(backlog)
+        self.last_batch.set(now)

@@ -16,7 +16,7 @@ from tests.http.tools import require_binary
 from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.silences import silence_from_alertmanager
-from triage.metrics import TriageMetrics, track_embedded_state
+from triage.metrics import FeedbackMetrics, TriageMetrics, track_embedded_state
 
 T = 1_800_000_000.0
 
@@ -138,8 +138,13 @@ def test_exposition_passes_promtool_check_metrics() -> None:
                     seconds={"intake": 0.001, "incidents": 0.002})
     metrics.set_consumer_lag("alerts.raw", 3)
     metrics.observe_http("webhook", 200, 0.004)
+    # triage feedback ingest's metrics, exposed by their own process
+    feedback = CollectorRegistry()
+    FeedbackMetrics.create(feedback).observe(stored=2, repeats=1, dead_lettered=0,
+                                              backlog=4, now=T)
     result = subprocess.run([promtool, "check", "metrics"],
-                            input=generate_latest(metrics.registry), capture_output=True,
+                            input=generate_latest(metrics.registry)
+                            + generate_latest(feedback), capture_output=True,
                             timeout=30, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     # promtool prints lint findings (a non-zero exit aside) on stdout: there must be none

@@ -151,14 +151,22 @@ def test_ingest_follow_stops_cleanly_on_sigterm(
         kafka_case: Callable[..., KafkaCase], tmp_path: Path) -> None:
     case = kafka_case()
     store = tmp_path / "fb.db"
+    port = free_port()
     proc = subprocess.Popen([TRIAGE, "feedback", "ingest", "--config", str(case.config),
-                             "--store", str(store)],
+                             "--store", str(store), "--metrics-port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         produce_lines(case.kafka, case.topics["feedback"],
-                      [orjson.dumps(judgement(n)) for n in range(5)])
+                      [orjson.dumps(judgement(n)) for n in [*range(5), 2]])  # 2 sent twice
         wait_until(lambda: stored(store) == 5 or None, timeout=60,
                    what="the following ingest to store the feedback")
+        # its /metrics: what got through, and nothing left to read
+        wanted = ('triage_feedback_messages_total{outcome="stored"} 5.0',
+                  'triage_feedback_messages_total{outcome="repeat"} 1.0',
+                  "triage_feedback_backlog 0.0")
+        wait_until(lambda: all(w in http("GET", f"http://127.0.0.1:{port}/metrics")[1]
+                               .decode() for w in wanted) or None,
+                   timeout=30, what="the ingest's metrics", proc=proc)
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

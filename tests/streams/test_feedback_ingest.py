@@ -213,3 +213,31 @@ def test_the_cli_wants_a_store(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["feedback", "ingest", "--once"])
     assert result.exit_code == 2 and "--store" in result.output
+
+
+def test_metrics_count_each_durable_batch_once_and_show_the_backlog(tmp_path: Path) -> None:
+    """``--metrics-port``: the counters add each batch's own counts (``run_ingest`` reports
+    running totals), a replayed judgement counts as a repeat, and the backlog falls to 0."""
+    from prometheus_client import CollectorRegistry
+
+    from triage.metrics import FeedbackMetrics
+    from triage.streams.feedback import metered
+
+    registry = CollectorRegistry()
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    # 5 good (one of them sent twice) and 2 bad, 3 per batch: 3 batches
+    source = FakeSource([*GOOD, GOOD[0], BAD[0][0], BAD[6][0]])
+    shown: list[int] = []
+    counts = ingest(source, store, Letters(), on_batch=metered(
+        FeedbackMetrics.create(registry), source, lambda c: shown.append(c.read),
+        clock=lambda: 1234.0))
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert shown == [3, 6, 8]  # the display callback still runs, after the metrics
+    assert sample("triage_feedback_messages_total", outcome="stored") == counts.stored == 5
+    assert sample("triage_feedback_messages_total", outcome="repeat") == 1
+    assert sample("triage_feedback_messages_total", outcome="dead_lettered") == 2
+    assert sample("triage_feedback_backlog") == 0
+    assert sample("triage_feedback_last_batch_timestamp_seconds") == 1234.0

@@ -10,10 +10,10 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -24,6 +24,7 @@ from triage.cli.learn import feedback_app
 from triage.cli.stream import BootstrapOpt, ConfigOpt, _kafka_unavailable, _settings
 
 if TYPE_CHECKING:
+    from triage.metrics import FeedbackMetrics
     from triage.streams.feedback import IngestCounts
 
 
@@ -47,6 +48,11 @@ def feedback_ingest(
     session_timeout: Annotated[float, typer.Option(
         min=1.0, help="Seconds after which a silent (crashed) ingest's partitions move to "
         "the others or to its restart.")] = 10.0,
+    metrics_host: Annotated[str, typer.Option(
+        help="Address the /metrics exporter listens on.")] = "127.0.0.1",
+    metrics_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Port of the /metrics exporter (Prometheus); 0 (default): "
+        "off.")] = 0,
 ) -> None:
     """Append judgements from the feedback topic to the history; dead-letter bad ones.
 
@@ -60,6 +66,7 @@ def feedback_ingest(
         KafkaDeadLetters,
         KafkaFeedbackSource,
         default_group,
+        metered,
         run_ingest,
     )
     from triage.streams.topics import explained
@@ -73,12 +80,23 @@ def feedback_ingest(
     stopping = threading.Event()
     source: KafkaFeedbackSource | None = None
     sink: KafkaDeadLetters | None = None
+    exporter = _serve_metrics(metrics_host, metrics_port) if metrics_port else None
     try:
         source = KafkaFeedbackSource(settings.kafka, group=consumer_group, timeout=timeout,
                                      max_records=batch, session_timeout=session_timeout)
         sink = KafkaDeadLetters(settings.kafka, timeout=timeout)
         err.print(f"feedback ingest: {source.topic} (group {consumer_group}) → {path}"
                   f"{'' if once else '; following until SIGTERM/SIGINT'}", highlight=False)
+        if exporter is not None:
+            err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics",
+                      highlight=False)
+
+        def observed(then: Callable[[IngestCounts], None] | None
+                     ) -> Callable[[IngestCounts], None] | None:
+            if exporter is None or source is None:
+                return then
+            return metered(exporter[1], source, then)
+
         with _stop_on_signals(stopping), explained(settings.kafka):
             if once and err.is_terminal:
                 with Progress(TextColumn("[bold]feedback ingest"), BarColumn(),
@@ -94,7 +112,7 @@ def feedback_ingest(
 
                     counts = run_ingest(source, store=history, send_dead_letters=sink,
                                         topic=source.topic, once=True, stop=stopping.is_set,
-                                        on_batch=show)
+                                        on_batch=observed(show))
             elif not once and err.is_terminal:
                 with err.status("waiting for feedback") as status:
 
@@ -104,10 +122,11 @@ def feedback_ingest(
 
                     counts = run_ingest(source, store=history, send_dead_letters=sink,
                                         topic=source.topic, stop=stopping.is_set,
-                                        on_batch=tell)
+                                        on_batch=observed(tell))
             else:
                 counts = run_ingest(source, store=history, send_dead_letters=sink,
-                                    topic=source.topic, once=once, stop=stopping.is_set)
+                                    topic=source.topic, once=once, stop=stopping.is_set,
+                                    on_batch=observed(None))
     except KafkaError as exc:
         raise _kafka_unavailable(exc, settings) from None
     except (sqlite3.Error, OSError) as exc:
@@ -117,7 +136,34 @@ def feedback_ingest(
             sink.close()
         if source is not None:
             source.close()
+        if exporter is not None:
+            exporter[0].shutdown()
+            exporter[0].server_close()
     _print_summary(counts, path, stopped=stopping.is_set())
+
+
+def _serve_metrics(host: str, port: int) -> tuple[Any, FeedbackMetrics]:
+    """Start the /metrics exporter of the ingest (its own registry, with the process
+    collectors the default registry has); fails with exit code 2 if the port is taken."""
+    from prometheus_client import (
+        CollectorRegistry,
+        PlatformCollector,
+        ProcessCollector,
+        start_http_server,
+    )
+
+    from triage.metrics import FeedbackMetrics
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    metrics = FeedbackMetrics.create(registry)
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise fail(f"--metrics-port {port}: cannot serve metrics on {host}: {exc} "
+                   "(0 turns them off)") from None
+    return server, metrics
 
 
 def _print_summary(c: IngestCounts, path: Path, *, stopped: bool) -> None:

@@ -34,6 +34,7 @@ from kafka.structs import OffsetAndMetadata
 from triage.core.render import render_failure
 from triage.core.types import Failed
 from triage.errors import DecodeError, InputError
+from triage.metrics import FeedbackMetrics
 from triage.models.feedback import Feedback, FeedbackStore, feedback_from_dict
 from triage.settings import KafkaSettings
 from triage.streams.topics import Record, client_config, topic_name
@@ -303,3 +304,22 @@ def default_group(kafka: KafkaSettings, group: str | None) -> str:
     ('triage-feedback', 'mine')
     """
     return group or f"{kafka.app_id}-feedback"
+
+
+def metered(metrics: FeedbackMetrics, source: FeedbackSource,
+            then: Callable[[IngestCounts], None] | None = None,
+            clock: Callable[[], float] = time.time) -> Callable[[IngestCounts], None]:
+    """An ``on_batch`` for ``run_ingest`` that feeds ``metrics`` each durable batch's counts
+    (``run_ingest`` passes running totals) and the source's backlog, then calls ``then``."""
+    seen = IngestCounts()
+
+    def on_batch(total: IngestCounts) -> None:
+        metrics.observe(stored=total.stored - seen.stored, repeats=total.repeats - seen.repeats,
+                        dead_lettered=total.dead_lettered - seen.dead_lettered,
+                        backlog=source.backlog(), now=clock())
+        seen.read, seen.stored = total.read, total.stored
+        seen.repeats, seen.dead_lettered = total.repeats, total.dead_lettered
+        if then is not None:
+            then(total)
+
+    return on_batch
