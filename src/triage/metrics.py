@@ -54,9 +54,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 from triage.core.incidents import Event, IncidentEngine
 from triage.core.normalize import BY_NAME
@@ -351,3 +360,15 @@ class FeedbackMetrics:
         if backlog is not None:
             self.backlog.set(backlog)
         self.last_batch.set(now)
+
+
+def serve_registry(host: str, port: int) -> tuple[Any, CollectorRegistry]:
+    """A fresh registry with the process collectors the default registry has (CPU, memory,
+    file descriptors, platform), served on ``http://host:port/metrics`` by a background
+    thread; returns the server (``shutdown()``, ``server_close()``) and the registry.
+    ``OSError`` if the port is taken."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return server, registry

@@ -143,27 +143,16 @@ def feedback_ingest(
 
 
 def _serve_metrics(host: str, port: int) -> tuple[Any, FeedbackMetrics]:
-    """Start the /metrics exporter of the ingest (its own registry, with the process
-    collectors the default registry has); fails with exit code 2 if the port is taken."""
-    from prometheus_client import (
-        CollectorRegistry,
-        PlatformCollector,
-        ProcessCollector,
-        start_http_server,
-    )
+    """Start the /metrics exporter of the ingest; fails with exit code 2 if the port is
+    taken."""
+    from triage.metrics import FeedbackMetrics, serve_registry
 
-    from triage.metrics import FeedbackMetrics
-
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    metrics = FeedbackMetrics.create(registry)
     try:
-        server, _ = start_http_server(port, addr=host, registry=registry)
+        server, registry = serve_registry(host, port)
     except OSError as exc:
         raise fail(f"--metrics-port {port}: cannot serve metrics on {host}: {exc} "
                    "(0 turns them off)") from None
-    return server, metrics
+    return server, FeedbackMetrics.create(registry)
 
 
 def _print_summary(c: IngestCounts, path: Path, *, stopped: bool) -> None:

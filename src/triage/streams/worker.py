@@ -13,16 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    PlatformCollector,
-    ProcessCollector,
-    start_http_server,
-)
-
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
-from triage.metrics import TriageMetrics
+from triage.metrics import TriageMetrics, serve_registry
 from triage.settings import Settings
 from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE, Streams, wire
 from triage.streams.app import build_app
@@ -80,17 +73,13 @@ def run_worker(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine
     metrics: TriageMetrics | None = None
     server: Any = None
     if metrics_port:
-        registry = CollectorRegistry()
-        # the process's own CPU, memory and file descriptors, as the default registry has
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        metrics = TriageMetrics.create(registry)
         try:
-            server, _ = start_http_server(metrics_port, addr=metrics_host, registry=registry)
+            server, registry = serve_registry(metrics_host, metrics_port)
         except OSError as exc:
             log.error("cannot serve metrics on %s:%d: %s (--metrics-port 0 turns them off)",
                       metrics_host, metrics_port, exc)
             return 2
+        metrics = TriageMetrics.create(registry)
         log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
     try:
         partitions = ensure_topics(settings)
