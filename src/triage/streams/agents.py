@@ -28,10 +28,10 @@ messages. faust does that around table recovery and rebalances (records fetched 
 generation or while a partition is paused are dropped, and its commit then steps over the
 hole as if the topic were compacted; faust-streaming issues 216, 221, 596): one captured run
 had stage 1 receive offset 1201 right after 1199. A committed offset can also be ahead of the
-state (offsets reset by hand). The runner reads
-the missing offsets itself (``fetch``, a plain consumer outside the group) and processes them
-first, in order; what the topic no longer holds (retention, transaction markers) is simply
-not there. Counted in ``RunnerStats.refetched`` and logged.
+state (offsets reset by hand). The runner reads the missing offsets itself (``fetch``, a
+plain consumer outside the group) and processes them first, in order; what the topic no
+longer holds (retention, transaction markers) is simply not there. Counted in
+``RunnerStats.refetched`` and logged.
 
 Outputs and changelog records go straight to the app's aiokafka producer: faust's
 ``Topic.send`` path (channel, future message, producer buffer) cost more per record than

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -314,11 +314,11 @@ def metered(metrics: FeedbackMetrics, source: FeedbackSource,
     seen = IngestCounts()
 
     def on_batch(total: IngestCounts) -> None:
+        nonlocal seen
         metrics.observe(stored=total.stored - seen.stored, repeats=total.repeats - seen.repeats,
                         dead_lettered=total.dead_lettered - seen.dead_lettered,
                         backlog=source.backlog(), now=clock())
-        seen.read, seen.stored = total.read, total.stored
-        seen.repeats, seen.dead_lettered = total.repeats, total.dead_lettered
+        seen = replace(total)
         if then is not None:
             then(total)
 

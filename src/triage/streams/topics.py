@@ -58,9 +58,10 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 class _ConnectionErrors(logging.Handler):
-    """The last reason kafka-python logged for losing a connection. It retries a failed
-    bootstrap until its timeout and then raises only "Unable to bootstrap", but it logs
-    why each attempt failed (a rejected SASL login, a TLS error)."""
+    """Why kafka-python lost its connections, from what it logged: it retries a failed
+    bootstrap until its timeout and then raises only "Unable to bootstrap", but it logs why
+    each attempt failed (a rejected SASL login, a TLS error), or only that the broker closed
+    the connection."""
 
     # "Connection lost: [Error 58] SaslAuthenticationFailedError: SaslAuthenticationFailedError:
     # Authentication failed: Invalid username or password"
