@@ -226,3 +226,26 @@ def test_a_partition_revoked_while_its_hole_is_read_is_left_to_its_new_owner() -
     assert fetch.calls == [(0, 1, 3)]
     assert keyed_names(log) == ["A0", "B0", "B1"]
     assert stage.parts[0].offset == 0  # its state still says where the new owner resumes
+
+
+def test_messages_skipped_as_revoked_are_read_back_if_the_partition_stays_ours() -> None:
+    """faust acks what ``handle`` skips; when the partition turns out to be (again) this
+    worker's, the next tick reads those messages rather than waiting for newer input."""
+    topic = topic_of("A", "B")
+    log: list[Any] = []
+    held = {0, 1}
+    runner, stage, fetch = fetching_runner(topic, log, assigned=lambda: set(held))
+
+    async def scenario() -> None:
+        await runner.handle([(0, 0, topic[0][0]), (1, 0, topic[1][0])])
+        held.discard(0)  # mid-rebalance: partition 0 looks taken away
+        await runner.handle([(0, 1, topic[0][1]), (0, 2, topic[0][2]), (1, 1, topic[1][1])])
+        await runner.tick()  # still not ours: left for its owner
+        assert fetch.calls == [] and keyed_names(log) == ["A0", "B0", "B1"]
+        held.add(0)  # the rebalance gave it back
+        await runner.tick()
+
+    asyncio.run(scenario())
+    assert fetch.calls == [(0, 1, 3)]
+    assert keyed_names(log) == ["A0", "B0", "B1", "A1", "A2"]
+    assert stage.parts[0].offset == 2 and runner.skipped == {}

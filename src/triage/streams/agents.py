@@ -187,6 +187,9 @@ class StageRunner:
         self.lock = asyncio.Lock()
         self.stats = RunnerStats()
         self._unconfirmed: list[tuple[StateOutput, Awaitable[Any]]] = []
+        # partition -> the last offset skipped because the partition did not look like this
+        # worker's (``handle``); filled in by ``tick`` if it is (still or again) ours
+        self.skipped: dict[int, int] = {}
 
     def _ensure(self, partition: int) -> None:
         if partition not in self.stage.parts:
@@ -273,7 +276,10 @@ class StageRunner:
                     break
                 if (owned is not None and partition not in owned) or partition in lost:
                     # Revoked while buffered: the new owner processes it from its offset.
+                    # faust acks it all the same, so if the partition stays ours after
+                    # all, ``tick`` reads it back (nothing else would until newer input).
                     self.stats.skipped_unassigned += 1
+                    self.skipped[partition] = max(offset, self.skipped.get(partition, -1))
                     continue
                 self._ensure(partition)
                 nxt = expect.get(partition)
@@ -285,6 +291,7 @@ class StageRunner:
                     if missing is None:  # revoked meanwhile: the new owner fills the hole
                         lost.add(partition)
                         self.stats.skipped_unassigned += 1
+                        self.skipped[partition] = max(offset, self.skipped.get(partition, -1))
                         continue
                     run.extend(missing)
                 expect[partition] = max(nxt, offset + 1)
@@ -299,8 +306,26 @@ class StageRunner:
                 self.after()
             return outputs
 
+    async def fill_skipped(self) -> None:
+        """Process the messages ``handle`` skipped on partitions this worker owns now: read
+        directly, from where the partition's state ends to the last one skipped."""
+        if self.fetch is None or not self.skipped:
+            return
+        owned = self.assigned() if self.assigned is not None else None
+        for partition, last in list(self.skipped.items()):
+            part = self.stage.parts.get(partition)
+            if part is None or (owned is not None and partition not in owned):
+                continue  # not ours now: its owner reads from its state; kept if it returns
+            del self.skipped[partition]
+            if not 0 <= part.offset < last:
+                continue  # processed meanwhile (or no position to read from)
+            missing = await self._refetch(partition, part.offset + 1, last + 1)
+            if missing:
+                await self.handle([(partition, offset, value) for offset, value in missing])
+
     async def tick(self) -> list[Output]:
         """Move the clocks of idle partitions; deliver what that decided, then persist."""
+        await self.fill_skipped()
         async with self.lock:
             wall = self.wall()
             outputs: list[Output] = []
