@@ -28,6 +28,8 @@ metric                                                 what
                                                        (set by the worker)
 ``triage_messages_refetched_total{stage}``             input the Kafka consumer skipped, read
                                                        directly by the worker
+``triage_recovery_restarts_total``                     table recoveries restarted by the
+                                                       worker's watchdog (no progress)
 ``triage_noise_model_info{version}``                   the noise model in use (``none``)
 ``triage_http_requests_total{handler,code}``           requests answered by ``triage serve``
 ``triage_http_request_seconds{handler}``               their latency
@@ -114,6 +116,7 @@ class TriageMetrics:
     silences: Gauge
     consumer_lag: Gauge
     refetched: Counter
+    recovery_restarts: Counter
     noise_model: Info
     http_requests: Counter
     http_seconds: Histogram
@@ -172,6 +175,9 @@ class TriageMetrics:
                 "triage_messages_refetched", "Input messages the Kafka consumer skipped (or "
                 "committed past) that the worker read directly, by stage.", ["stage"],
                 registry=r),
+            recovery_restarts=Counter(
+                "triage_recovery_restarts", "Table recoveries (after a rebalance) that made "
+                "no progress and were restarted by the worker's watchdog.", registry=r),
             noise_model=Info(
                 "triage_noise_model", "The noise model in use (version none: no model).",
                 registry=r),

@@ -188,6 +188,10 @@ def worker(
         help="Address the /metrics exporter listens on.")] = "127.0.0.1",
     metrics_port: Annotated[int, typer.Option(
         min=0, max=65535, help="Port of the /metrics exporter (Prometheus); 0: off.")] = 9095,
+    recovery_stall_after: Annotated[float, typer.Option(
+        min=0, help="Seconds a table recovery may make no progress before the worker "
+        "restarts it; after 3 restarts in vain the worker exits with code 1. 0: off.")
+    ] = 15.0,
 ) -> None:
     """Run the faust worker: stage 1 on alerts.raw, stage 2 on alerts.keyed and changes.
 
@@ -210,7 +214,8 @@ def worker(
     try:
         code = run_worker(settings, pipeline=pipeline, engine=engine, log_level=log_level,
                           session_timeout=session_timeout, idle_after=idle_after,
-                          metrics_host=metrics_host, metrics_port=metrics_port)
+                          metrics_host=metrics_host, metrics_port=metrics_port,
+                          recovery_stall_after=recovery_stall_after)
     except KafkaError as exc:  # before faust starts: the topics could not be made ready
         raise _kafka_unavailable(exc, settings) from None
     raise typer.Exit(code)

@@ -63,6 +63,7 @@ from triage.streams.stages import (
     key_partitioner,
     state_prefix,
 )
+from triage.streams.watchdog import STALL_AFTER, recovery_watchdog
 
 log = logging.getLogger("triage.streams")
 
@@ -467,13 +468,16 @@ def wire(
     send: Sender | None = None,
     idle_after: float = IDLE_AFTER,
     metrics: TriageMetrics | None = None,
+    recovery_stall_after: float = STALL_AFTER,
 ) -> Streams:
     """Add topics, tables, agents, the idle timer and the change feed to ``app``.
 
     ``partitions`` holds the real partition counts of the ``raw`` and ``keyed`` topics (the
     tables must match them); ``send`` replaces the Kafka producer (wiring tests);
     ``idle_after`` is the wall time without input after which a partition's clock moves;
-    ``metrics``, when given, is fed by the agents and the timer.
+    ``metrics``, when given, is fed by the agents and the timer; ``recovery_stall_after``
+    is how long faust's table recovery may make no progress before the worker restarts it
+    (0: never; see ``triage.streams.watchdog``).
     """
     kafka = settings.kafka
     names = dict(kafka.topics)
@@ -608,6 +612,11 @@ def wire(
                 log.exception("metrics update failed")
 
     app.timer(TICK_INTERVAL, name="triage.tick")(tick)
+    if recovery_stall_after > 0 and send is None:
+        restarted = None if metrics is None else metrics.recovery_restarts.inc
+        app.timer(TICK_INTERVAL, name="triage.recovery_watchdog")(recovery_watchdog(
+            app, stall_after=recovery_stall_after, clock=time.monotonic,
+            on_restart=restarted))
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         await intake_runner.revoke(tp.partition for tp in revoked if tp.topic == names["raw"])

@@ -21,6 +21,7 @@ from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE, Streams, wire
 from triage.streams.app import build_app
 from triage.streams.stages import IncidentStage, IntakeStage, domain_mapper
 from triage.streams.topics import changelog_topic, create_changelogs, create_topics, explained
+from triage.streams.watchdog import STALL_AFTER
 
 log = logging.getLogger("triage.streams")
 
@@ -62,7 +63,8 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
 def run_worker(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine,
                log_level: str = "info", session_timeout: float = 10.0,
                idle_after: float = 1.0, metrics_host: str = METRICS_HOST,
-               metrics_port: int = METRICS_PORT) -> int:
+               metrics_port: int = METRICS_PORT,
+               recovery_stall_after: float = STALL_AFTER) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     from faust import Worker
 
@@ -85,7 +87,8 @@ def run_worker(settings: Settings, *, pipeline: Pipeline, engine: IncidentEngine
         partitions = ensure_topics(settings)
         streams = build_streams(settings, pipeline=pipeline, engine=engine,
                                 session_timeout=session_timeout, partitions=partitions,
-                                idle_after=idle_after, metrics=metrics)
+                                idle_after=idle_after, metrics=metrics,
+                                recovery_stall_after=recovery_stall_after)
         worker = Worker(streams.app, loglevel=log_level, quiet=True, redirect_stdouts=False)
         # faust's start-up spinner, at WARNING and above, sets the root logger to DEBUG so it
         # can spin on every record: aiokafka then formats a debug record for every message
