@@ -231,6 +231,17 @@ def restored(worker: Worker) -> list[tuple[str, int, int]]:
     return [(m[1], int(m[2]), int(m[3])) for m in RESTORED.finditer(text)]
 
 
+KEPT = re.compile(r"(intake|incident)-state: partitions \[[\d, ]+\] kept; their changelog is "
+                  r"not read again")
+
+
+def kept_state(worker: Worker) -> bool:
+    """The worker kept partitions of each stage across a rebalance and told faust's recovery
+    they need no reading back (``StateTable``)."""
+    text = worker.log.read_text(errors="replace") if worker.log.exists() else ""
+    return {m[1] for m in KEPT.finditer(text)} == {"intake", "incident"}
+
+
 def took_state(worker: Worker) -> bool:
     """The worker restored a partition of each stage with state in it."""
     return all(any(s == stage and k > 0 for s, _, k in restored(worker))
@@ -273,6 +284,9 @@ def test_partitions_and_state_move_between_two_workers(kafka_case, tmp_path: Pat
         wait_until("worker B took partitions with their state from worker A",
                    lambda: took_state(b), 60, [a, b])
         shared = {(stage, p) for stage, p, _ in restored(b)}
+        # A kept the other partitions, with their state in memory: nothing to read back
+        wait_until("worker A kept its other partitions without reading them back",
+                   lambda: kept_state(a), 30, [a, b])
         for step in steps[JOIN:LEAVE]:  # both
             feed.send(step, [a, b], timeout=60)
         if leave == "kill9":

@@ -33,6 +33,10 @@ plain consumer outside the group) and processes them first, in order; what the t
 longer holds (retention, transaction markers) is simply not there. Counted in
 ``RunnerStats.refetched`` and logged.
 
+The tables are ``StateTable``s: each knows the offset of the last changelog record of each
+partition the broker acknowledged, so that after a rebalance faust's recovery does not read
+back the partitions this worker kept (their state is in memory), only those it was given.
+
 Outputs and changelog records go straight to the app's aiokafka producer: faust's
 ``Topic.send`` path (channel, future message, producer buffer) cost more per record than
 both stages together (see BENCHMARKS.md, issue 5).
@@ -373,6 +377,63 @@ class StageRunner:
                 self.stage.drop(partition)
 
 
+class StateTable(faust.Table[bytes, bytes]):
+    """A table whose changelog this worker writes itself (``StageRunner``, through
+    ``note_ack`` on every acknowledged send). It knows the offset of the last record of
+    each changelog partition the broker acknowledged, and tells faust's recovery
+    (``persisted_offset``) so that, after a rebalance, a partition the worker kept is not
+    read back from its changelog: everything in it is in the table already.
+
+    faust's in-memory store has no persisted offset, so faust re-reads every kept partition
+    from where it last read, which for a worker that has written since is its own writes,
+    on every rebalance, holding all streams meanwhile. That wait is where faust's recovery
+    was seen to stall (``triage.streams.watchdog``). Only partitions held before and after
+    the rebalance keep an offset; a partition newly assigned is restored from the start as
+    before. If someone else wrote to a kept partition meanwhile (this worker was thrown out
+    of the group and let back in without noticing), its high watermark is past the offset
+    given here and faust reads the rest.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: dict[int, int] = {}
+
+    def note_ack(self, fut: asyncio.Future[Any]) -> None:
+        """Done-callback of a changelog send: remember the offset the broker gave it."""
+        if fut.cancelled() or fut.exception() is not None:
+            return  # sent again by the runner, noted then
+        meta = fut.result()
+        partition, offset = getattr(meta, "partition", None), getattr(meta, "offset", None)
+        if (isinstance(partition, int) and isinstance(offset, int)
+                and offset > self.written.get(partition, -1)):
+            self.written[partition] = offset
+
+    async def on_rebalance(self, assigned: set[Any], revoked: set[Any],
+                           newly_assigned: set[Any], generation_id: int = 0) -> None:
+        name = self.changelog_topic.get_topic_name()
+        kept = ({tp.partition for tp in assigned if tp.topic == name}
+                - {tp.partition for tp in newly_assigned if tp.topic == name})
+        for partition in set(self.written) - kept:
+            del self.written[partition]
+        if self.written:
+            log.info("%s: partitions %s kept; their changelog is not read again (written "
+                     "up to offsets %s)", self.name, sorted(self.written),
+                     dict(sorted(self.written.items())))
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    def persisted_offset(self, tp: Any) -> int | None:
+        if tp.topic != self.changelog_topic.get_topic_name():
+            return None
+        return self.written.get(tp.partition)
+
+
+def state_table(app: faust.App, name: str, **kwargs: Any) -> StateTable:
+    """A ``StateTable`` registered on ``app`` as ``app.Table`` registers its tables."""
+    table = StateTable(app, name=name, beacon=app.tables.beacon, **kwargs)
+    app.tables.add(table)
+    return table
+
+
 class DirectReader:
     """``StageRunner.fetch`` on a real broker: reads an offset range of one partition of
     ``topic`` with a plain consumer outside the consumer group (assign, seek), started on
@@ -499,10 +560,11 @@ def wire(
     out_topics = {name: topic(name) for name in ("keyed", "incidents", "deadletter", "changes")}
     # bytes in, bytes out: the app's default serializers are raw
     table_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-    intake_table = app.Table(INTAKE_STATE, partitions=parts.get("raw"),
-                             help="stage-1 state per alerts.raw partition", **table_opts)
-    incident_table = app.Table(INCIDENT_STATE, partitions=parts.get("keyed"),
-                               help="stage-2 state per alerts.keyed partition", **table_opts)
+    intake_table = state_table(app, INTAKE_STATE, partitions=parts.get("raw"),
+                               help="stage-1 state per alerts.raw partition", **table_opts)
+    incident_table = state_table(app, INCIDENT_STATE, partitions=parts.get("keyed"),
+                                 help="stage-2 state per alerts.keyed partition", **table_opts)
+    state_tables = {INTAKE_STATE: intake_table, INCIDENT_STATE: incident_table}
 
     real = {logical: t.get_topic_name() for logical, t in out_topics.items()}
     real["raw"] = raw.get_topic_name()  # forwarded alerts, silence copies
@@ -514,7 +576,11 @@ def wire(
         # The app's producer itself: sent now (not when the input offset is committed,
         # faust's default inside an agent), so the ack can be awaited before state is
         # written; and without faust's per-record channel machinery.
-        return await app.producer.send(real[logical], key, value, partition, None, None)
+        fut = await app.producer.send(real[logical], key, value, partition, None, None)
+        table = state_tables.get(logical)
+        if table is not None and isinstance(fut, asyncio.Future):
+            fut.add_done_callback(table.note_ack)  # kept partitions need no re-reading
+        return fut
 
     sender = send or kafka_send
 
