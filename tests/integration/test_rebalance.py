@@ -284,6 +284,8 @@ def test_partitions_and_state_move_between_two_workers(kafka_case, tmp_path: Pat
         wait_until("worker B took partitions with their state from worker A",
                    lambda: took_state(b), 60, [a, b])
         shared = {(stage, p) for stage, p, _ in restored(b)}
+        # B's first recovery (the one faust's timers do not run in) was watched
+        assert "recovery watchdog on" in b.log.read_text(errors="replace"), b.tail()
         # A kept the other partitions, with their state in memory: nothing to read back
         wait_until("worker A kept its other partitions without reading them back",
                    lambda: kept_state(a), 30, [a, b])

@@ -18,6 +18,7 @@ from triage.streams.watchdog import (
     Action,
     RecoveryStalled,
     StallWatch,
+    keep_watching,
     progress_of,
     recovery_watchdog,
     restart,
@@ -177,3 +178,49 @@ def test_the_worker_counts_restarts_in_a_metric() -> None:
                               on_restart=metrics.recovery_restarts.inc)
     run_checks(check, clock, 14, app.tables.recovery)
     assert b"triage_recovery_restarts_total 2.0" in generate_latest(registry)
+
+
+def test_the_watchdog_keeps_checking_through_errors_until_told_to_stop(
+        caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    async def check() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("faust changed under us")
+
+    async def go() -> None:
+        with caplog.at_level(logging.ERROR, logger="triage.streams"):
+            await keep_watching(check, interval=0.001, stop=lambda: len(calls) >= 5)
+
+    asyncio.run(go())
+    assert len(calls) == 5
+    assert "recovery watchdog check failed" in caplog.text
+
+
+def test_a_worker_starts_its_watchdog_with_its_first_assignment_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """faust starts timers only after the first table recovery; the watchdog must already
+    run during that one, so it starts when partitions are first assigned."""
+    from triage.core.incidents import IncidentEngine
+    from triage.core.pipeline import Pipeline
+    from triage.streams.worker import build_streams
+
+    streams = build_streams(Settings(), pipeline=Pipeline(), engine=IncidentEngine(),
+                            partitions={"raw": 2, "keyed": 2}, recovery_stall_after=7)
+    app = streams.app
+
+    async def go() -> list[asyncio.Task[Any]]:
+        before = asyncio.all_tasks()
+        with caplog.at_level(logging.INFO, logger="triage.streams"):
+            await app.on_partitions_assigned.send(set())
+            await app.on_partitions_assigned.send(set())  # a second rebalance
+        started = [t for t in asyncio.all_tasks() - before if not t.done()]
+        await app.on_before_shutdown.send()  # the worker stopping cancels it
+        await asyncio.sleep(0)
+        return started
+
+    started = asyncio.run(go())
+    assert len(started) == 1 and started[0].done()
+    assert caplog.text.count("recovery watchdog on: a table recovery with no progress "
+                             "for 7s is restarted") == 1

@@ -67,7 +67,7 @@ from triage.streams.stages import (
     key_partitioner,
     state_prefix,
 )
-from triage.streams.watchdog import STALL_AFTER, recovery_watchdog
+from triage.streams.watchdog import STALL_AFTER, keep_watching, recovery_watchdog
 
 log = logging.getLogger("triage.streams")
 
@@ -678,11 +678,22 @@ def wire(
                 log.exception("metrics update failed")
 
     app.timer(TICK_INTERVAL, name="triage.tick")(tick)
-    if recovery_stall_after > 0 and send is None:
-        restarted = None if metrics is None else metrics.recovery_restarts.inc
-        app.timer(TICK_INTERVAL, name="triage.recovery_watchdog")(recovery_watchdog(
+
+    # The recovery watchdog is a task of its own, started with the first assignment: faust
+    # starts timers only once the first table recovery is complete, and that recovery (a
+    # restarted worker's, a joining worker's) must be watched too.
+    watchdog: list[asyncio.Future[None]] = []
+
+    async def start_watchdog(sender: Any, assigned: Any = None, **_: Any) -> None:
+        if watchdog or recovery_stall_after <= 0:
+            return
+        check = recovery_watchdog(
             app, stall_after=recovery_stall_after, clock=time.monotonic,
-            on_restart=restarted))
+            on_restart=None if metrics is None else metrics.recovery_restarts.inc)
+        watchdog.append(asyncio.ensure_future(keep_watching(
+            check, interval=TICK_INTERVAL, stop=lambda: app.should_stop)))
+        log.info("recovery watchdog on: a table recovery with no progress for %.0fs is "
+                 "restarted", recovery_stall_after)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         await intake_runner.revoke(tp.partition for tp in revoked if tp.topic == names["raw"])
@@ -698,10 +709,13 @@ def wire(
                                      if tp.topic == names["keyed"])
 
     async def close_readers(sender: Any, **_: Any) -> None:
+        for task in watchdog:
+            task.cancel()
         for r in readers:
             await r.close()
 
     if send is None:
+        app.on_partitions_assigned.connect(start_watchdog)  # type: ignore[arg-type]
         app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(on_complete)  # type: ignore[arg-type]
         app.on_before_shutdown.connect(close_readers)  # type: ignore[arg-type]

@@ -26,9 +26,10 @@ Each restart is counted in ``triage_recovery_restarts_total``.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,11 +137,25 @@ def restart(app: Any) -> None:
     app.tables.recovery.signal_recovery_start.set()
 
 
+async def keep_watching(check: Callable[[], Awaitable[None]], *, interval: float,
+                        stop: Callable[[], bool]) -> None:
+    """Call ``check`` every ``interval`` seconds until ``stop()``; an error in one check is
+    logged and the next one runs (the watchdog must outlive what it watches)."""
+    while not stop():
+        await asyncio.sleep(interval)
+        try:
+            await check()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recovery watchdog check failed")
+
+
 def recovery_watchdog(app: Any, *, stall_after: float = STALL_AFTER,
                       max_restarts: int = MAX_RESTARTS,
                       clock: Callable[[], float],
                       on_restart: Callable[[], None] | None = None,
-                      ) -> Callable[[], Any]:
+                      ) -> Callable[[], Awaitable[None]]:
     """The coroutine function to call once a second on ``app`` (a faust app)."""
     watch = StallWatch(stall_after=stall_after, max_restarts=max_restarts)
     broken: list[bool] = []
