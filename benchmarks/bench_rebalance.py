@@ -1,6 +1,8 @@
 """Rebalance benchmark: how long a worker that keeps partitions stops when another joins.
 
     python benchmarks/bench_rebalance.py [--alerts 20000 80000] [--repeats 3] [--json out.json]
+                                         [--plot benchmarks/results/rebalance_pause.png]
+    python benchmarks/bench_rebalance.py --replot out.json --plot out.png   # no broker
 
 Starts a local broker (``deploy/kafka/kafka-local``, free ports, a temporary data dir) and
 stops it at the end. For each state size (``--alerts`` distinct alerts on 4 partitions,
@@ -130,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alerts", type=int, nargs="+", default=[20_000, 80_000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--plot", type=Path, help="draw the pauses by state size into this PNG")
+    ap.add_argument("--replot", type=Path, help="only plot the runs of an earlier --json")
     args = ap.parse_args(argv)
+    if args.replot:
+        plot(orjson.loads(args.replot.read_bytes())["runs"], args.plot or
+             args.replot.with_suffix(".png"))
+        return 0
     if shutil.which("java") is None:
         print("java is not installed (Kafka needs Java 17)", file=sys.stderr)
         return 2
@@ -160,7 +168,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"machine": describe(memory=True), "runs": results},
                                         indent=2))
+    if args.plot:
+        plot(results, args.plot)
     return 0
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Median pause by state size, one line per variant, each run a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(results, key=int)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for variant, marker, color in zip(VARIANTS, "os", ("tab:blue", "tab:orange"),
+                                      strict=True):
+        xs = [int(n) for n in sizes]
+        ax.plot(xs, [statistics.median(r["pause"] for r in results[n][variant])
+                     for n in sizes], marker + "-", color=color, label=f"{variant} (median)")
+        ax.scatter([int(n) for n in sizes for _ in results[n][variant]],
+                   [r["pause"] for n in sizes for r in results[n][variant]], s=12,
+                   alpha=0.4, color=color)
+    ax.set_xlabel("alerts in the state of the worker (4 partitions, 2 kept)")
+    ax.set_ylabel("pause of the worker that keeps partitions (s)")
+    ax.set_title("A second worker joins")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    print(f"plot: {path}")
 
 
 def report(results: dict[str, Any], seconds: float) -> None:
