@@ -6,7 +6,9 @@ until each one has been read to its high watermark. faust-streaming sometimes ne
 there: in CI a worker that kept partitions 2 and 3 across a rebalance logged "No event
 received for active tp ... since recovery start" for a minute and triaged nothing, while
 aiokafka went on sending fetch requests. Stalls of this kind are known upstream in several
-forms (robinhood/faust issue 218; faust-streaming issue 74 and pull request 40).
+forms (robinhood/faust issue 218; faust-streaming issue 74 and pull request 40). Kept
+partitions are no longer read back (``triage.streams.agents.StateTable``), which removes
+that case; a partition newly assigned is still read in full, and that read is watched.
 
 :class:`StallWatch` decides, from what the recovery reports once a second, when it has made
 no progress for ``stall_after`` seconds. The worker then
