@@ -29,13 +29,12 @@ Medians over ``--repeats``; the ratio is of medians in the same run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from bench_streaming import Broker, Case, free_port, produce
+from bench_streaming import Case, free_port, java_or_say_so, local_broker, produce
 from machine import describe
 
 T0 = 1_800_000_000.0
@@ -105,7 +104,7 @@ def kept_read_back(log: Path) -> bool:
 def one_run(bootstrap: str, tmp: Path, lines: list[bytes], variant: str) -> dict[str, Any]:
     case = Case(bootstrap, tmp, partitions=4)
     try:
-        asyncio_produce(bootstrap, case.topics["raw"], lines)
+        asyncio.run(produce(bootstrap, case.topics["raw"], lines, keyed=True))
         _, _, log_a = start(case, VARIANTS[variant], "a")
         case.wait_received(len(lines), timeout=600)
         time.sleep(2.0)  # the last state writes and their acks
@@ -121,12 +120,6 @@ def one_run(bootstrap: str, tmp: Path, lines: list[bytes], variant: str) -> dict
         case.close()
 
 
-def asyncio_produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    import asyncio
-
-    asyncio.run(produce(bootstrap, topic, lines, keyed=True))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alerts", type=int, nargs="+", default=[20_000, 80_000])
@@ -139,31 +132,24 @@ def main(argv: list[str] | None = None) -> int:
         plot(orjson.loads(args.replot.read_bytes())["runs"], args.plot or
              args.replot.with_suffix(".png"))
         return 0
-    if shutil.which("java") is None:
-        print("java is not installed (Kafka needs Java 17)", file=sys.stderr)
+    if not java_or_say_so():
         return 2
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {describe(memory=True)}")
     began = time.monotonic()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-rebalance-") as tmpdir:
-        tmp = Path(tmpdir)
-        broker = Broker(free_port(), free_port(), tmp / "kafka")
-        broker.run("start")
-        try:
-            for n in args.alerts:
-                lines = alerts(n)
-                runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-                for r in range(args.repeats):
-                    for variant in VARIANTS:
-                        got = one_run(broker.bootstrap, tmp, lines, variant)
-                        runs[variant].append(got)
-                        print(f"{n:,} alerts, run {r + 1}, {variant}: recovery "
-                              f"{got['recovery']:.2f} s, pause {got['pause']:.2f} s, "
-                              f"read back: {got['read_back']}", flush=True)
-                results[str(n)] = runs
-        finally:
-            broker.run("stop")
+    with local_broker("bench-rebalance-") as (broker, tmp):
+        for n in args.alerts:
+            lines = alerts(n)
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+            for r in range(args.repeats):
+                for variant in VARIANTS:
+                    got = one_run(broker.bootstrap, tmp, lines, variant)
+                    runs[variant].append(got)
+                    print(f"{n:,} alerts, run {r + 1}, {variant}: recovery "
+                          f"{got['recovery']:.2f} s, pause {got['pause']:.2f} s, "
+                          f"read back: {got['read_back']}", flush=True)
+            results[str(n)] = runs
     report(results, time.monotonic() - began)
     if args.json:
         args.json.write_text(json.dumps({"machine": describe(memory=True), "runs": results},

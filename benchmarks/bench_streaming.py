@@ -46,6 +46,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,26 @@ class Broker:
         subprocess.run([str(KAFKA_LOCAL), command, "--port", str(self.port),
                         "--controller-port", str(self.controller), "--data-dir",
                         str(self.data)], check=True, capture_output=True, timeout=180)
+
+
+def java_or_say_so() -> bool:
+    if shutil.which("java") is None:
+        print("java is not installed (Kafka needs Java 17)", file=sys.stderr)
+        return False
+    return True
+
+
+@contextmanager
+def local_broker(prefix: str) -> Iterator[tuple[Broker, Path]]:
+    """A broker of the benchmark's own (free ports, a temporary data dir), stopped after."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmpdir:
+        tmp = Path(tmpdir)
+        broker = Broker(free_port(), free_port(), tmp / "kafka")
+        broker.run("start")
+        try:
+            yield broker, tmp
+        finally:
+            broker.run("stop")
 
 
 # -- workloads -------------------------------------------------------------------------------
@@ -408,20 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if shutil.which("java") is None:
-        print("java is not installed (Kafka needs Java 17)", file=sys.stderr)
+    if not java_or_say_so():
         return 2
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {machine()}")
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmpdir:
-        tmp = Path(tmpdir)
-        broker = Broker(free_port(), free_port(), tmp / "kafka")
-        broker.run("start")
-        try:
-            results = run(broker.bootstrap, tmp, args)
-        finally:
-            broker.run("stop")
+    with local_broker("bench-streaming-") as (broker, tmp):
+        results = run(broker.bootstrap, tmp, args)
     results["machine"] = machine()
     results["seconds_total"] = time.monotonic() - began
     report(results)
