@@ -38,6 +38,7 @@ class FakeRecovery:
 
     def __init__(self) -> None:
         self.in_recovery = True
+        self.active_tps = {STUCK, TP(STUCK.topic, 3)}
         self.active_offsets: Counter[TP] = Counter({STUCK: -1, TP(STUCK.topic, 3): 40})
         self.active_highwaters: Counter[TP] = Counter({STUCK: 57, TP(STUCK.topic, 3): 40})
         self.signal_recovery_start = asyncio.Event()
@@ -47,12 +48,28 @@ class FakeRecovery:
                         for tp, hw in self.active_highwaters.items()})
 
 
+class FakeConsumer:
+    """faust's consumer as the watchdog sees it; ``answers``: whether the broker does."""
+
+    def __init__(self) -> None:
+        self._paused_partitions: set[TP] = set()
+        self._read_offset: dict[TP, int] = {}
+        self.flow_active = True
+        self.answers = True
+        self.asked: list[list[TP]] = []
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        self.asked.append(list(tps))
+        if not self.answers:
+            raise ConnectionError("Unable to bootstrap")  # what aiokafka raises, roughly
+        return dict.fromkeys(tps, 57)
+
+
 class FakeApp:
     def __init__(self) -> None:
         self.tables = type("Tables", (), {})()
         self.tables.recovery = FakeRecovery()
-        self.consumer = type("Consumer", (), {"_paused_partitions": set(),
-                                              "_read_offset": {}, "flow_active": True})()
+        self.consumer = FakeConsumer()
         self.crashed: list[BaseException] = []
 
     async def crash(self, reason: BaseException) -> None:
@@ -161,6 +178,8 @@ def test_faust_recovery_offers_what_the_watchdog_reads() -> None:
     assert recovery.in_recovery is False
     assert progress_of(recovery) == ((), ())
     assert recovery.active_remaining() == Counter()
+    assert recovery.active_tps == set()
+    assert asyncio.iscoroutinefunction(app.consumer.highwaters)  # the broker probe
     restart(app)
     assert recovery.signal_recovery_start.is_set()
     # and with nothing recovering the watchdog is quiet on the real object
@@ -224,3 +243,21 @@ def test_a_worker_starts_its_watchdog_with_its_first_assignment_once(
     assert len(started) == 1 and started[0].done()
     assert caplog.text.count("recovery watchdog on: a table recovery with no progress "
                              "for 7s is restarted") == 1
+
+
+def test_a_recovery_waiting_on_a_broker_that_is_away_is_not_restarted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A broker outage during a recovery must not make the worker give up: it waits, and
+    the watchdog counts again once the broker answers."""
+    app, clock, restarts = FakeApp(), Clock(), []
+    app.consumer.answers = False
+    check = recovery_watchdog(app, stall_after=10, max_restarts=1, clock=clock)
+    with caplog.at_level(logging.INFO, logger="triage.streams"):
+        run_checks(check, clock, 100, app.tables.recovery, restarts)
+    assert restarts == [] and app.crashed == []
+    assert app.consumer.asked[0] == [STUCK]  # only the partition still to read is asked
+    assert "the broker does not answer: waiting for it, not restarting" in caplog.text
+    app.consumer.answers = True  # back: a stall from now on is faust's
+    run_checks(check, clock, 8, app.tables.recovery, restarts)
+    assert restarts == [101]  # 10 s after the last time it was put down to the broker (91)
+

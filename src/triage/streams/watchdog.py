@@ -13,13 +13,17 @@ that case; a partition newly assigned is still read in full, and that read is wa
 :class:`StallWatch` decides, from what the recovery reports once a second, when it has made
 no progress for ``stall_after`` seconds. The worker then
 
-1. logs, for each changelog partition still to read, what faust and aiokafka say about it
-   (recovery offset, high watermark, fetch position, paused or not, records buffered), the
-   evidence a fix of the cause needs;
-2. restarts the recovery, through faust's own path for a rebalance that arrives during a
+1. asks the broker for the high watermarks of the changelog partitions still to read: if
+   it does not answer, the recovery is waiting for the broker, not stalled, and the count
+   starts again (a broker outage must not stop the worker; it resumes by itself when the
+   broker is back);
+2. logs, for each of those partitions, what faust and aiokafka say about it (recovery
+   offset, high watermark, fetch position, paused or not, records buffered), the evidence
+   a fix of the cause needs;
+3. restarts the recovery, through faust's own path for a rebalance that arrives during a
    recovery: it seeks every changelog partition to where its recovery stands and resumes
    fetching them. What was read is kept;
-3. after ``max_restarts`` restarts in a row without progress, stops the worker with an
+4. after ``max_restarts`` restarts in a row without progress, stops the worker with an
    error (exit code 1) for its supervisor to start again: a new process restores from the
    changelog from scratch, and its partitions' input resumes where their state ends.
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +43,7 @@ log = logging.getLogger("triage.streams")
 
 STALL_AFTER = 15.0  # seconds without progress; faust itself warns after 30 s
 MAX_RESTARTS = 3
+PROBE_TIMEOUT = 5.0  # seconds the broker has to answer before a stall is put down to it
 
 
 class Action(enum.Enum):
@@ -83,6 +88,13 @@ class StallWatch:
             return Action.GIVE_UP
         self.restarts += 1
         return Action.RESTART
+
+    def excuse(self, now: float, action: Action) -> None:
+        """Take ``action`` back: the stall has a reason outside faust (the broker does not
+        answer), so the restarts count as before and the wait starts again at ``now``."""
+        if action is Action.RESTART:
+            self.restarts -= 1
+        self._since = now
 
 
 class RecoveryStalled(RuntimeError):
@@ -133,6 +145,19 @@ def describe(app: Any) -> str:
     return f"flow active {flow}; " + "; ".join(lines) if lines else f"flow active {flow}"
 
 
+async def broker_answers(app: Any, tps: Iterable[Any], timeout: float = PROBE_TIMEOUT
+                         ) -> bool:
+    """Whether the broker tells the consumer the high watermarks of ``tps`` in time: a
+    recovery that waits on a broker that is away has not stalled, it waits."""
+    try:
+        await asyncio.wait_for(app.consumer.highwaters(*tps), timeout)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        return False
+    return True
+
+
 def restart(app: Any) -> None:
     """Restart faust's recovery as a rebalance during recovery does: the recovery loop sees
     the start signal, abandons the wait and begins again (highwaters, seek, resume)."""
@@ -175,6 +200,12 @@ def recovery_watchdog(app: Any, *, stall_after: float = STALL_AFTER,
             return
         action = watch.observe(clock(), recovering, progress)
         if action is Action.WAIT:
+            return
+        probe = [tp for tp, n in recovery.active_remaining().items() if n > 0]
+        if not await broker_answers(app, probe or list(recovery.active_tps)):
+            watch.excuse(clock(), action)
+            log.info("table recovery has made no progress in %.0fs, but the broker does not "
+                     "answer: waiting for it, not restarting", stall_after)
             return
         try:
             state = describe(app)
