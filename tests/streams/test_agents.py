@@ -249,3 +249,22 @@ def test_messages_skipped_as_revoked_are_read_back_if_the_partition_stays_ours()
     assert fetch.calls == [(0, 1, 3)]
     assert keyed_names(log) == ["A0", "B0", "B1", "A1", "A2"]
     assert stage.parts[0].offset == 2 and runner.skipped == {}
+
+
+def test_after_a_rebalance_the_table_keeps_only_the_partitions_still_held() -> None:
+    """faust's memory store forgets only what it recovered; what the runner wrote for a
+    partition that left would stay, and come back if the partition did."""
+    log: list[Any] = []
+    data: dict[bytes, bytes] = {}
+    runner, stage, _ = fetching_runner(topic_of("A", "B", "C"), log, data=data)
+    asyncio.run(runner.handle([(p, 0, alert(f"X{p}", f"svc{p}", 10.0)) for p in (0, 1, 2)]))
+    before = {p: sorted(k for k in data if k.startswith(b"%d|" % p)) for p in (0, 1, 2)}
+    assert all(before.values())  # every partition wrote state
+    data[b"not-a-partition-key"] = b"kept as is"
+    asyncio.run(runner.revoke([0, 1, 2]))  # eager: everything revoked first
+    asyncio.run(runner.assign([0, 2]))  # then 0 and 2 given back
+    assert sorted(k for k in data if k.startswith(b"0|")) == before[0]
+    assert sorted(k for k in data if k.startswith(b"2|")) == before[2]
+    assert not [k for k in data if k.startswith(b"1|")]
+    assert data[b"not-a-partition-key"] == b"kept as is"
+    assert set(stage.parts) == {0, 2}  # and the stages were rebuilt from what was kept

@@ -363,10 +363,24 @@ class StageRunner:
 
     async def assign(self, partitions: Iterable[int]) -> None:
         """Restore the partitions assigned to this worker (after table recovery), so their
-        clocks move and their pages fire even before new input arrives."""
+        clocks move and their pages fire even before new input arrives; and drop the
+        table's keys of every other partition.
+
+        faust's in-memory store forgets only the keys it recovered itself. The keys this
+        worker wrote for a partition it has lost would stay in memory for good, and if the
+        partition came back after the changelog's tombstones were compacted away (a day by
+        default), a key its new owner deleted meanwhile would come back to life."""
+        held = set(partitions)
         async with self.lock:
-            for partition in partitions:
+            for partition in held:
                 self._ensure(partition)
+            stale = [key for key in list(self.data.keys()) if isinstance(key, bytes)
+                     and (owner := partition_of_key(key)) is not None and owner not in held]
+            for key in stale:
+                self.data.pop(key, None)
+            if stale:
+                log.info("%s: dropped %d state records of partitions no longer here",
+                         self.name, len(stale))
 
     async def revoke(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions (waiting for a batch in flight to finish first, and
@@ -375,6 +389,16 @@ class StageRunner:
             await self._confirm_state()
             for partition in partitions:
                 self.stage.drop(partition)
+
+
+def partition_of_key(key: bytes) -> int | None:
+    """The partition a table key belongs to (see ``state_prefix``), None if it has none.
+
+    >>> partition_of_key(b"12|d|abc"), partition_of_key(b"junk")
+    (12, None)
+    """
+    head, sep, _ = key.partition(b"|")
+    return int(head) if sep and head.isdigit() else None
 
 
 class StateTable(faust.Table[bytes, bytes]):
