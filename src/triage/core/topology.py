@@ -1,7 +1,9 @@
 """The service topology and catalog as the core sees them.
 
-A ``networkx.DiGraph`` where an edge A→B means "A calls / depends on B", and a
-``ServiceInfo`` per service from the catalog (CMDB). Correlation, root cause, suspect changes
+A ``networkx.DiGraph`` where an edge A→B means "A calls / depends on B", undirected *links*
+(physical or peer links with no known direction: two devices on one cable, two replicas of a
+cluster), and a ``ServiceInfo`` per service from the catalog (CMDB). Where a link has no
+direction, the incident stage lets time decide which side failed first. Correlation, root cause, suspect changes
 and priority ask the same few questions of it for every alert, so the answers are cached per
 service: per-alert cost does not grow with the size of the graph or the number of incidents.
 Loaders (YAML, GraphML, Kubernetes manifests) live in ``triage.enrich``.
@@ -49,6 +51,9 @@ class Topology:
     >>> g.add_edge("frontend", "ads", soft=True)
     >>> sorted(Topology(g, {"frontend": ServiceInfo("frontend", users=9)}).blast_radius(["ads"]))
     []
+    >>> net = Topology(links=[("sw1", "sw2"), ("sw2", "sw3")])
+    >>> sorted(net.neighbours("sw2")), net.distance("sw1", "sw3"), net.depends_on("sw1", "sw2")
+    (['sw1', 'sw3'], 2, False)
     """
 
     def __init__(
@@ -56,15 +61,26 @@ class Topology:
         graph: nx.DiGraph | None = None,
         services: Mapping[str, ServiceInfo] | None = None,
         business_tiers: Mapping[str, int] | None = None,
+        links: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.graph: nx.DiGraph = graph if graph is not None else nx.DiGraph()
         self.services: dict[str, ServiceInfo] = dict(services or {})
         for name in self.services:
             self.graph.add_node(name)
+        # Undirected links: no side is known to depend on the other.
+        self.links: nx.Graph = nx.Graph()
+        for a, b in links:
+            if a != b:
+                self.links.add_edge(a, b)
+        self.graph.add_nodes_from(self.links.nodes)
         self.business_tiers: dict[str, int] = dict(business_tiers or {})
-        self._undirected = self.graph.to_undirected(as_view=True)
+        # Every connection, direction dropped: proximity on the graph.
+        self._undirected: nx.Graph = nx.Graph()
+        self._undirected.add_nodes_from(self.graph.nodes)
+        self._undirected.add_edges_from(self.graph.edges)
+        self._undirected.add_edges_from(self.links.edges)
         self._component: dict[str, str] = {}
-        for nodes in nx.weakly_connected_components(self.graph):
+        for nodes in nx.connected_components(self._undirected):
             key = min(nodes)
             for n in nodes:
                 self._component[n] = key
@@ -80,6 +96,10 @@ class Topology:
         self._hard = nx.subgraph_view(graph, filter_edge=lambda u, v: not graph[u][v].get("soft"))
         self.hard_ancestors = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._hard_ancestors)
+        self.neighbours = lru_cache(maxsize=None)(self._neighbours)  # type: ignore[method-assign]
+        self.callers = lru_cache(maxsize=None)(self._callers)  # type: ignore[method-assign]
+        self.callees = lru_cache(maxsize=None)(self._callees)  # type: ignore[method-assign]
+        self.linked = lru_cache(maxsize=None)(self._linked)  # type: ignore[method-assign]
 
     def __contains__(self, service: object) -> bool:
         return service in self.graph
@@ -92,16 +112,59 @@ class Topology:
         found = self.services.get(service)
         return found if found is not None else ServiceInfo(service)
 
+    @property
+    def has_links(self) -> bool:
+        """Whether any undirected link is declared."""
+        return self.links.number_of_edges() > 0
+
+    def neighbours(self, service: str) -> frozenset[str]:
+        """Services one hop away: callers, callees and linked peers (itself excluded)."""
+        return self._neighbours(service)
+
+    def _neighbours(self, service: str) -> frozenset[str]:
+        if service not in self._undirected:
+            return frozenset()
+        return frozenset(self._undirected.adj[service])
+
+    def callers(self, service: str) -> frozenset[str]:
+        """Services that depend on ``service`` directly."""
+        return self._callers(service)
+
+    def _callers(self, service: str) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset()
+        return frozenset(self.graph.pred[service])
+
+    def callees(self, service: str) -> frozenset[str]:
+        """Services ``service`` depends on directly."""
+        return self._callees(service)
+
+    def _callees(self, service: str) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset()
+        return frozenset(self.graph.succ[service])
+
+    def linked(self, service: str) -> frozenset[str]:
+        """Peers joined to ``service`` by an undirected link."""
+        return self._linked(service)
+
+    def _linked(self, service: str) -> frozenset[str]:
+        if service not in self.links:
+            return frozenset()
+        return frozenset(self.links.adj[service])
+
     def component(self, service: str) -> str:
-        """The weakly connected component ``service`` belongs to (its correlation domain)."""
+        """The connected component ``service`` belongs to, over dependencies and links alike
+        (its correlation domain)."""
         return self._component.get(service, service)
 
     def within(self, service: str, k: int) -> frozenset[str]:
-        """Services at most ``k`` hops from ``service`` in either direction (itself included)."""
+        """Services at most ``k`` hops from ``service`` in either direction, links included
+        (itself included)."""
         return self._within(service, k)
 
     def _within(self, service: str, k: int) -> frozenset[str]:
-        if service not in self.graph:
+        if service not in self._undirected:
             return frozenset((service,))
         lengths = nx.single_source_shortest_path_length(self._undirected, service, cutoff=k)
         return frozenset(lengths)
@@ -139,7 +202,8 @@ class Topology:
         return b in self.descendants(a)
 
     def distance(self, a: str, b: str) -> int | None:
-        """Hops between ``a`` and ``b`` ignoring direction, or None if unconnected."""
+        """Hops between ``a`` and ``b`` ignoring direction (links included), or None if
+        unconnected."""
         if a == b:
             return 0
         return self._distance(a, b) if a <= b else self._distance(b, a)
