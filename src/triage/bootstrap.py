@@ -16,11 +16,11 @@ from triage.core.matchers import parse_matchers
 from triage.core.normalize import BY_NAME, cloudwatch, pagerduty
 from triage.core.oncall import OnCallSchedule, parse_oncall
 from triage.core.pipeline import IntakeLimits, NoiseScorer, Pipeline
-from triage.core.priority import parse_priority
+from triage.core.incidents.priority import parse_priority
 from triage.core.services import ServiceMapper
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds, parse_thresholds
-from triage.core.warroom import parse_war_room
+from triage.core.incidents.warroom import parse_war_room
 from triage.enrich.changes import load_changes
 from triage.enrich.topology import load_topology
 from triage.errors import ConfigError, InputError

@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     topology: TopologySettings = TopologySettings()
     changes_file: Path | None = None  # change records, JSON Lines
     correlation: CorrelationSettings = CorrelationSettings()
-    # Validated by their own parsers (triage.core.priority / oncall / warroom), which name
+    # Validated by their own parsers (triage.core.incidents.priority / oncall / warroom), which name
     # the key of any error.
     priority: dict[str, Any] = {}
     war_room: dict[str, Any] = {}

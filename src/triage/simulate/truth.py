@@ -5,7 +5,7 @@ deserves. It mirrors triage's *default* priority matrix (``docs/simulation.md``)
 scenario's facts: the services the failure really reached, the severities injected, and the
 catalog. So priority accuracy measures whether triage gets there from a noisy alert stream
 (grouping, missed or extra services), not whether the policy is a good one. It is written
-here again on purpose, not imported from ``triage.core.priority``: truth is never recomputed
+here again on purpose, not imported from ``triage.core.incidents.priority``: truth is never recomputed
 with triage's code.
 
 >>> import networkx as nx

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from triage.core.priority import rank
+from triage.core.incidents.priority import rank
 from triage.core.thresholds import format_duration
 from triage.core.timeutil import parse_duration
 from triage.errors import ConfigError

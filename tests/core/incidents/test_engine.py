@@ -20,9 +20,9 @@ from triage.core.oncall import parse_oncall
 from triage.core.services import ServiceMapper
 from triage.core.topology import ServiceInfo, Topology
 from triage.core.types import Triaged
-from triage.core.warroom import WarRoomPolicy
+from triage.core.incidents.warroom import WarRoomPolicy
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" /
                      "incident-event.schema.json").read_text())
 T = 1_800_000_000.0
 

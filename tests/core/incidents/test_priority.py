@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triage.core import priority as priority_module
-from triage.core.priority import (
+from triage.core.incidents.priority import (
     DEFAULT_MATRIX,
     IMPACTS,
     PRIORITIES,

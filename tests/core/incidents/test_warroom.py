@@ -6,7 +6,7 @@ import pytest
 
 from triage.core import warroom as warroom_module
 from triage.core.timeutil import parse_timestamp
-from triage.core.warroom import (
+from triage.core.incidents.warroom import (
     WarRoomDecision,
     WarRoomPolicy,
     decide_war_room,

@@ -28,19 +28,19 @@ from typing import Any
 
 from triage.core.changes import ChangeIndex, ChangeRecord
 from triage.core.oncall import OnCallSchedule
-from triage.core.priority import (
+from triage.core.incidents.priority import (
     Classification,
     PriorityPolicy,
     classify_priority,
     keep_highest,
     rank,
 )
-from triage.core.rootcause import RootCause, Suspect, find_root_cause, find_suspects
+from triage.core.incidents.rootcause import RootCause, Suspect, find_root_cause, find_suspects
 from triage.core.services import ServiceMapper
 from triage.core.timeutil import format_timestamp
 from triage.core.topology import Topology
 from triage.core.types import Outcome, Triaged
-from triage.core.warroom import WarRoomPolicy, decide_war_room, next_check
+from triage.core.incidents.warroom import WarRoomPolicy, decide_war_room, next_check
 
 Event = dict[str, Any]
 SCHEMA_VERSION = 1
