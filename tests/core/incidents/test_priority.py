@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.core import priority as priority_module
+from triage.core.incidents import priority as priority_module
 from triage.core.incidents.priority import (
     DEFAULT_MATRIX,
     IMPACTS,
