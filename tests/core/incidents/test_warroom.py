@@ -4,7 +4,7 @@ import doctest
 
 import pytest
 
-from triage.core import warroom as warroom_module
+from triage.core.incidents import warroom as warroom_module
 from triage.core.timeutil import parse_timestamp
 from triage.core.incidents.warroom import (
     WarRoomDecision,
