@@ -12,15 +12,16 @@ from triage.core.changes import ChangeIndex
 from triage.core.dedup import DedupPolicy, DedupStore, FlapPolicy
 from triage.core.fingerprint import Fingerprinter, FingerprintPolicy
 from triage.core.incidents import CorrelationPolicy, IncidentEngine
+from triage.core.incidents.evidence import KindRules
+from triage.core.incidents.priority import parse_priority
+from triage.core.incidents.warroom import parse_war_room
 from triage.core.matchers import parse_matchers
 from triage.core.normalize import BY_NAME, cloudwatch, pagerduty
 from triage.core.oncall import OnCallSchedule, parse_oncall
 from triage.core.pipeline import IntakeLimits, NoiseScorer, Pipeline
-from triage.core.incidents.priority import parse_priority
 from triage.core.services import ServiceMapper
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds, parse_thresholds
-from triage.core.incidents.warroom import parse_war_room
 from triage.enrich.changes import load_changes
 from triage.enrich.topology import load_topology
 from triage.errors import ConfigError, InputError
@@ -181,16 +182,27 @@ def build_engine(settings: Settings, *, report: list[str] | None = None) -> Inci
     if report is not None:
         report.extend(notes)
     c = settings.correlation
+    recurrence = c.recurrence_window
+    if c.reopen_within is not None:
+        recurrence = c.reopen_within
+    if c.after_resolve == "new":
+        recurrence = 0.0
+    try:
+        kinds = KindRules.create(c.kinds, c.kind_label)
+    except ValueError as exc:
+        raise ConfigError("correlation.kinds", str(exc)) from None
     return IncidentEngine(
         topology=topology,
         mapper=ServiceMapper.create(settings.topology.service_labels,
                                     settings.topology.service_aliases),
         changes=changes,
-        policy=CorrelationPolicy(window=c.window, hops=c.hops, merge=c.merge,
-                                 page_delay=c.page_delay, update_interval=c.update_interval,
-                                 quiet_period=c.quiet_period, after_resolve=c.after_resolve,
-                                 reopen_within=c.reopen_within, change_lookback=c.change_lookback,
-                                 max_suspects=c.max_suspects),
+        policy=CorrelationPolicy(window=c.window, horizon=c.horizon, hops=c.hops,
+                                 page_delay=c.page_delay, lone_delay=c.lone_delay,
+                                 update_interval=c.update_interval, merge=c.merge,
+                                 split=c.split, attach_weak=c.attach_weak,
+                                 quiet_period=c.quiet_period, recurrence_window=recurrence,
+                                 change_lookback=c.change_lookback, change_hops=c.change_hops,
+                                 max_suspects=c.max_suspects, kinds=kinds),
         priority=parse_priority(settings.priority),
         war_room=parse_war_room(settings.war_room),
         oncall=load_oncall(settings),

@@ -107,16 +107,30 @@ class TopologySettings(_Section):
 
 
 class CorrelationSettings(_Section):
-    window: Duration = 900.0  # an alert joins an incident active within this window
-    hops: int = Field(2, ge=0)  # ... whose services are within this many hops
+    """Grouping, paging and recurrence (README, "How incidents are formed")."""
+
+    window: Duration = 600.0  # a new service joins within this of the incident's latest onset
+    horizon: Duration = 1800.0  # ... and of the first onset of its episode
+    hops: int = Field(1, ge=1)  # how far on the graph a related service may be
     page_delay: Duration = 30.0  # a new incident pages only if still firing after this
+    lone_delay: Duration = 240.0  # ... one whose only evidence is one alert below error: this
     update_interval: Duration = 10.0  # decisions on a growing incident, at most this often
-    merge: bool = True  # incidents that become connected merge
-    quiet_period: Duration = 600.0  # all alerts resolved for this long: incident resolves
-    after_resolve: str = Field("new", pattern="^(new|reopen)$")
-    reopen_within: Duration = 3600.0  # with after_resolve=reopen
+    merge: bool = True  # incidents one new alert explains as one failure merge
+    split: bool = True  # groups of an incident no relation joins any more leave it
+    attach_weak: bool = True  # info / resource-trend alerts join as context where evidence is
+    quiet_period: Duration = 600.0  # no evidence firing for this long: incident resolves
+    recurrence_window: Duration = 3600.0  # an alert firing again this soon reopens its incident
     change_lookback: Duration = 7200.0
+    change_hops: int = Field(1, ge=0)  # suspects: changes this many hops from the root
     max_suspects: int = Field(3, ge=0)
+    # Extra alert-name patterns per kind (crash, saturation, dependency, resource, latency,
+    # errors, timeout), tried before the built-in vocabulary; and the label that names a kind.
+    kinds: dict[str, list[str]] = {}
+    kind_label: str = "signal"
+    # Deprecated (before recurrence_window): `after_resolve: new` turns recurrence off;
+    # `reopen_within` sets the recurrence window.
+    after_resolve: str | None = Field(None, pattern="^(new|reopen)$")
+    reopen_within: Duration | None = None
 
 
 class KafkaSettings(_Section):

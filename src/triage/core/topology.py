@@ -3,9 +3,10 @@
 A ``networkx.DiGraph`` where an edge A→B means "A calls / depends on B", undirected *links*
 (physical or peer links with no known direction: two devices on one cable, two replicas of a
 cluster), and a ``ServiceInfo`` per service from the catalog (CMDB). Where a link has no
-direction, the incident stage lets time decide which side failed first. Correlation, root cause, suspect changes
-and priority ask the same few questions of it for every alert, so the answers are cached per
-service: per-alert cost does not grow with the size of the graph or the number of incidents.
+direction, the incident stage lets time decide which side failed first. Correlation, root
+cause, suspect changes and priority ask the same few questions of it for every alert, so the
+answers are cached per service: per-alert cost does not grow with the size of the graph or
+the number of incidents.
 Loaders (YAML, GraphML, Kubernetes manifests) live in ``triage.enrich``.
 """
 
@@ -96,6 +97,10 @@ class Topology:
         self._hard = nx.subgraph_view(graph, filter_edge=lambda u, v: not graph[u][v].get("soft"))
         self.hard_ancestors = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._hard_ancestors)
+        self.dependents_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
+            self._dependents_within)
+        self.links_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
+            self._links_within)
         self.neighbours = lru_cache(maxsize=None)(self._neighbours)  # type: ignore[method-assign]
         self.callers = lru_cache(maxsize=None)(self._callers)  # type: ignore[method-assign]
         self.callees = lru_cache(maxsize=None)(self._callees)  # type: ignore[method-assign]
@@ -115,7 +120,7 @@ class Topology:
     @property
     def has_links(self) -> bool:
         """Whether any undirected link is declared."""
-        return self.links.number_of_edges() > 0
+        return bool(self.links.number_of_edges() > 0)
 
     def neighbours(self, service: str) -> frozenset[str]:
         """Services one hop away: callers, callees and linked peers (itself excluded)."""
@@ -196,6 +201,28 @@ class Topology:
         if service not in self.graph:
             return {service: 0}
         return dict(nx.single_source_shortest_path_length(self.graph, service, cutoff=k))
+
+    def dependents_within(self, service: str, k: int) -> frozenset[str]:
+        """What depends on ``service`` within ``k`` hops upstream (callers, their callers ...),
+        itself excluded: where a failure of ``service`` climbs to."""
+        return self._dependents_within(service, k)
+
+    def _dependents_within(self, service: str, k: int) -> frozenset[str]:
+        if service not in self.graph:
+            return frozenset()
+        reached = nx.single_source_shortest_path_length(self.graph.reverse(copy=False), service,
+                                                        cutoff=k)
+        return frozenset(s for s in reached if s != service)
+
+    def links_within(self, service: str, k: int) -> frozenset[str]:
+        """Peers within ``k`` undirected links, itself excluded."""
+        return self._links_within(service, k)
+
+    def _links_within(self, service: str, k: int) -> frozenset[str]:
+        if service not in self.links:
+            return frozenset()
+        reached = nx.single_source_shortest_path_length(self.links, service, cutoff=k)
+        return frozenset(s for s in reached if s != service)
 
     def depends_on(self, a: str, b: str) -> bool:
         """Whether ``a`` depends on ``b``, directly or transitively."""

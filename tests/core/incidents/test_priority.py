@@ -85,7 +85,7 @@ def test_default_matrix_corners() -> None:
 @pytest.mark.parametrize(("tier", "severity", "expected"), [
     (1, "critical", "P1"),  # critical x high
     (4, "info", "P4"),  # low x low
-    (1, "info", "P2"),  # critical x low
+    (1, "info", "P3"),  # critical x low is P2, capped: only info and no user-facing symptom
     (4, "critical", "P3"),  # low x high
     (3, "warning", "P3"),  # medium x medium
 ])
@@ -155,28 +155,28 @@ def test_several_services_at_the_best_tier_are_counted() -> None:
     assert c.reasons[1] == "impact high: a is tier 2 (and 1 more service at tier 2)"
 
 
-def test_users_through_blast_radius(shop: Topology) -> None:
-    # redis has no users itself; frontend and mobile-api reach it through cart
-    c = classify(["redis"], ["warning"], shop)
-    assert c.users_affected == 50_000
-    assert c.user_facing == ("frontend", "mobile-api")
-    assert c.impact == "high"
-    assert ("impact high: 50,000 users reach the failure through frontend (40,000) and "
-            "mobile-api (10,000)") in c.reasons
+def test_users_behind_the_failure_are_risk_not_impact(shop: Topology) -> None:
+    # redis has no users itself; frontend and mobile-api depend on it through cart
+    c = classify(["redis"], ["error"], shop)
+    assert c.users_affected == 0 and c.user_facing == ()
+    assert c.users_at_risk == 50_000 and c.at_risk == ("frontend", "mobile-api")
+    assert c.impact == "high"  # redis is tier 2
+    assert ("risk: 50,000 users of frontend (40,000) and mobile-api (10,000) depend on the "
+            "failing services") in c.reasons
 
 
 def test_users_single_service_reason() -> None:
     topo = make_topology([("web", "db")], web={"tier": 4, "users": 50_000}, db={"tier": 4})
-    c = classify(["db"], ["warning"], topo)
+    c = classify(["db", "web"], ["warning"], topo)
     assert c.impact == "high"
-    assert c.reasons[1] == "impact high: 50,000 users reach the failure through web"
+    assert c.reasons[1] == "impact high: 50,000 users see the failure at web"
 
 
-def test_users_do_not_flow_down_the_graph(shop: Topology) -> None:
+def test_risk_does_not_flow_down_the_graph(shop: Topology) -> None:
     # ads is a dependency of frontend: an ads failure does not reach checkout's callers
     c = classify(["ads"], ["warning"], shop)
-    assert c.user_facing == ("frontend",)
-    assert c.users_affected == 40_000
+    assert c.at_risk == ("frontend",)
+    assert c.users_at_risk == 40_000 and c.users_affected == 0
 
 
 @pytest.mark.parametrize(("users", "impact"), [
@@ -242,11 +242,28 @@ def test_user_facing_rule_uses_the_services_own_severity(shop: Topology) -> None
     assert c.urgency == "medium"
 
 
-def test_dependents_alone_do_not_raise_urgency(shop: Topology) -> None:
-    # frontend is in the blast radius but not alerting: impact, not urgency
+def test_dependents_alone_raise_neither_impact_nor_urgency(shop: Topology) -> None:
+    # frontend is in the blast radius but not alerting: risk only
     c = classify(["cart"], ["warning"], shop)
     assert c.urgency == "medium"
-    assert c.users_affected == 50_000
+    assert c.users_affected == 0 and c.users_at_risk == 50_000
+
+
+def test_only_warnings_and_no_user_facing_symptom_is_at_most_p3(shop: Topology) -> None:
+    c = classify(["cart"], ["warning"], shop)  # tier 1 business service: P2 uncapped
+    assert c.priority == "P3"
+    assert c.reasons[0] == f"P3 = capped: only warnings and no user-facing symptom (P2 = " \
+        f"impact critical {TIMES} urgency medium)"
+    assert classify(["cart"], ["error"], shop).priority == "P2"  # an error is not capped
+    assert classify(["cart", "frontend"], ["warning"], shop).priority == "P1"  # users see it
+    off = parse_priority({"cap_without_user_impact": None})
+    assert classify(["cart"], ["warning"], shop, off).priority == "P2"
+
+
+def test_symptomatic_names_the_user_facing_services_users_see_failing(shop: Topology) -> None:
+    # frontend alerts, but only with a resource trend: its users are not counted
+    c = classify(["cart", "frontend"], ["warning"], shop, symptomatic=["cart"])
+    assert c.users_affected == 0 and c.priority == "P3"
 
 
 def test_user_facing_rule_can_be_turned_off(shop: Topology) -> None:
@@ -265,10 +282,10 @@ def test_reasons_explain_a_p1(shop: Topology) -> None:
     assert c.reasons == (
         f"P1 = impact critical {TIMES} urgency high",
         "impact critical: cart serves online-shop, a tier 1 business service",
-        "impact high: 50,000 users reach the failure through frontend (40,000) and "
-        "mobile-api (10,000)",
+        "impact high: 40,000 users see the failure at frontend",
         "urgency high: severity critical on cart",
         "errors reach users directly at frontend (user-facing)",
+        "risk: 10,000 users of mobile-api depend on the failing services",
     )
 
 
@@ -299,8 +316,8 @@ def test_keep_highest_never_falls_silently(shop: Topology) -> None:
 def test_custom_matrix_cell() -> None:
     topo = make_topology(pay={"tier": 1})
     policy = parse_priority({"matrix": {"critical": {"medium": "P1"}}})
-    assert classify(["pay"], ["warning"], topo, policy).priority == "P1"
-    assert classify(["pay"], ["warning"], topo).priority == "P2"
+    assert classify(["pay"], ["error"], topo, policy).priority == "P1"
+    assert classify(["pay"], ["error"], topo).priority == "P2"
 
 
 # --- monotonic property ----------------------------------------------------------------------

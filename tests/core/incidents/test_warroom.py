@@ -5,7 +5,6 @@ import doctest
 import pytest
 
 from triage.core.incidents import warroom as warroom_module
-from triage.core.timeutil import parse_timestamp
 from triage.core.incidents.warroom import (
     WarRoomDecision,
     WarRoomPolicy,
@@ -13,6 +12,7 @@ from triage.core.incidents.warroom import (
     next_check,
     parse_war_room,
 )
+from triage.core.timeutil import parse_timestamp
 from triage.errors import ConfigError
 
 

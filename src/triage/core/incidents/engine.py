@@ -1,20 +1,32 @@
 """Stage 2: turn stage-1 alert state changes into incidents, and incidents into events.
 
-An alert joins an open incident when it arrives within ``window`` of the incident's last
-activity and its service is the same as, or within ``hops`` hops (either direction) of, a
-service already in the incident; otherwise it opens a new incident, which is a page. When an
-alert could join several incidents they have become connected: the oldest absorbs the others
-(each absorbed one emits ``incident.updated`` with ``merged_into``). Flapping alerts never open
-an incident. An incident resolves once all its alerts are resolved and ``quiet_period`` has
-passed; a later alert opens a new incident or, with ``after_resolve: reopen``, reopens it.
+The engine composes the decisions, each in its own module:
 
-Every incident carries its root cause, suspect changes, priority, owner and war-room decision,
-each with the reason. Events are emitted on material changes only (services, root cause,
-priority, owner, war room, suspects, status), not for every repeat, and carry deterministic
-ids (incident id + sequence), so consumers can drop duplicates.
+* ``evidence``: what one alert says (its kind, its severity, whether it is page-worthy);
+* ``correlate``: which incident it joins, when incidents merge and when they split;
+* ``rootcause``: the probable root cause (possibly silent) and the suspect changes;
+* ``priority``: P1-P4 from observed impact, with the blast radius as risk;
+* ``warroom``: whether everyone gets in one room;
+* ``event``: the published record.
+
+The life of an incident: a page-worthy alert that joins nothing opens one. It pages
+(``incident.created``) ``page_delay`` after its first alert if page-worthy evidence is still
+firing and not flapping; an incident whose only evidence is one alert below ``error`` waits
+``lone_delay`` instead, so a lone warning blip never pages. It resolves once no page-worthy
+alert has fired for ``quiet_period`` (weak alerts never keep it alive). If one of its alerts
+fires again within ``recurrence_window`` of the resolution, the incident reopens in a new
+*episode* (``incident.updated``, ``reopened``) instead of paging again; it pages again only
+if its priority escalates above what was paged (an event with ``page: true``).
+
+Events are emitted on material changes only (services, root cause, priority, owner, war room,
+suspects, status, merges, splits), not for every repeat, and carry deterministic ids
+(incident id + sequence), so consumers can drop duplicates. Decisions on a growing incident
+are re-made at most every ``update_interval`` of event time.
 
 Correlation cost per alert does not grow with the number of open incidents: candidates come
-from an index of open incidents by service, probed for the (cached) k-hop neighbourhood.
+from indexes of open incidents by anchor service, by services with firing evidence and by
+possible silent dependencies, probed over the alert's service and its neighbours; incidents
+too old to join leave the anchor index the first time a search passes them.
 """
 
 from __future__ import annotations
@@ -22,12 +34,30 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from triage.core.changes import ChangeIndex, ChangeRecord
-from triage.core.oncall import OnCallSchedule
+from triage.core.incidents.correlate import (
+    SAME,
+    SIBLING,
+    Candidate,
+    choose,
+    groups,
+    relation,
+)
+from triage.core.incidents.event import SCHEMA_VERSION, Event, changed_fields, render_event
+from triage.core.incidents.evidence import (
+    CRITICAL,
+    SELF_KINDS,
+    SEVERITY_NAMES,
+    UNKNOWN,
+    KindRules,
+    page_worthy,
+    severity_level,
+)
+from triage.core.incidents.model import AlertInfo, Incident
 from triage.core.incidents.priority import (
     Classification,
     PriorityPolicy,
@@ -35,180 +65,54 @@ from triage.core.incidents.priority import (
     keep_highest,
     rank,
 )
-from triage.core.incidents.rootcause import RootCause, Suspect, find_root_cause, find_suspects
+from triage.core.incidents.rootcause import RootWeights, find_suspects, rank_root_causes
+from triage.core.incidents.warroom import WarRoomPolicy, decide_war_room, next_check
+from triage.core.oncall import OnCallSchedule
 from triage.core.services import ServiceMapper
 from triage.core.timeutil import format_timestamp
 from triage.core.topology import Topology
 from triage.core.types import Outcome, Triaged
-from triage.core.incidents.warroom import WarRoomPolicy, decide_war_room, next_check
 
-Event = dict[str, Any]
-SCHEMA_VERSION = 1
-_SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3, "none": 4, "": 5}
+__all__ = ["SCHEMA_VERSION", "CorrelationPolicy", "Event", "Incident", "IncidentEngine",
+           "render_event"]
 
 
 @dataclass(frozen=True, slots=True)
 class CorrelationPolicy:
-    """How alerts group into incidents and when incidents end (all durations in seconds)."""
+    """How alerts group into incidents, when they page and when they end (durations in
+    seconds). The defaults were chosen on the tuning set only (BENCHMARKS.md)."""
 
-    window: float = 900.0
-    hops: int = 2
+    window: float = 600.0  # a new service joins within this of the incident's latest onset
+    horizon: float = 1800.0  # ... and of its episode's first onset
+    hops: int = 1
     # Like Alertmanager's group_wait: a new incident pages only if, this long after its first
-    # alert, something in it is still firing and not flapping. Blips never page.
+    # alert, page-worthy evidence is still firing and not flapping. Blips never page.
     page_delay: float = 30.0
+    # An incident whose only evidence is one alert below `error` waits this long instead.
+    lone_delay: float = 240.0
     # Decisions on a growing incident (root cause, priority, suspects, owner) are re-made at
     # most this often in event time; the next event carries everything that changed. Keeps a
     # storm that touches hundreds of services from recomputing them for every alert.
     update_interval: float = 10.0
     merge: bool = True
+    split: bool = True
+    attach_weak: bool = True  # weak alerts join as context where their service has evidence
     quiet_period: float = 600.0
-    after_resolve: str = "new"  # new | reopen
-    reopen_within: float = 3600.0
+    recurrence_window: float = 3600.0  # an alert firing again this soon reopens its incident
     change_lookback: float = 7200.0
-    change_hops: int = 2
+    change_hops: int = 1
     max_suspects: int = 3
     retention: float = 3600.0  # resolved incidents are forgotten this long after
+    kinds: KindRules = field(default_factory=KindRules)
+    weights: RootWeights = field(default_factory=RootWeights)
 
 
-class AlertInfo:
-    """What an incident remembers of one of its alerts."""
+@dataclass(slots=True)
+class _Keys:
+    """Where an open incident is indexed."""
 
-    __slots__ = ("first_seen", "flapped", "flapping", "last_seen", "name", "service", "severity",
-                 "status")
-
-    def __init__(self, service: str, name: str, severity: str, status: str, now: float) -> None:
-        self.service = service
-        self.name = name
-        self.severity = severity
-        self.status = status
-        self.first_seen = now
-        self.last_seen = now
-        self.flapping = False
-        # Once an alert has flapped it is not evidence of a failure: it never makes its
-        # service the root cause nor raises the priority (simulated storms showed flapping
-        # noise alerts as 28 of 29 wrong root causes before this).
-        self.flapped = False
-
-    def to_record(self) -> list[Any]:
-        return [self.service, self.name, self.severity, self.status, self.first_seen,
-                self.last_seen, self.flapping, self.flapped]
-
-    @classmethod
-    def from_record(cls, rec: list[Any]) -> AlertInfo:
-        info = cls(rec[0], rec[1], rec[2], rec[3], rec[4])
-        info.last_seen, info.flapping, info.flapped = rec[5], rec[6], rec[7]
-        return info
-
-
-class Incident:
-    """One incident and every decision about it, with the reasons."""
-
-    def __init__(self, incident_id: str, now: float) -> None:
-        self.id = incident_id
-        self.seq = 0
-        self.status = "open"
-        self.opened_at = now
-        self.last_seen = now
-        self.resolved_at: float | None = None
-        self.quiet_since: float | None = None
-        self.alerts: dict[str, AlertInfo] = {}
-        self.first_seen: dict[str, float] = {}  # service -> its first alert in this incident
-        self.root: RootCause | None = None
-        self.suspects: list[Suspect] = []
-        self.priority = "P4"
-        self.priority_since = now
-        self.priority_reasons: list[str] = []
-        self.impact = ""
-        self.urgency = ""
-        self.users_affected = 0
-        self.owner_team: str | None = None
-        self.owner_person: str | None = None
-        self.owner_reason = ""
-        self.war_room_open = False
-        self.war_room_reason = ""
-        self.war_room_at: float | None = None
-        self.merged_into: str | None = None
-        self.reopened = 0
-        # service -> last firing activity: an alert joins only through a member service that
-        # is itself still active, so one long incident cannot chain through every service
-        # that ever alerted near it
-        self.service_last: dict[str, float] = {}
-        self.reactivated = 0  # a service whose alerts had all resolved fired again
-        self.needs_decision = True
-        self.decided_at: float | None = None
-        self.update_pending = False
-        self.emitted: tuple[Any, ...] = ()
-
-    @property
-    def firing(self) -> int:
-        return sum(1 for a in self.alerts.values() if a.status == "firing")
-
-    def service_firing(self, service: str) -> bool:
-        """Whether ``service`` has a firing alert in this incident."""
-        return any(a.status == "firing" and a.service == service for a in self.alerts.values())
-
-    def active_services(self) -> list[str]:
-        """Services with a firing alert, sorted."""
-        return sorted({a.service for a in self.alerts.values() if a.status == "firing"})
-
-    def evidence(self) -> dict[str, float]:
-        """``first_seen`` without services whose alerts all flapped (unless that is all)."""
-        solid = {a.service for a in self.alerts.values() if not a.flapped}
-        kept = {s: t for s, t in self.first_seen.items() if s in solid}
-        return kept or dict(self.first_seen)
-
-    def teams(self, topology: Topology) -> list[str]:
-        return sorted({t for s in self.first_seen if (t := topology.info(s).team)})
-
-    def material(self) -> tuple[Any, ...]:
-        """The fields whose change is worth an event."""
-        return (self.status, tuple(sorted(self.first_seen)), self.root and self.root.service,
-                self.priority, self.owner_team, self.owner_person, self.war_room_open,
-                tuple(s.id for s in self.suspects), self.merged_into, self.reopened,
-                self.reactivated)
-
-    def to_record(self) -> dict[str, Any]:
-        # copies: a record must not change with the live incident it was taken from
-        rec = {k: _copy(getattr(self, k)) for k in _PLAIN}
-        rec["alerts"] = {fp: a.to_record() for fp, a in self.alerts.items()}
-        rec["root"] = asdict(self.root) if self.root else None
-        rec["suspects"] = [asdict(s) for s in self.suspects]
-        rec["emitted"] = list(self.emitted)
-        return rec
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> Incident:
-        inc = cls(rec["id"], rec["opened_at"])
-        for k in _PLAIN:
-            setattr(inc, k, rec[k])
-        inc.alerts = {fp: AlertInfo.from_record(a) for fp, a in rec["alerts"].items()}
-        root = rec["root"]
-        inc.root = (RootCause(**{**root, "candidates": tuple(root.get("candidates", ()))})
-                    if root else None)
-        inc.suspects = [Suspect(**s) for s in rec["suspects"]]
-        inc.emitted = _tuplify(rec["emitted"])
-        return inc
-
-
-_PLAIN = ("id", "seq", "status", "opened_at", "last_seen", "resolved_at", "quiet_since",
-          "first_seen", "priority", "priority_since", "priority_reasons", "impact", "urgency",
-          "users_affected", "owner_team", "owner_person", "owner_reason", "war_room_open",
-          "war_room_reason", "war_room_at", "merged_into", "reopened", "decided_at",
-          "update_pending", "service_last", "reactivated", "needs_decision")
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, list):
-        return list(value)
-    return value
-
-
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuplify(v) for v in value)
-    return value
+    anchors: set[str] = field(default_factory=set)
+    siblings: set[str] = field(default_factory=set)
 
 
 class IncidentEngine:
@@ -238,14 +142,17 @@ class IncidentEngine:
         self.war_room_policy = war_room or WarRoomPolicy()
         self.oncall = oncall
         self.incidents: dict[str, Incident] = {}
-        self.by_service: dict[str, set[str]] = {}
         self.alert_incident: dict[str, str] = {}
+        self.anchors: dict[str, set[str]] = {}  # service -> open incidents anchored there
+        self.active: dict[str, set[str]] = {}  # service -> incidents where it fires evidence
+        self.siblings: dict[str, set[str]] = {}  # possible silent dependency -> incidents
+        self._keys: dict[str, _Keys] = {}
         self._timers: list[tuple[float, str]] = []
         self.counts: Counter[str] = Counter()
         self.unknown_services: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
-        self._pending_merged: list[Incident] = []
+        self._pending: list[Incident] = []  # merged or split away, to announce
 
     # -- input ---------------------------------------------------------------------------
 
@@ -260,7 +167,7 @@ class IncidentEngine:
                     touched[inc_id] = None
         for inc_id in touched:
             inc = self.incidents.get(inc_id)
-            if inc is not None:  # an unpaged incident absorbed by a merge is already gone
+            if inc is not None and inc.status != "merged":
                 events.extend(self._refresh(inc, now))
         return events
 
@@ -275,11 +182,13 @@ class IncidentEngine:
         events: list[Event] = []
         waiting = [i for i in self.incidents.values() if not i.emitted and i.status == "open"]
         for inc in sorted(waiting, key=lambda i: (i.opened_at, i.id)):
-            events.extend(self._refresh(inc, max(now, inc.opened_at + self.policy.page_delay)))
+            if inc.id in self.incidents:
+                events.extend(self._refresh(inc, max(now, self._page_due(inc))))
         return events
 
     def tick(self, now: float) -> list[Event]:
-        """Run the timers due by ``now``: quiet-period resolution, war-room rules, expiry."""
+        """Run the timers due by ``now``: paging, quiet-period resolution, war-room rules,
+        expiry."""
         events: list[Event] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -304,156 +213,407 @@ class IncidentEngine:
     def _apply(self, outcome: Triaged, now: float) -> str | None:
         alert = outcome.alert
         fp = alert.fingerprint
-        change = outcome.change
-        status = alert.status
-        current = self.alert_incident.get(fp)
-        inc = self.incidents.get(current) if current else None
-        if change == "flapping":
-            if inc is not None and fp in inc.alerts:
-                inc.alerts[fp].flapping = True
-                inc.alerts[fp].flapped = True
-                inc.needs_decision = True
-                self._dirty.add(inc.id)
+        inc = self._incident_of(fp)
+        if outcome.change == "flapping":
             self.counts["flapping_held"] += 1
+            if inc is not None and inc.status == "open" and fp in inc.alerts:
+                self._flapped(inc, inc.alerts[fp], now)
+                return inc.id
             return None  # a flapping alert never opens an incident
-        if status == "resolved":
-            if inc is None or inc.status == "merged" or fp not in inc.alerts:
+        if alert.status == "resolved":
+            if inc is None or inc.status != "open" or fp not in inc.alerts:
                 return None
-            info = inc.alerts[fp]
-            info.status = "resolved"
-            info.last_seen = now
-            info.flapping = False
-            self._dirty.add(inc.id)
-            inc.needs_decision = True
-            if inc.status == "open" and not inc.firing:
-                inc.quiet_since = now
-                self._schedule(now + self.policy.quiet_period, inc.id)
+            self._resolved(inc, inc.alerts[fp], now)
             return inc.id
         # firing: a new occurrence, or a flapping alert that settled firing
         labels = alert.labels
+        name = alert.name
         service = self.service_of(labels)
-        joined = inc if inc is not None and inc.status == "open" else self._correlate(service,
-                                                                                       now)
-        target = joined if joined is not None else self._open(fp, now)
-        found = target.alerts.get(fp)
-        if (service in target.first_seen and target.status == "open"
-                and not target.service_firing(service)
-                and (found is None or found.status != "firing")):
-            target.reactivated += 1  # a new failure on a service that had recovered: say so
-        if found is None:
-            info = AlertInfo(service, alert.name, alert.severity or "", "firing", now)
-            target.alerts[fp] = info
+        kind = self.policy.kinds.kind_of(name, labels)
+        level = severity_level(alert.severity)
+        strong = page_worthy(kind, level)
+        known = inc.alerts.get(fp) if inc is not None else None
+        if known is not None and known.flapped:
+            strong = False  # once flapped, never evidence again in this incident
+        if inc is not None and inc.status == "open":
+            target = inc
+        elif not strong:
+            return self._attach_weak(fp, service, name, level, kind, now)
         else:
-            info = found
+            recurring = (inc if inc is not None and inc.status == "resolved"
+                         and inc.resolved_at is not None
+                         and now - inc.resolved_at <= self.policy.recurrence_window else None)
+            # a live failure it belongs to comes first; else a recurrence reopens
+            target = self._join_or_open(fp, service, kind, level, now, recurring)
+        self._fire(target, fp, service, name, level, kind, strong, now)
+        return target.id
+
+    def _incident_of(self, fp: str) -> Incident | None:
+        inc_id = self.alert_incident.get(fp)
+        inc = self.incidents.get(inc_id) if inc_id else None
+        seen = 0
+        while inc is not None and inc.status == "merged" and inc.merged_into and seen < 8:
+            inc = self.incidents.get(inc.merged_into)
+            seen += 1
+        return inc
+
+    def _fire(self, inc: Incident, fp: str, service: str, name: str, level: int, kind: str,
+              strong: bool, now: float) -> None:
+        info = inc.alerts.get(fp)
+        had_evidence = service in self.active and inc.id in self.active[service]
+        if info is None:
+            info = AlertInfo(service, name, level, kind, strong, now)
+            inc.alerts[fp] = info
+        elif info.status != "firing":
+            info.onset = now  # a new occurrence
         info.status = "firing"
         info.flapping = False
         info.last_seen = now
-        target.last_seen = now
-        target.service_last[service] = now
-        target.quiet_since = None
-        target.needs_decision = True
-        if service not in target.first_seen:
-            target.first_seen[service] = now
-        self.by_service.setdefault(service, set()).add(target.id)
-        self.alert_incident[fp] = target.id
-        self._dirty.add(target.id)
+        inc.last_seen = now
+        self.alert_incident[fp] = inc.id
+        self._dirty.add(inc.id)
+        if service not in inc.first_seen:
+            inc.first_seen[service] = now
+            inc.needs_decision = True
+        if not info.strong:
+            return
+        if not had_evidence and service in inc.onsets and inc.status == "open":
+            inc.reactivated += 1  # a new failure on a service that had recovered: say so
+        inc.onsets.setdefault(service, now)
+        inc.last_onset = max(inc.last_onset, now)
+        inc.quiet_since = None
+        inc.needs_decision = True
+        self.active.setdefault(service, set()).add(inc.id)
+        self._reindex(inc)
+
+    def _attach_weak(self, fp: str, service: str, name: str, level: int, kind: str,
+                     now: float) -> str | None:
+        ids = self.active.get(service)
+        if not self.policy.attach_weak or not ids:
+            self.counts["weak_held"] += 1
+            return None
+        target = max((self.incidents[i] for i in ids),
+                     key=lambda i: (i.last_onset, i.opened_at, i.id))
+        self._fire(target, fp, service, name, level, kind, False, now)
+        self.counts["weak_attached"] += 1
         return target.id
 
-    def _correlate(self, service: str, now: float) -> Incident | None:
-        policy = self.policy
-        found: dict[str, Incident] = {}
-        by_service = self.by_service
-        for near in self.topology.within(service, policy.hops):
-            ids = by_service.get(near)
+    def _join_or_open(self, fp: str, service: str, kind: str, level: int, now: float,
+                      recurring: Incident | None = None) -> Incident:
+        found = self._search(service, kind, now)
+        if not found:
+            return self._reopen(recurring, now) if recurring is not None else self._open(fp, now)
+        explains = kind in SELF_KINDS or level == CRITICAL
+        items = list(found.values())
+        sib_via = {via for c, via in items if c.relation == SIBLING}
+        if len(sib_via) > 1:  # siblings through different dependencies are not one failure
+            items = [(c, via) for c, via in items if c.relation != SIBLING]
+            if not items:
+                items = [next((c, via) for c, via in found.values() if c.relation == SIBLING)]
+        target, merges = choose((c for c, _ in items),
+                                explains=explains or bool(sib_via),
+                                merge=self.policy.merge)
+        if merges:
+            bound = [self.incidents[c.incident] for c in (target, *merges)]
+            # the survivor is a paged one when there is one, so nothing pages twice
+            survivor = min(bound, key=lambda i: (not i.emitted, i.opened_at, i.id))
+            for other in bound:
+                if other is not survivor:
+                    self._merge(other, into=survivor, now=now)
+            return survivor
+        return self.incidents[target.incident]
+
+    def _search(self, service: str, kind: str, now: float
+                ) -> dict[str, tuple[Candidate, str]]:
+        """Open incidents the alert relates to, with the relation (and through what)."""
+        topology, hops = self.topology, self.policy.hops
+        found: dict[str, tuple[Candidate, str]] = {}
+
+        def offer(inc: Incident, rel: int, via: str) -> None:
+            had = found.get(inc.id)
+            if had is None or rel < had[0].relation:
+                found[inc.id] = (Candidate(inc.id, rel, inc.last_onset, inc.opened_at), via)
+
+        for inc_id in self.active.get(service, ()):
+            offer(self.incidents[inc_id], SAME, service)
+        near = topology.within(service, hops) if hops > 1 else (
+            service, *sorted(topology.neighbours(service)))
+        for other in near:
+            ids = self.anchors.get(other)
             if not ids:
                 continue
-            stale: list[str] = []
-            for inc_id in ids:
+            for inc_id in list(ids):
                 inc = self.incidents[inc_id]
-                # joinable through `near` only while `near` itself alerted within the window
-                # (stage 1 passes on changes, not repeats: a long-firing service is recent
-                # activity only when it started)
-                live = (inc.status == "open"
-                        and now - inc.service_last.get(near, inc.last_seen) <= policy.window)
-                reopenable = (inc.status == "resolved" and policy.after_resolve == "reopen"
-                              and inc.resolved_at is not None
-                              and now - inc.resolved_at <= policy.reopen_within)
-                if live or reopenable:
-                    found[inc_id] = inc
-                elif not (inc.status == "resolved" and policy.after_resolve == "reopen"):
-                    # Not joinable through `near` (event time only moves forward): drop the
-                    # pair from the index, so the search stays O(active incidents nearby)
-                    # however many are open. If `near` fires in it again, it is re-added.
-                    stale.append(inc_id)
-            for inc_id in stale:
-                ids.discard(inc_id)
-        if not found:
-            return None
-        ordered = sorted(found.values(), key=lambda i: (i.opened_at, i.id))
-        target = ordered[0]
-        if target.status == "resolved":
-            target.status = "open"
-            target.resolved_at = None
-            target.reopened += 1
-            self.counts["reopened"] += 1
-        if policy.merge:
-            for other in ordered[1:]:
-                if other.status == "open":
-                    self._merge(other, into=target, now=now)
-        return target
+                if not self._time_near(inc, now):
+                    # event time only moves forward: it will not be joinable through here
+                    # again unless it gets a new onset, which re-indexes it
+                    ids.discard(inc_id)
+                    self._keys[inc_id].anchors.discard(other)
+                    continue
+                rel = relation(topology, service, other, hops)
+                if rel is not None:
+                    offer(inc, rel, other)
+            if not ids:
+                del self.anchors[other]
+        if kind not in SELF_KINDS:
+            for callee in sorted(topology.callees(service)):
+                for inc_id in self.siblings.get(callee, ()):
+                    inc = self.incidents[inc_id]
+                    if self._time_near(inc, now):
+                        offer(inc, SIBLING, callee)
+        return found
+
+    def _time_near(self, inc: Incident, now: float) -> bool:
+        p = self.policy
+        return (inc.status == "open" and now - inc.last_onset <= p.window
+                and now - inc.episode <= p.horizon)
 
     def _open(self, fp: str, now: float) -> Incident:
         digest = hashlib.sha1(f"{fp}|{now:.3f}".encode()).hexdigest()[:12]
         inc = Incident(f"inc-{digest}", now)
         self.incidents[inc.id] = inc
+        self._keys[inc.id] = _Keys()
         self.counts["incidents"] += 1
         return inc
 
+    def _reopen(self, inc: Incident, now: float) -> Incident:
+        inc.status = "open"
+        inc.resolved_at = None
+        inc.quiet_since = None
+        inc.reopened += 1
+        inc.episode = now
+        inc.onsets = {}
+        inc.last_onset = now
+        inc.needs_decision = True
+        self._keys.setdefault(inc.id, _Keys())
+        self.counts["reopened"] += 1
+        return inc
+
     def _merge(self, absorbed: Incident, *, into: Incident, now: float) -> None:
+        self._unindex(absorbed)
         for fp, info in absorbed.alerts.items():
             into.alerts.setdefault(fp, info)
             self.alert_incident[fp] = into.id
         for service, t in absorbed.first_seen.items():
-            if service not in into.first_seen or t < into.first_seen[service]:
-                into.first_seen[service] = t
-            ids = self.by_service.get(service)
-            if ids is not None:
-                ids.discard(absorbed.id)
-                ids.add(into.id)
-        for service, t in absorbed.service_last.items():
-            into.service_last[service] = max(t, into.service_last.get(service, t))
-        into.needs_decision = True
+            into.first_seen[service] = min(t, into.first_seen.get(service, t))
+        for service, t in absorbed.onsets.items():
+            into.onsets[service] = min(t, into.onsets.get(service, t))
+        for service in {i.service for i in absorbed.alerts.values()
+                        if i.strong and i.status == "firing"}:
+            self.active.setdefault(service, set()).add(into.id)
+        into.episode = min(into.episode, absorbed.episode)
+        into.last_onset = max(into.last_onset, absorbed.last_onset)
         into.opened_at = min(into.opened_at, absorbed.opened_at)
         into.last_seen = max(into.last_seen, absorbed.last_seen)
-        if rank(absorbed.priority) < rank(into.priority):
+        into.quiet_since = None if into.strong_firing else into.quiet_since
+        if absorbed.emitted and rank(absorbed.priority) < rank(into.priority):
             into.priority = absorbed.priority  # never falls: the merged incident keeps the max
             into.priority_reasons = absorbed.priority_reasons
+        into.needs_decision = True
         absorbed.status = "merged"
         absorbed.merged_into = into.id
         absorbed.resolved_at = now
         self._dirty.add(absorbed.id)
-        self._pending_merged.append(absorbed)
+        self._dirty.add(into.id)
+        self._pending.append(absorbed)
+        self._reindex(into)
         self.counts["merged"] += 1
+
+    def _split(self, inc: Incident, services: set[str], now: float) -> Incident:
+        key = ",".join(sorted(services))
+        digest = hashlib.sha1(f"{inc.id}|{key}|{now:.3f}".encode()).hexdigest()[:12]
+        new = Incident(f"inc-{digest}", min(inc.onsets[s] for s in services if s in inc.onsets))
+        self.incidents[new.id] = new
+        self._keys[new.id] = _Keys()
+        for fp, info in list(inc.alerts.items()):
+            if info.service in services:
+                new.alerts[fp] = inc.alerts.pop(fp)
+                self.alert_incident[fp] = new.id
+        for s in services:
+            if s in inc.first_seen:
+                new.first_seen[s] = inc.first_seen.pop(s)
+            if s in inc.onsets:
+                new.onsets[s] = inc.onsets.pop(s)
+            ids = self.active.get(s)
+            if ids is not None and inc.id in ids:
+                ids.discard(inc.id)
+                ids.add(new.id)
+        new.episode = min(new.onsets.values())
+        new.last_onset = max(new.onsets.values())
+        new.last_seen = max(i.last_seen for i in new.alerts.values())
+        new.split_from = inc.id
+        inc.split_into.append(new.id)
+        new.priority, new.priority_reasons = inc.priority, list(inc.priority_reasons)
+        self._reindex(inc)
+        self._reindex(new)
+        self._dirty.update((inc.id, new.id))
+        self._pending.append(new)
+        self.counts["split"] += 1
+        return new
+
+    def _flapped(self, inc: Incident, info: AlertInfo, now: float) -> None:
+        was_strong = info.strong
+        info.flapping = True
+        info.flapped = True
+        info.strong = False
+        self._dirty.add(inc.id)
+        if not was_strong:
+            return
+        s = info.service
+        if not any(a.strong and a.service == s for a in inc.alerts.values()):
+            inc.onsets.pop(s, None)  # no evidence left on this service
+            inc.needs_decision = True
+        self._update_active(inc, s)
+        self._reindex(inc)
+        if not inc.strong_firing and inc.quiet_since is None:
+            inc.quiet_since = now
+            self._schedule(now + self.policy.quiet_period, inc.id)
+
+    def _resolved(self, inc: Incident, info: AlertInfo, now: float) -> None:
+        info.status = "resolved"
+        info.last_seen = now
+        info.flapping = False
+        self._dirty.add(inc.id)
+        if not info.strong:
+            return
+        self._update_active(inc, info.service)
+        if not inc.strong_firing and inc.quiet_since is None:
+            inc.quiet_since = now
+            self._schedule(now + self.policy.quiet_period, inc.id)
+
+    # -- indexes -------------------------------------------------------------------------
+
+    def _update_active(self, inc: Incident, service: str) -> None:
+        firing = any(a.strong and a.status == "firing" and a.service == service
+                     for a in inc.alerts.values())
+        ids = self.active.get(service)
+        if firing:
+            self.active.setdefault(service, set()).add(inc.id)
+        elif ids is not None:
+            ids.discard(inc.id)
+            if not ids:
+                del self.active[service]
+
+    def _wanted(self, inc: Incident) -> _Keys:
+        if inc.status != "open":
+            return _Keys()
+        anchors = set(inc.onsets)
+        siblings: set[str] = set()
+        root = inc.root
+        if root is not None:
+            anchors.add(root.service)
+            kinds = {a.kind for a in inc.alerts.values()
+                     if a.strong and a.service == root.service}
+            if not root.inferred and kinds and not kinds & SELF_KINDS:
+                # a root that only shows symptoms may be the caller of a silent root
+                siblings = set(self.topology.callees(root.service))
+        elif len(inc.onsets) == 1:
+            only = next(iter(inc.onsets))
+            kinds = {a.kind for a in inc.alerts.values() if a.strong and a.service == only}
+            if kinds and not kinds & SELF_KINDS:
+                siblings = set(self.topology.callees(only))
+        return _Keys(anchors, siblings)
+
+    def _reindex(self, inc: Incident) -> None:
+        have = self._keys.setdefault(inc.id, _Keys())
+        want = self._wanted(inc)
+        for index, old, new in ((self.anchors, have.anchors, want.anchors),
+                                (self.siblings, have.siblings, want.siblings)):
+            for s in old - new:
+                ids = index.get(s)
+                if ids is not None:
+                    ids.discard(inc.id)
+                    if not ids:
+                        del index[s]
+            for s in new - old:
+                index.setdefault(s, set()).add(inc.id)
+        self._keys[inc.id] = want
+
+    def _unindex(self, inc: Incident) -> None:
+        have = self._keys.pop(inc.id, _Keys())
+        for index, keys in ((self.anchors, have.anchors), (self.siblings, have.siblings)):
+            for s in keys:
+                ids = index.get(s)
+                if ids is not None:
+                    ids.discard(inc.id)
+                    if not ids:
+                        del index[s]
+        for s in {a.service for a in inc.alerts.values()}:
+            ids = self.active.get(s)
+            if ids is not None:
+                ids.discard(inc.id)
+                if not ids:
+                    del self.active[s]
 
     # -- decisions -----------------------------------------------------------------------
 
-    def _refresh(self, inc: Incident, now: float) -> list[Event]:
+    def _lone(self, inc: Incident) -> AlertInfo | None:
+        """The incident's only page-worthy alert, if it has just one."""
+        found = None
+        for a in inc.alerts.values():
+            if a.strong:
+                if found is not None:
+                    return None
+                found = a
+        return found
+
+    def _page_due(self, inc: Incident) -> float:
+        p = self.policy
+        lone = self._lone(inc)
+        if lone is None:
+            return inc.opened_at + p.page_delay
+        return max(inc.opened_at + p.page_delay, lone.onset + p.lone_delay)
+
+    def _pageable(self, inc: Incident) -> bool:
+        """Whether a due incident pages: page-worthy evidence firing and not flapping, and a
+        lone alert has fired without a break since the incident opened (a probe that comes
+        and goes is not yet a failure) and comes from a service the topology knows (an
+        unknown service cannot be corroborated by its neighbours)."""
+        if not inc.strong_firing:
+            return False
+        lone = self._lone(inc)
+        if lone is None:
+            return True
+        return lone.service in self.topology or not len(self.topology)
+
+    def _drain(self, now: float, skip: str) -> list[Event]:
+        """Events of incidents merged away or split off since the last call."""
         events: list[Event] = []
-        merged, self._pending_merged = self._pending_merged, []
-        for absorbed in merged:
-            if not absorbed.emitted:  # never paged: nobody needs to hear it was absorbed
-                self._forget(absorbed)
-                continue
-            events.append(self._event(absorbed, "incident.updated", now, ["merged_into",
-                                                                         "status"]))
-            absorbed.emitted = absorbed.material()
-            self._schedule(now + self.policy.retention, absorbed.id)
+        while self._pending:
+            other = self._pending.pop(0)
+            if other.status == "merged":
+                if not other.emitted:  # never paged: nobody needs to hear it was absorbed
+                    self._forget(other)
+                    continue
+                events.append(self._event(other, "incident.updated", now,
+                                          ["merged_into", "status"]))
+                other.emitted = other.material()
+                self._schedule(now + self.policy.retention, other.id)
+            elif other.id != skip and other.id in self.incidents:
+                events.extend(self._refresh(other, now))  # split off: a failure of its own
+        return events
+
+    def _refresh(self, inc: Incident, now: float) -> list[Event]:
+        events = self._drain(now, inc.id)
+        if inc.id not in self.incidents or inc.status == "merged":
+            return events
+        events.extend(self._refresh_one(inc, now))
+        events.extend(self._drain(now, inc.id))
+        return events
+
+    def _refresh_one(self, inc: Incident, now: float) -> list[Event]:
+        events: list[Event] = []
         if not inc.emitted:
-            due = inc.opened_at + self.policy.page_delay
+            due = self._page_due(inc)
             if now < due:
                 self._schedule(due, inc.id)
                 return events
-            if not any(a.status == "firing" and not a.flapping for a in inc.alerts.values()):
+            if not self._pageable(inc):
+                if inc.strong_firing:
+                    # a lone alert of a service the topology does not know: held until
+                    # another alert corroborates it, or it resolves
+                    self.counts["held_unknown_service"] += 1
+                    return events
                 self.counts["not_paged"] += 1  # resolved or flapping within the page delay
                 self._forget(inc)
                 return events
@@ -471,43 +631,63 @@ class IncidentEngine:
                 self._decide(inc, now)
             else:  # a timer with nothing new: only the war room can change with time
                 self._decide_war_room(inc, now)
+        if not inc.emitted:
+            inc.pages = 1
+            inc.paged_priority = inc.priority
+        elif inc.repage:
+            inc.pages += 1
+            inc.paged_priority = inc.priority
         material = inc.material()
         if material == inc.emitted:
             return events
+        page = not inc.emitted or inc.repage
+        inc.repage = False
         if not inc.emitted:
             kind = "incident.created"
             changed: list[str] = []
         else:
             kind = "incident.resolved" if inc.status == "resolved" else "incident.updated"
-            changed = _changed(inc.emitted, material)
+            changed = changed_fields(inc.emitted, material)
         inc.emitted = material
-        events.append(self._event(inc, kind, now, changed))
+        events.append(self._event(inc, kind, now, changed, page=page))
         return events
 
     def _decide(self, inc: Incident, now: float) -> None:
         topology = self.topology
         evidence = inc.evidence()
-        services = list(evidence)
-        root = find_root_cause(first_seen=evidence, topology=topology)
-        if inc.root is None or root != inc.root:
-            inc.root = root
-        first_alert = min(evidence.values())
+        if not evidence:
+            return  # nothing page-worthy left (all flapped): keep the last decisions
+        weights = self.policy.weights
+        root = rank_root_causes(evidence=evidence, topology=topology, changes=self.changes,
+                                weights=weights)
+        if self.policy.split and len(evidence) >= 2:
+            parts = groups(evidence, root.service, topology, self.policy.hops)
+            split = False
+            for part in parts[1:]:
+                services = {s for s in part if s in evidence}
+                if any(evidence[s].firing for s in services):
+                    self._split(inc, services, now)
+                    split = True
+            if split:
+                evidence = inc.evidence()
+                root = rank_root_causes(evidence=evidence, topology=topology,
+                                        changes=self.changes, weights=weights)
+        inc.root = root
+        first_alert = min(e.onset for e in evidence.values())
         inc.suspects = find_suspects(root=root.service, first_alert=first_alert,
                                      changes=self.changes, topology=topology,
                                      lookback=self.policy.change_lookback,
                                      hops=self.policy.change_hops,
                                      limit=self.policy.max_suspects)
-        worst: dict[str, str] = {}
-        for a in inc.alerts.values():
-            if a.service not in evidence:
-                continue
-            if _SEVERITY_RANK.get(a.severity, 9) < _SEVERITY_RANK.get(worst.get(a.service, ""), 9):
-                worst[a.service] = a.severity
-        cls = classify_priority(services=services, severities=list(worst.values()),
+        worst = {s: _priority_severity(e.level) for s, e in evidence.items()}
+        symptomatic = [s for s, e in evidence.items() if e.kinds - {"resource"}]
+        affected = [*evidence, root.service] if root.inferred else list(evidence)
+        cls = classify_priority(services=affected, severities=list(worst.values()),
                                 topology=topology, policy=self.priority_policy,
-                                service_severities=worst)
+                                service_severities=worst, symptomatic=symptomatic)
         previous = Classification(inc.priority, inc.impact, inc.urgency,
-                                  tuple(inc.priority_reasons), inc.users_affected, ()
+                                  tuple(inc.priority_reasons), inc.users_affected, (),
+                                  inc.users_at_risk, tuple(inc.at_risk)
                                   ) if inc.priority_reasons else None
         kept = keep_highest(previous, cls)
         if kept.priority != inc.priority or previous is None:
@@ -516,6 +696,11 @@ class IncidentEngine:
         inc.priority_reasons = list(kept.reasons)
         inc.impact, inc.urgency = kept.impact, kept.urgency
         inc.users_affected = max(inc.users_affected, cls.users_affected)
+        inc.users_at_risk = max(inc.users_at_risk, cls.users_at_risk)
+        inc.at_risk = sorted(set(inc.at_risk) | set(cls.at_risk))
+        if (inc.emitted and inc.reopened and inc.paged_priority is not None
+                and rank(inc.priority) < rank(inc.paged_priority)):
+            inc.repage = True  # a recurrence that escalated pages again
         team = topology.info(root.service).team
         person = None
         if team is None:
@@ -531,6 +716,7 @@ class IncidentEngine:
                          else f"nobody on call for {team} at {at}"))
         inc.owner_team, inc.owner_person, inc.owner_reason = team, person, reason
         self._decide_war_room(inc, now)
+        self._reindex(inc)
 
     def _decide_war_room(self, inc: Incident, now: float) -> None:
         if inc.war_room_open:
@@ -552,37 +738,29 @@ class IncidentEngine:
         policy = self.policy
         if inc.status in ("resolved", "merged"):
             done = inc.resolved_at if inc.resolved_at is not None else now
-            keep = policy.reopen_within if policy.after_resolve == "reopen" else 0.0
+            keep = policy.recurrence_window if inc.status == "resolved" else 0.0
             if now >= done + max(policy.retention, keep):
                 self._forget(inc)
             return []
         quiet = inc.quiet_since
-        if quiet is not None and not inc.firing and now >= quiet + policy.quiet_period:
+        if (quiet is not None and not inc.strong_firing and now >= quiet + policy.quiet_period
+                and inc.emitted):
             inc.status = "resolved"
             inc.resolved_at = quiet + policy.quiet_period
             self._dirty.add(inc.id)
-            if policy.after_resolve != "reopen":
-                self._unindex(inc)
-            self._schedule(inc.resolved_at + max(policy.retention, policy.reopen_within),
+            self._unindex(inc)
+            self._schedule(inc.resolved_at + max(policy.retention, policy.recurrence_window),
                            inc.id)
             return self._refresh(inc, now)
         self._dirty.add(inc.id)
         return self._refresh(inc, now)
 
-    def _unindex(self, inc: Incident) -> None:
-        for service in inc.first_seen:
-            ids = self.by_service.get(service)
-            if ids is not None:
-                ids.discard(inc.id)
-                if not ids:
-                    del self.by_service[service]
+    def _forget(self, inc: Incident) -> None:
+        self._unindex(inc)
         for fp in inc.alerts:
             if self.alert_incident.get(fp) == inc.id:
                 del self.alert_incident[fp]
-
-    def _forget(self, inc: Incident) -> None:
-        self._unindex(inc)
-        del self.incidents[inc.id]
+        self.incidents.pop(inc.id, None)
         self._dirty.discard(inc.id)
         self._removed.add(inc.id)
 
@@ -591,11 +769,14 @@ class IncidentEngine:
 
     # -- output --------------------------------------------------------------------------
 
-    def _event(self, inc: Incident, kind: str, now: float, changed: list[str]) -> Event:
+    def _event(self, inc: Incident, kind: str, now: float, changed: list[str], *,
+               page: bool = False) -> Event:
         inc.seq += 1
         self._dirty.add(inc.id)
         self.counts[kind] += 1
-        return render_event(inc, kind, now, changed, self.topology)
+        if page:
+            self.counts["pages"] += 1
+        return render_event(inc, kind, now, changed, self.topology, page=page)
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -611,13 +792,14 @@ class IncidentEngine:
         for rec in records:
             inc = Incident.from_record(rec)
             self.incidents[inc.id] = inc
-            if inc.status == "open" or (inc.status == "resolved"
-                                        and self.policy.after_resolve == "reopen"):
-                for service in inc.first_seen:
-                    self.by_service.setdefault(service, set()).add(inc.id)
-            if inc.status == "open":
+            if inc.status in ("open", "resolved"):
                 for fp in inc.alerts:
                     self.alert_incident[fp] = inc.id
+            if inc.status == "open":
+                for a in inc.alerts.values():
+                    if a.strong and a.status == "firing":
+                        self.active.setdefault(a.service, set()).add(inc.id)
+                self._reindex(inc)
         for at, inc_id in timers:
             if inc_id in self.incidents:
                 heapq.heappush(self._timers, (at, inc_id))
@@ -627,58 +809,7 @@ class IncidentEngine:
         return sorted(self._timers)
 
 
-def _changed(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
-    names = ("status", "services", "root_cause", "priority", "owner", "owner", "war_room",
-             "suspect_changes", "merged_into", "reopened", "reactivated")
-    out: list[str] = []
-    for name, a, b in zip(names, before, after, strict=True):
-        if a != b and name not in out:
-            out.append(name)
-    return out
+def _priority_severity(level: int) -> str:
+    """The priority module's severity name for an evidence level (unknown counts as none)."""
+    return "none" if level == UNKNOWN else SEVERITY_NAMES[level]
 
-
-def render_event(inc: Incident, kind: str, now: float, changed: list[str],
-                 topology: Topology) -> Event:
-    """The incident event (``schemas/incident-event.schema.json``)."""
-    ts: Callable[[float | None], str | None] = format_timestamp
-    root = inc.root
-    runbook = topology.info(root.service).runbook if root else None
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": f"{inc.id}:{inc.seq}",
-        "type": kind,
-        "at": ts(now),
-        "changed": changed,
-        "incident": {
-            "id": inc.id,
-            "sequence": inc.seq,
-            "status": inc.status,
-            "priority": inc.priority,
-            "priority_reasons": list(inc.priority_reasons),
-            "impact": inc.impact or None,
-            "urgency": inc.urgency or None,
-            "users_affected": inc.users_affected,
-            "services": sorted(inc.first_seen),
-            "active_services": inc.active_services(),
-            "teams": inc.teams(topology),
-            "root_cause": {"service": root.service, "confidence": root.confidence,
-                           "reason": root.reason, "runbook": runbook,
-                           "candidates": list(root.candidates)} if root else None,
-            "alert_count": len(inc.alerts),
-            "firing_count": inc.firing,
-            "fingerprints": sorted(inc.alerts),
-            "first_seen": ts(inc.opened_at),
-            "last_seen": ts(inc.last_seen),
-            "resolved_at": ts(inc.resolved_at),
-            "owner": {"team": inc.owner_team, "person": inc.owner_person,
-                      "reason": inc.owner_reason},
-            "war_room": {"open": inc.war_room_open, "reason": inc.war_room_reason,
-                         "at": ts(inc.war_room_at)},
-            "suspect_changes": [{"id": s.id, "service": s.service, "kind": s.kind,
-                                 "at": ts(s.at), "score": s.score, "reason": s.reason}
-                                for s in inc.suspects],
-            "merged_into": inc.merged_into,
-            "reopened": inc.reopened,
-            "reactivated": inc.reactivated,
-        },
-    }

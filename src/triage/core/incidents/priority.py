@@ -1,5 +1,9 @@
 """Incident priority P1-P4 from an impact x urgency matrix, with reasons a responder can check.
 
+Priority reflects **observed** impact: what is failing now, not what could fail. The blast
+radius (the users behind everything that depends on the failure) is reported as *risk* and
+never raises the priority on its own.
+
 **Impact** (how much of the business is hurt) has four levels, highest first:
 ``critical``, ``high``, ``medium``, ``low``. It is the higher of two factors:
 
@@ -8,9 +12,11 @@
   (default 1 → critical, 2 → high, 3 → medium, 4 → low). A service the catalog gives no tier
   (and no business service with a tier) counts as ``unknown_tier`` (default 3), and the
   reasons say so, so a missing catalog entry is visible instead of silently lowering priority.
-* *users*: the users served by the blast radius (``Topology.blast_radius``: the user-facing
-  affected services and the user-facing services that depend on them), against ``users``
-  thresholds (default >= 100,000 → critical, >= 10,000 → high, >= 1,000 → medium).
+* *users*: the users of the user-facing services that are themselves alerting with a
+  user-facing symptom (``symptomatic``: errors, latency, timeouts, a crash: anything but a
+  resource trend), against ``users`` thresholds (default >= 100,000 → critical, >= 10,000 →
+  high, >= 1,000 → medium). Users behind services that merely depend on the failure are the
+  *risk*: named in the reasons, not counted.
 
 **Urgency** (how fast it hurts) has three levels: ``high``, ``medium``, ``low``. It is the
 higher of two factors:
@@ -18,12 +24,8 @@ higher of two factors:
 * *severity*: the worst alert severity through ``severity_urgency`` (default critical → high,
   error and warning → medium, info and none → low; a severity the map does not know counts as
   ``none``).
-* *errors reach users*: an affected service is itself user-facing and the alerts are more than
-  informational (severity urgency above ``low``) → urgency at least ``user_facing_urgency``
-  (default high; ``null`` turns the rule off). With ``service_severities`` the user-facing
-  service's own alerts must be more than informational. User-facing services that only
-  *depend* on the failure count for impact (users), not urgency: retries and caches may hide
-  it from users, and if not, they alert and become affected services themselves.
+* *errors reach users*: a symptomatic user-facing service, with alerts more than informational
+  → urgency at least ``user_facing_urgency`` (default high; ``null`` turns the rule off).
 
 The default matrix (ITIL-like, one step per level)::
 
@@ -32,6 +34,10 @@ The default matrix (ITIL-like, one step per level)::
            high          P1      P2    P3
            medium        P2      P3    P4
            low           P3      P4    P4
+
+**Cap**: an incident whose alerts are all warning or milder and that shows no user-facing
+symptom is at most ``cap_without_user_impact`` (default P3): a warning on a tier-1 database
+that no user notices is not a P1 or a P2.
 
 The config section (every key optional; maps merge cell by cell over the defaults)::
 
@@ -42,6 +48,7 @@ The config section (every key optional; maps merge cell by cell over the default
       users: {critical: 100000, high: 10000, medium: 1000}   # null turns a level off
       severity_urgency: {critical: high, error: medium, warning: medium, info: low, none: low}
       user_facing_urgency: high
+      cap_without_user_impact: P3                # null: no cap
 
 Every map must be monotone (a higher impact, urgency, tier or severity never gives a lower
 priority), so that adding services or raising severities never lowers an incident's priority;
@@ -86,7 +93,7 @@ _IMPACT_RANK: Final = {level: i for i, level in enumerate(IMPACTS)}
 _URGENCY_RANK: Final = {level: i for i, level in enumerate(URGENCIES)}
 _PRIORITY_RANK: Final = {p: i + 1 for i, p in enumerate(PRIORITIES)}
 _KEYS: Final = ("matrix", "tier_impact", "unknown_tier", "users", "severity_urgency",
-                "user_facing_urgency")
+                "user_facing_urgency", "cap_without_user_impact")
 # Reasons read "P1 = impact critical (times sign) urgency high"; spelled by name for the linter.
 _TIMES: Final = "\N{MULTIPLICATION SIGN}"
 _NAMES_SHOWN: Final = 3  # services named in one reason; the rest are counted
@@ -129,6 +136,8 @@ class Classification:
     reasons: tuple[str, ...]
     users_affected: int
     user_facing: tuple[str, ...]
+    users_at_risk: int = 0
+    at_risk: tuple[str, ...] = ()  # user-facing services that depend on the failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,7 @@ class PriorityPolicy:
     severity_urgency: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_SEVERITY_URGENCY)
     user_facing_urgency: str | None = "high"
+    cap_without_user_impact: str | None = "P3"
 
     # Derived once: classify_priority runs on every incident update.
     _users_levels: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
@@ -162,6 +172,8 @@ class PriorityPolicy:
         severity_urgency = dict(self.severity_urgency)
         _check_complete(matrix, tier_impact, users, severity_urgency, self)
         _check_monotone(matrix, tier_impact, users, severity_urgency, set())
+        if self.cap_without_user_impact is not None:
+            _priority_value(self.cap_without_user_impact, "priority.cap_without_user_impact")
         # private copies, so a caller's later edit cannot break the checks above
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "tier_impact", tier_impact)
@@ -239,10 +251,16 @@ def parse_priority(data: object) -> PriorityPolicy:
         user_facing = (None if value is None or value is False else
                        _level(value, URGENCIES, "priority.user_facing_urgency", "urgency level"))
 
+    cap: str | None = "P3"
+    if "cap_without_user_impact" in section:
+        value = section["cap_without_user_impact"]
+        cap = (None if value is None or value is False else
+               _priority_value(value, "priority.cap_without_user_impact"))
+
     _check_monotone(matrix, tier_impact, users, severity_urgency, set_by_user)
     return PriorityPolicy(matrix=matrix, tier_impact=tier_impact, unknown_tier=unknown_tier,
                           users=users, severity_urgency=severity_urgency,
-                          user_facing_urgency=user_facing)
+                          user_facing_urgency=user_facing, cap_without_user_impact=cap)
 
 
 def classify_priority(
@@ -252,12 +270,15 @@ def classify_priority(
     topology: Topology,
     policy: PriorityPolicy,
     service_severities: Mapping[str, str] | None = None,
+    symptomatic: Collection[str] | None = None,
 ) -> Classification:
     """Classify an incident from its affected services and its alerts' severities.
 
-    ``service_severities`` (optional) maps a service to its worst alert severity: reasons then
-    name the service, and the user-facing rule looks at that service's own severity. Cost is
-    O(services) plus the blast radius, with the topology's cached ancestor sets.
+    ``symptomatic`` names the affected services alerting with a user-facing symptom (not a
+    resource trend); ``None`` means every affected service whose own severity (from
+    ``service_severities``) is above informational. Users are counted from the user-facing
+    ones among them; the users of user-facing services that only depend on the failure are the
+    risk. Cost is O(services) plus the blast radius, with the topology's cached ancestor sets.
 
     >>> import networkx as nx
     >>> from triage.core.topology import ServiceInfo
@@ -266,33 +287,59 @@ def classify_priority(
     ...     "cart": ServiceInfo("cart", tier=1)})
     >>> c = classify_priority(services=["cart"], severities=["critical"], topology=topo,
     ...                       policy=PriorityPolicy(), service_severities={"cart": "critical"})
-    >>> c.priority, c.users_affected, c.user_facing
-    ('P1', 50000, ('frontend',))
+    >>> c.priority, c.users_affected, c.users_at_risk
+    ('P1', 0, 50000)
     >>> for reason in c.reasons[1:]: print(reason)
     impact critical: cart is tier 1
-    impact high: 50,000 users reach the failure through frontend
+    no user-facing service shows a symptom
     urgency high: severity critical on cart
-    """
+    risk: 50,000 users of frontend depend on the failing services
+    >>> warn = classify_priority(services=["cart"], severities=["warning"], topology=topo,
+    ...                          policy=PriorityPolicy(), service_severities={"cart": "warning"})
+    >>> warn.priority, warn.reasons[0]
+    ('P3', 'P3 = capped: only warnings and no user-facing symptom (P2 = impact critical \N{MULTIPLICATION SIGN} urgency medium)')
+    """  # noqa: E501
     names = sorted(set(services))
+    by_service = {s: _severity_key(v) for s, v in (service_severities or {}).items()}
+    lowest = URGENCIES[-1]
+    if symptomatic is None:
+        facing = [s for s in names if topology.info(s).user_facing
+                  and (s not in by_service or policy.severity_urgency[by_service[s]] != lowest)]
+    else:
+        facing = sorted(s for s in set(symptomatic) if topology.info(s).user_facing)
     tier_level, tier_reasons = _tier_factor(names, topology, policy)
-    radius = sorted(topology.blast_radius(names))
-    users_of = {s: topology.info(s).users for s in radius}
+    users_of = {s: topology.info(s).users for s in facing}
     users = sum(users_of.values())
     users_level, users_reason = _users_factor(users, users_of, policy)
     if _IMPACT_RANK[users_level] < _IMPACT_RANK[tier_level]:
         impact, impact_reasons = users_level, (users_reason, *tier_reasons)
     else:
         impact, impact_reasons = tier_level, (*tier_reasons, users_reason)
-    urgency, urgency_reasons = _urgency(names, severities, topology, policy, service_severities)
+    urgency, urgency_reasons = _urgency(names, facing, severities, policy, by_service)
     priority = policy.matrix[impact][urgency]
     head = f"{priority} = impact {impact} {_TIMES} urgency {urgency}"
+    sev_seen = {_severity_key(s) for s in severities} | set(by_service.values())
+    mild = not sev_seen & {"critical", "error"}
+    cap = policy.cap_without_user_impact
+    if cap is not None and mild and not facing and rank(priority) < rank(cap):
+        head = (f"{cap} = capped: only warnings and no user-facing symptom ({head})")
+        priority = cap
+    risk = sorted(s for s in topology.blast_radius(names) if s not in users_of)
+    risk_users = sum(topology.info(s).users for s in risk)
+    risk_reasons: tuple[str, ...] = ()
+    if risk_users:
+        shown = [f"{s} ({topology.info(s).users:,})" for s in risk[:_NAMES_SHOWN]]
+        text = (risk[0] if len(risk) == 1 else _join(shown, len(risk) - len(shown)))
+        risk_reasons = (f"risk: {risk_users:,} users of {text} depend on the failing services",)
     return Classification(
         priority=priority,
         impact=impact,
         urgency=urgency,
-        reasons=(head, *impact_reasons, *urgency_reasons),
+        reasons=(head, *impact_reasons, *urgency_reasons, *risk_reasons),
         users_affected=users,
-        user_facing=tuple(radius),
+        user_facing=tuple(facing),
+        users_at_risk=risk_users,
+        at_risk=tuple(risk),
     )
 
 
@@ -319,6 +366,8 @@ def keep_highest(previous: Classification | None, current: Classification) -> Cl
         reasons=(note, *previous.reasons),
         users_affected=max(previous.users_affected, current.users_affected),
         user_facing=tuple(sorted(set(previous.user_facing) | set(current.user_facing))),
+        users_at_risk=max(previous.users_at_risk, current.users_at_risk),
+        at_risk=tuple(sorted(set(previous.at_risk) | set(current.at_risk))),
     )
 
 
@@ -371,7 +420,7 @@ def _users_factor(
     users: int, users_of: Mapping[str, int], policy: PriorityPolicy
 ) -> tuple[str, str]:
     if users == 0:
-        return IMPACTS[-1], "no user-facing service is affected or depends on the failure"
+        return IMPACTS[-1], "no user-facing service shows a symptom"
     level = next((lvl for n, lvl in policy._users_levels if users >= n), IMPACTS[-1])
     ranked = sorted(users_of, key=lambda s: (-users_of[s], s))
     if len(ranked) == 1:
@@ -379,17 +428,16 @@ def _users_factor(
     else:
         shown = [f"{s} ({users_of[s]:,})" for s in ranked[:_NAMES_SHOWN]]
         through = _join(shown, len(ranked) - len(shown))
-    return level, f"impact {level}: {users:,} users reach the failure through {through}"
+    return level, f"impact {level}: {users:,} users see the failure at {through}"
 
 
 def _urgency(
     names: list[str],
+    facing: list[str],
     severities: Collection[str],
-    topology: Topology,
     policy: PriorityPolicy,
-    service_severities: Mapping[str, str] | None,
+    by_service: Mapping[str, str],
 ) -> tuple[str, tuple[str, ...]]:
-    by_service = {s: _severity_key(v) for s, v in (service_severities or {}).items()}
     seen = {_severity_key(s) for s in severities} | set(by_service.values())
     if not seen:
         seen = {"none"}
@@ -407,21 +455,13 @@ def _urgency(
 
     floor = policy.user_facing_urgency
     lowest = URGENCIES[-1]
-    if floor is not None and urgency != lowest:
-        facing = []
-        for s in names:
-            if not topology.info(s).user_facing:
-                continue
-            own = by_service.get(s)
-            if own is None or policy.severity_urgency[own] != lowest:
-                facing.append(s)
-        if facing:
-            text = f"errors reach users directly at {_list(facing)} (user-facing)"
-            if _URGENCY_RANK[floor] < _URGENCY_RANK[urgency]:
-                urgency = floor
-                reasons.insert(0, f"urgency {floor}: {text}")
-            else:
-                reasons.append(text)
+    if floor is not None and urgency != lowest and facing:
+        text = f"errors reach users directly at {_list(facing)} (user-facing)"
+        if _URGENCY_RANK[floor] < _URGENCY_RANK[urgency]:
+            urgency = floor
+            reasons.insert(0, f"urgency {floor}: {text}")
+        else:
+            reasons.append(text)
     return urgency, tuple(reasons)
 
 

@@ -1,25 +1,65 @@
 """Probable root cause and suspect changes of an incident, explained.
 
-Root cause: among the incident's alerting services, the one the others depend on, directly
-or transitively: the deepest failing dependency. If C depends on D and both alert, everything
-that depends on C also depends on D, so D explains at least as much and wins; ties go to the
-service that alerted first. The reason names the dependents and the first alert time, so a
-responder can check it against the graph.
+**Root cause** is ranked over the incident's page-worthy evidence (``Evidence``: per service,
+the onset of its first strong alert in this episode, its worst severity and the kinds of its
+alerts), never over weak, flapped or earlier-episode alerts. Each candidate gets a score, a
+sum of weighted features a responder can check (``RootWeights``):
 
-Suspect changes: change records on the root-cause service or on what it depends on (within
-``hops``), inside the lookback window before the incident's first alert, scored by time
-proximity and graph distance.
+* **explains** (``coverage``): the share of the other failing services that depend on it
+  (directly or within ``depth`` hops), each counted by *temporal precedence*: a callee fails
+  before its callers, so a dependency that started alerting after them explains them less
+  (fully up to ``tolerance`` seconds late, then decaying). Over an undirected link there is no
+  direction: time decides, and only a peer that started later is explained;
+* **sink**: nothing it depends on failed before it (it is the bottom of the failing subgraph);
+* **first**: it alerted first;
+* **kind**: a crash or saturation on the service itself counts for it; alerts that only say
+  "my dependency is failing" (upstream errors, timeouts) count against it, and *for* the
+  dependency they point at (``pointed``);
+* **severity** of its worst alert; **firing** now;
+* **change**: a change record on it shortly before its onset.
+
+**Silent roots.** A failing service may raise no alert at all. A service that raised none is
+a candidate when two or more failing services call it directly, or one does and says its
+dependency is failing; it carries a penalty (``silent``), so it wins only when it explains
+clearly more than any alerting service does. Its event says ``inferred``.
+
+The confidence is the softmax of the scores (temperature ``weights.temperature``), so it reads
+as the probability the top candidate is right; the quality benchmark reports its reliability.
+
+**Suspect changes**: change records on the root cause, or what it depends on or links to
+within ``hops``, inside the lookback before the incident's first onset, scored by time
+proximity and graph distance (a change on the root itself weighs most: decoys sit on its
+neighbours).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from triage.core.changes import ChangeIndex
+from triage.core.incidents.evidence import (
+    CRITICAL,
+    DOWNWARD_KINDS,
+    ERROR,
+    SELF_KINDS,
+    UNKNOWN,
+    WARNING,
+)
 from triage.core.timeutil import format_timestamp
 from triage.core.topology import Topology
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One service's page-worthy evidence in an incident's current episode."""
+
+    service: str
+    onset: float  # when its first strong alert of the episode started firing
+    level: int  # worst severity level (evidence.CRITICAL ... )
+    kinds: frozenset[str]
+    firing: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +70,7 @@ class RootCause:
     confidence: float
     reason: str
     candidates: tuple[str, ...] = ()  # the top 3 in rank order (the first is ``service``)
+    inferred: bool = False  # the service raised no alert: inferred from its callers
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,48 +85,207 @@ class Suspect:
     reason: str
 
 
-def find_root_cause(*, first_seen: Mapping[str, float], topology: Topology) -> RootCause:
-    """Pick the deepest failing dependency among ``first_seen`` (service → first alert time).
+@dataclass(frozen=True, slots=True)
+class RootWeights:
+    """Feature weights of the root-cause score (log-odds scale). Chosen on the tuning set
+    (Online Boutique and generated graphs; BENCHMARKS.md)."""
+
+    coverage: float = 3.0
+    sink: float = 1.2
+    first: float = 0.8
+    self_kind: float = 1.0
+    downward: float = -1.5
+    pointed: float = 1.5
+    severity: float = 0.5
+    firing: float = 0.3
+    change: float = 0.8
+    silent: float = -2.0
+    temperature: float = 1.0
+    depth: int = 4  # hops a failure climbs through callers
+    tolerance: float = 60.0  # a dependency may start alerting this much after its callers
+    decay: float = 120.0  # ... beyond that its precedence decays with this time constant
+    change_tau: float = 1800.0  # change proximity: exp(-age / change_tau)
+    change_lookback: float = 7200.0
+
+
+_SEVERITY_FEATURE = {CRITICAL: 1.0, ERROR: 0.75, WARNING: 0.4, UNKNOWN: 0.4}
+
+
+def _precedence(cause: float, effect: float, w: RootWeights) -> float:
+    """1 when ``cause`` started no later than ``effect`` + tolerance, then decaying."""
+    late = cause - effect - w.tolerance
+    return 1.0 if late <= 0 else math.exp(-late / w.decay)
+
+
+def rank_root_causes(
+    *,
+    evidence: Mapping[str, Evidence],
+    topology: Topology,
+    changes: ChangeIndex | None = None,
+    weights: RootWeights | None = None,
+) -> RootCause:
+    """Rank the candidates for the root cause of one incident.
 
     >>> import networkx as nx
-    >>> t = Topology(nx.DiGraph([("frontend", "cart"), ("checkout", "cart"), ("cart", "redis")]))
-    >>> rc = find_root_cause(first_seen={"frontend": 12.0, "cart": 10.0, "checkout": 11.0},
-    ...                      topology=t)
-    >>> rc.service, rc.confidence
-    ('cart', 0.95)
+    >>> t = Topology(nx.DiGraph([("web", "cart"), ("checkout", "cart"), ("cart", "redis")]))
+    >>> ev = {"web": Evidence("web", 40.0, 2, frozenset({"errors"})),
+    ...       "checkout": Evidence("checkout", 30.0, 2, frozenset({"dependency"})),
+    ...       "cart": Evidence("cart", 0.0, 0, frozenset({"crash"}))}
+    >>> rc = rank_root_causes(evidence=ev, topology=t)
+    >>> rc.service, rc.candidates[:2], rc.inferred
+    ('cart', ('cart', 'web'), False)
+    >>> silent = {"web": Evidence("web", 40.0, 2, frozenset({"errors"})),
+    ...           "checkout": Evidence("checkout", 30.0, 2, frozenset({"dependency"}))}
+    >>> rank_root_causes(evidence=silent, topology=t).service
+    'cart'
     """
-    services = sorted(first_seen, key=lambda s: (first_seen[s], s))
-    if len(services) == 1:
-        only = services[0]
-        known = only in topology
-        return RootCause(only, 0.6 if known else 0.4,
-                         f"{only} is the only alerting service"
-                         + ("" if known else " (not in the service graph)"), (only,))
-    alerting = set(services)
-    # set intersection runs in C: O(S * min(ancestors, S)) without a Python-level S^2 loop
-    counts = {c: len(topology.ancestors(c) & alerting) for c in services}
-    # most dependents first, then earliest first alert, then name (deterministic)
-    ranked = sorted(services, key=lambda c: (-counts[c], first_seen[c], c))
-    best = ranked[0]
-    deps = sorted(topology.ancestors(best) & alerting)
-    others = len(services) - 1
-    first = services[0] == best
-    coverage = len(deps) / others
-    confidence = round(min(0.95, 0.3 + 0.45 * coverage + (0.1 if first else 0.0)
-                           + (0.1 if deps else 0.0)), 2)
-    when = (format_timestamp(first_seen[best]) or "")[11:19]
-    if deps:
-        names = ", ".join(deps[:5]) + (", ..." if len(deps) > 5 else "")
-        reason = (f"{len(deps)} alerting service{'s' if len(deps) != 1 else ''} depend on "
-                  f"{best} ({names})")
-        unexplained = others - len(deps)
-        if unexplained:
-            reason += f"; {unexplained} other{'s' if unexplained != 1 else ''} do not"
+    w = weights or RootWeights()
+    if not evidence:
+        raise ValueError("no evidence to rank")
+    scored = [(_score(c, evidence, topology, changes, w), c)
+              for c in _candidates(evidence, topology)]
+    scored.sort(key=lambda x: (-x[0].total, x[1]))
+    best, service = scored[0]
+    top = max(s.total for s, _ in scored)
+    z = sum(math.exp((s.total - top) / w.temperature) for s, _ in scored)
+    confidence = round(1.0 / z, 2)
+    candidates = tuple(c for _, c in scored[:3])
+    reason = _reason(service, best, evidence, scored)
+    return RootCause(service, confidence, reason, candidates, inferred=service not in evidence)
+
+
+def _candidates(evidence: Mapping[str, Evidence], topology: Topology) -> list[str]:
+    """Alerting services, and silent services that failing callers point at."""
+    out = list(evidence)
+    callers_of: dict[str, int] = {}
+    pointed: set[str] = set()
+    for s, ev in evidence.items():
+        down = bool(ev.kinds & DOWNWARD_KINDS)
+        for callee in topology.callees(s):
+            if callee in evidence:
+                continue
+            callers_of[callee] = callers_of.get(callee, 0) + 1
+            if down:
+                pointed.add(callee)
+    out += sorted(c for c, n in callers_of.items() if n >= 2 or c in pointed)
+    return out
+
+
+@dataclass(slots=True)
+class _Score:
+    total: float
+    explained: list[str]
+    coverage: float
+    sink: bool
+    first: bool
+    self_kind: bool
+    downward: bool
+    pointed: float
+    change: tuple[float, str] | None
+
+
+def _score(c: str, evidence: Mapping[str, Evidence], topology: Topology,
+           changes: ChangeIndex | None, w: RootWeights) -> _Score:
+    ev = evidence.get(c)
+    silent = ev is None
+    upstream = topology.dependents_within(c, w.depth)
+    peers = topology.links_within(c, w.depth) if topology.has_links else frozenset()
+    others = [s for s in evidence if s != c]
+    onsets = [e.onset for e in evidence.values()]
+    first_onset = min(onsets)
+    # a silent service has no onset of its own: take it as just before what it explains
+    explained_by_graph = [s for s in others if s in upstream]
+    onset = ev.onset if ev is not None else min(
+        (evidence[s].onset for s in explained_by_graph), default=first_onset)
+    credit = 0.0
+    explained: list[str] = []
+    for s in others:
+        if s in upstream:
+            p = _precedence(onset, evidence[s].onset, w)
+        elif s in peers:  # no direction: only a later peer is explained
+            p = 1.0 if onset <= evidence[s].onset else 0.0
+        else:
+            continue
+        if p > 0.0:
+            credit += p
+            explained.append(s)
+    coverage = credit / len(others) if others else 1.0
+    # sink: nothing below it (or linked to it) failed before it
+    below = 0.0
+    for s in others:
+        if c in topology.dependents_within(s, w.depth):
+            below = max(below, _precedence(evidence[s].onset, onset, w))
+        elif s in peers and evidence[s].onset < onset:
+            below = max(below, 1.0)
+    kinds = ev.kinds if ev is not None else frozenset()
+    self_kind = bool(kinds & SELF_KINDS)
+    downward = bool(kinds) and kinds <= DOWNWARD_KINDS
+    callers = [s for s in topology.callers(c) if s in evidence]
+    # callers saying "my dependency is failing" point here, unless this one says so too
+    pointed = (sum(1 for s in callers if evidence[s].kinds & DOWNWARD_KINDS) / len(callers)
+               if callers and not downward else 0.0)
+    change = _change_near(c, onset, changes, w)
+    total = (w.coverage * coverage + w.sink * (1.0 - below)
+             + w.first * (1.0 if onset <= first_onset + w.tolerance else 0.0)
+             + w.self_kind * self_kind + w.downward * downward + w.pointed * pointed
+             + w.severity * (_SEVERITY_FEATURE.get(ev.level, 0.0) if ev is not None else 0.0)
+             + w.firing * (1.0 if ev is not None and ev.firing else 0.0)
+             + w.change * (change[0] if change else 0.0)
+             + w.silent * silent)
+    return _Score(total, explained, coverage, below < 0.5, onset <= first_onset + w.tolerance,
+                  self_kind, downward, pointed, change)
+
+
+def _change_near(service: str, onset: float, changes: ChangeIndex | None, w: RootWeights
+                 ) -> tuple[float, str] | None:
+    if changes is None or not len(changes):
+        return None
+    best: tuple[float, str] | None = None
+    for rec in changes.between(service, onset - w.change_lookback, onset):
+        near = math.exp(-(onset - rec.at) / w.change_tau)
+        if best is None or near > best[0]:
+            best = (near, rec.id)
+    return best
+
+
+def _reason(service: str, s: _Score, evidence: Mapping[str, Evidence],
+            scored: list[tuple[_Score, str]]) -> str:
+    others = len(evidence) - (1 if service in evidence else 0)
+    parts: list[str] = []
+    if service not in evidence:
+        parts.append(f"{service} raised no alert, but {len(s.explained)} failing service"
+                     f"{'s' if len(s.explained) != 1 else ''} depend on it "
+                     f"({_names(s.explained)})")
+        if s.pointed:
+            parts.append("their alerts say a dependency is failing")
+    elif others == 0:
+        parts.append(f"{service} is the only failing service")
+    elif s.explained:
+        n = len(s.explained)
+        parts.append(f"{n} of {others} other failing service{'s' if others != 1 else ''} "
+                     f"depend on {service} and started after it ({_names(s.explained)})")
     else:
-        reason = f"no alerting service depends on another; {best} is the earliest"
-    reason += (f"; it alerted first, at {when}" if first
-               else f"; it alerted at {when}, after {services[0]}")
-    return RootCause(best, confidence, reason, tuple(ranked[:3]))
+        parts.append(f"no other failing service depends on {service}")
+    ev = evidence.get(service)
+    if ev is not None:
+        when = (format_timestamp(ev.onset) or "")[11:19]
+        parts.append(f"it alerted first, at {when}" if s.first else f"it alerted at {when}")
+        if s.self_kind:
+            parts.append(f"its own alerts say it failed ({', '.join(sorted(ev.kinds))})")
+        if s.downward:
+            parts.append("its alerts only say a dependency of it is failing")
+    if s.sink and others:
+        parts.append("nothing it depends on failed before it")
+    if s.change is not None:
+        parts.append(f"change {s.change[1]} on it shortly before")
+    if len(scored) > 1:
+        parts.append(f"next: {scored[1][1]}")
+    return "; ".join(parts)
+
+
+def _names(items: Iterable[str], limit: int = 5) -> str:
+    names = sorted(items)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def find_suspects(
@@ -95,13 +295,16 @@ def find_suspects(
     changes: ChangeIndex,
     topology: Topology,
     lookback: float = 7200.0,
-    hops: int = 2,
+    hops: int = 1,
     limit: int = 3,
+    distance_factor: float = 0.35,
 ) -> list[Suspect]:
-    """Top ``limit`` change records on ``root`` or its dependencies before ``first_alert``.
+    """Top ``limit`` change records on ``root`` or its dependencies and links before
+    ``first_alert``.
 
-    Score = time proximity times graph proximity: ``exp(-age / (lookback / 4))`` where age is
-    the time from the change to the first alert, times ``1 / (1 + hops)``.
+    Score = ``exp(-age / (lookback / 4)) * distance_factor ** hops`` where age is the time from
+    the change to the first alert: a change on the root itself weighs most; one on a
+    neighbour must be much closer in time to outrank it.
 
     >>> from triage.core.changes import ChangeRecord
     >>> idx = ChangeIndex(); _ = idx.add(ChangeRecord("d1", "cart", "deploy", 1000.0))
@@ -112,14 +315,20 @@ def find_suspects(
     if not len(changes):
         return []
     tau = lookback / 4.0
+    near: dict[str, int] = dict(topology.dependencies_within(root, hops))
+    if topology.has_links:
+        for peer in topology.links_within(root, hops):
+            near.setdefault(peer, 1)
     found: list[Suspect] = []
-    for service, dist in topology.dependencies_within(root, hops).items():
+    for service, dist in near.items():
         for rec in changes.between(service, first_alert - lookback, first_alert):
             age = first_alert - rec.at
-            score = round(math.exp(-age / tau) / (1 + dist), 3)
+            score = round(math.exp(-age / tau) * distance_factor ** dist, 3)
             where = ("on the root-cause service" if dist == 0 else
                      f"on {service}, which {root} depends on"
                      + (f" ({dist} hops)" if dist > 1 else ""))
+            if service in topology.linked(root):
+                where = f"on {service}, linked to {root}"
             what = f"{rec.kind.replace('_', ' ')} {rec.id}"
             if rec.description:
                 what += f" ({rec.description})"
@@ -135,3 +344,9 @@ def _ago(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+def find_root_cause(*, first_seen: Mapping[str, float], topology: Topology) -> RootCause:
+    """Transitional: rank ``first_seen`` (service -> first alert) as unknown-kind evidence."""
+    return rank_root_causes(evidence={s: Evidence(s, t, UNKNOWN, frozenset())
+                                      for s, t in first_seen.items()}, topology=topology)
