@@ -49,7 +49,7 @@ def test_one_incident_for_the_cascade_with_cartservice_as_root_cause(demo: Any) 
     inc = cascade[0]
     assert set(inc["services"]) == {"cartservice", "checkoutservice", "frontend"}
     assert inc["root_cause"]["service"] == "cartservice"
-    assert "2 alerting services depend on cartservice" in inc["root_cause"]["reason"]
+    assert "2 of 2 other failing services depend on cartservice" in inc["root_cause"]["reason"]
     assert inc["suspect_changes"][0]["id"] == "deploy-8812"  # the bad deploy, top suspect
     assert all(s["id"] != "deploy-7713" for s in inc["suspect_changes"])  # 3.5 h earlier
     assert inc["priority"] == "P1" and inc["war_room"]["open"] is True

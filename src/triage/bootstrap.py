@@ -198,6 +198,7 @@ def build_engine(settings: Settings, *, report: list[str] | None = None) -> Inci
         changes=changes,
         policy=CorrelationPolicy(window=c.window, horizon=c.horizon, hops=c.hops,
                                  page_delay=c.page_delay, lone_delay=c.lone_delay,
+                                 lone_critical=c.lone_critical,
                                  update_interval=c.update_interval, merge=c.merge,
                                  split=c.split, attach_weak=c.attach_weak,
                                  quiet_period=c.quiet_period, recurrence_window=recurrence,

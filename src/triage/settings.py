@@ -113,7 +113,8 @@ class CorrelationSettings(_Section):
     horizon: Duration = 1800.0  # ... and of the first onset of its episode
     hops: int = Field(1, ge=1)  # how far on the graph a related service may be
     page_delay: Duration = 30.0  # a new incident pages only if still firing after this
-    lone_delay: Duration = 240.0  # ... one whose only evidence is one alert below error: this
+    lone_delay: Duration = 240.0  # ... one alert alone (below critical) must fire this long
+    lone_critical: bool = False  # ... a lone critical alert too
     update_interval: Duration = 10.0  # decisions on a growing incident, at most this often
     merge: bool = True  # incidents one new alert explains as one failure merge
     split: bool = True  # groups of an incident no relation joins any more leave it

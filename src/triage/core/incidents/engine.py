@@ -11,8 +11,9 @@ The engine composes the decisions, each in its own module:
 
 The life of an incident: a page-worthy alert that joins nothing opens one. It pages
 (``incident.created``) ``page_delay`` after its first alert if page-worthy evidence is still
-firing and not flapping; an incident whose only evidence is one alert below ``error`` waits
-``lone_delay`` instead, so a lone warning blip never pages. It resolves once no page-worthy
+firing and not flapping; an incident whose only evidence is one alert below critical pages
+once that alert has fired ``lone_delay`` without a break, so a lone warning blip never pages,
+and a lone alert of a service the topology does not know waits for a second one. It resolves once no page-worthy
 alert has fired for ``quiet_period`` (weak alerts never keep it alive). If one of its alerts
 fires again within ``recurrence_window`` of the resolution, the incident reopens in a new
 *episode* (``incident.updated``, ``reopened``) instead of paging again; it pages again only
@@ -88,8 +89,10 @@ class CorrelationPolicy:
     # Like Alertmanager's group_wait: a new incident pages only if, this long after its first
     # alert, page-worthy evidence is still firing and not flapping. Blips never page.
     page_delay: float = 30.0
-    # An incident whose only evidence is one alert below `error` waits this long instead.
+    # An incident whose only evidence is one alert (below critical, unless lone_critical)
+    # pages once that alert has fired this long without a break.
     lone_delay: float = 240.0
+    lone_critical: bool = False
     # Decisions on a growing incident (root cause, priority, suspects, owner) are re-made at
     # most this often in event time; the next event carries everything that changed. Keeps a
     # storm that touches hundreds of services from recomputing them for every alert.
@@ -560,7 +563,7 @@ class IncidentEngine:
     def _page_due(self, inc: Incident) -> float:
         p = self.policy
         lone = self._lone(inc)
-        if lone is None:
+        if lone is None or (lone.level == CRITICAL and not p.lone_critical):
             return inc.opened_at + p.page_delay
         return max(inc.opened_at + p.page_delay, lone.onset + p.lone_delay)
 
