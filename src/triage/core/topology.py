@@ -101,6 +101,7 @@ class Topology:
             self._dependents_within)
         self.links_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._links_within)
+        self.facing_from = lru_cache(maxsize=None)(self._facing_from)  # type: ignore[method-assign]
         self.neighbours = lru_cache(maxsize=None)(self._neighbours)  # type: ignore[method-assign]
         self.callers = lru_cache(maxsize=None)(self._callers)  # type: ignore[method-assign]
         self.callees = lru_cache(maxsize=None)(self._callees)  # type: ignore[method-assign]
@@ -257,6 +258,14 @@ class Topology:
         through hard dependencies (a soft edge, e.g. optional ads, stops the impact)."""
         reached: set[str] = set()
         for s in services:
-            reached.add(s)
-            reached.update(self.hard_ancestors(s))
+            reached.update(self.facing_from(s))
+        return frozenset(reached)
+
+    def facing_from(self, service: str) -> frozenset[str]:
+        """User-facing services among ``service`` and what depends on it through hard
+        dependencies (cached per service)."""
+        return self._facing_from(service)
+
+    def _facing_from(self, service: str) -> frozenset[str]:
+        reached = {service} | self.hard_ancestors(service)
         return frozenset(s for s in reached if self.info(s).user_facing)

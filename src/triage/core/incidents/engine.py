@@ -264,6 +264,7 @@ class IncidentEngine:
               strong: bool, now: float) -> None:
         info = inc.alerts.get(fp)
         had_evidence = service in self.active and inc.id in self.active[service]
+        new = info is None
         if info is None:
             info = AlertInfo(service, name, level, kind, strong, now)
             inc.alerts[fp] = info
@@ -282,12 +283,17 @@ class IncidentEngine:
             return
         if not had_evidence and service in inc.onsets and inc.status == "open":
             inc.reactivated += 1  # a new failure on a service that had recovered: say so
-        inc.onsets.setdefault(service, now)
         inc.last_onset = max(inc.last_onset, now)
         inc.quiet_since = None
-        inc.needs_decision = True
         self.active.setdefault(service, set()).add(inc.id)
-        self._reindex(inc)
+        if service not in inc.onsets:
+            inc.onsets[service] = now
+            inc.needs_decision = True
+            self._reindex(inc)
+        elif new:
+            inc.needs_decision = True  # another alert on it: its kinds or severity may change
+        elif inc.id not in self._keys or service not in self._keys[inc.id].anchors:
+            self._reindex(inc)  # pruned from the anchor index while quiet: back in it
 
     def _attach_weak(self, fp: str, service: str, name: str, level: int, kind: str,
                      now: float) -> str | None:
