@@ -22,6 +22,7 @@ Semantics (times are the pipeline's event-time clock, ``now``):
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
@@ -140,6 +141,11 @@ class DedupStore:
         # Fingerprints changed / forgotten since the last ``take_changes`` (for persistence).
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
+        # When each state next needs the sweep, earliest first. An entry may be early (a
+        # repeat moved the deadline later): the sweep looks again and re-queues it. So a
+        # sweep costs the states due, not all of them.
+        self._due: list[tuple[float, str]] = []
+        self._queued: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self.states)
@@ -155,6 +161,38 @@ class DedupStore:
         back: it is ``Suppressed`` as ``held`` now and passed on by ``sweep`` at
         ``hold.until`` if it is still firing then; resolved before that, it never pages.
         """
+        out = self._observe(alert, now, hold)
+        if not (isinstance(out, Deduplicated) and not out.stale):
+            st = self.states.get(alert.fingerprint)
+            if st is not None:
+                self._plan(alert.fingerprint, st)
+        return out
+
+    def _plan(self, fp: str, st: AlertState) -> None:
+        due = self._deadline(st)
+        if due is None:
+            return
+        queued = self._queued.get(fp)
+        if queued is None or due < queued:
+            self._queued[fp] = due
+            heapq.heappush(self._due, (due, fp))
+
+    def _deadline(self, st: AlertState) -> float | None:
+        """When ``sweep`` may next have something to do with ``st``."""
+        if st.held_until is not None and st.status == "firing":
+            quiet = st.ends_at if st.ends_at is not None else st.last_seen + st.timeout
+            return min(st.held_until, quiet)
+        if st.status == "firing" and not st.flapping:
+            return st.ends_at if st.ends_at is not None else st.last_seen + st.timeout
+        if st.flapping:
+            last_change = st.changes[-1] if st.changes else st.last_seen
+            return last_change + self.flap.stable_after
+        if st.status == "resolved":
+            resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
+            return resolved_at + self.policy.retention
+        return None
+
+    def _observe(self, alert: Alert, now: float, hold: Hold | None = None) -> Outcome:
         fp = alert.fingerprint
         st = self.states.get(fp)
         if st is None:
@@ -187,7 +225,10 @@ class DedupStore:
                 if now > st.last_seen:
                     st.last_seen = now
                 if alert.ends_at is not None:
+                    moved_back = st.ends_at is not None and alert.ends_at < st.ends_at
                     st.ends_at = alert.ends_at  # "valid until" moves forward with each resend
+                    if moved_back:
+                        self._plan(fp, st)
                 return Deduplicated(alert, st.count)
             resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
             if st.timed_out:
@@ -264,62 +305,76 @@ class DedupStore:
 
     def sweep(self, now: float) -> list[Triaged]:
         """Expire state at ``now``: resolve timed-out firing alerts, end flapping that has
-        settled, forget resolved alerts past retention. Returns the changes to pass on."""
+        settled, forget resolved alerts past retention. Returns the changes to pass on, in
+        the order they fell due."""
         out: list[Triaged] = []
-        forget: list[str] = []
-        retention = self.policy.retention
-        stable_after = self.flap.stable_after
-        for fp, st in self.states.items():
-            if st.held_until is not None and st.status == "firing":
-                if now >= st.held_until:
-                    release = st.held_until
-                    st.held_until = None
-                    st.occurrence += 1
-                    self._dirty.add(fp)
-                    out.append(Triaged(self._synthetic(fp, st, release), "firing", st.occurrence,
-                                       st.count, st.first_seen, st.last_seen,
-                                       reason="held until its tuned `for` elapsed"))
-                    continue
-                deadline = st.ends_at if st.ends_at is not None else st.last_seen + st.timeout
-                if now >= deadline:  # gone quiet before its `for` elapsed: never pages
-                    st.status = "resolved"
-                    st.ends_at = deadline
-                    st.held_until = None
-                    st.timed_out = True
-                    self._dirty.add(fp)
+        due, queued = self._due, self._queued
+        while due and due[0][0] <= now:
+            at, fp = heapq.heappop(due)
+            if queued.get(fp) != at:
+                continue  # superseded by an earlier entry
+            del queued[fp]
+            st = self.states.get(fp)
+            if st is None:
                 continue
-            if st.status == "firing" and not st.flapping:
-                if st.ends_at is not None:
-                    deadline, reason = st.ends_at, "ends_at_passed"
-                else:
-                    deadline, reason = st.last_seen + st.timeout, "resolve_timeout"
-                if now >= deadline:
-                    st.status = "resolved"
-                    st.ends_at = deadline
-                    st.timed_out = True
-                    self._dirty.add(fp)
-                    out.append(Triaged(self._synthetic(fp, st, deadline), "resolved",
-                                       st.occurrence, st.count, st.first_seen, st.last_seen,
-                                       reason=reason))
+            deadline = self._deadline(st)
+            if deadline is not None and deadline > now:
+                self._plan(fp, st)  # a repeat moved it later
                 continue
-            if st.flapping:
-                last_change = st.changes[-1] if st.changes else st.last_seen
-                if now - last_change >= stable_after:
-                    st.flapping = False
-                    st.changes = None
-                    self._dirty.add(fp)
-                    out.append(Triaged(self._synthetic(fp, st, now), "stable", st.occurrence,
-                                       st.count, st.first_seen, st.last_seen,
-                                       reason=f"no state change for {_dur(stable_after)}"))
-                continue
-            resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
-            if st.status == "resolved" and now - resolved_at >= retention:
-                forget.append(fp)
-        for fp in forget:
-            del self.states[fp]
-            self._dirty.discard(fp)
-            self._removed.add(fp)
+            if self._expire(fp, st, now, out):
+                del self.states[fp]
+                self._dirty.discard(fp)
+                self._removed.add(fp)
+            else:
+                self._plan(fp, st)
         return out
+
+    def _expire(self, fp: str, st: AlertState, now: float, out: list[Triaged]) -> bool:
+        """What the sweep does to one state that fell due; True: forget it."""
+        if st.held_until is not None and st.status == "firing":
+            if now >= st.held_until:
+                release = st.held_until
+                st.held_until = None
+                st.occurrence += 1
+                self._dirty.add(fp)
+                out.append(Triaged(self._synthetic(fp, st, release), "firing", st.occurrence,
+                                   st.count, st.first_seen, st.last_seen,
+                                   reason="held until its tuned `for` elapsed"))
+                return False
+            deadline = st.ends_at if st.ends_at is not None else st.last_seen + st.timeout
+            if now >= deadline:  # gone quiet before its `for` elapsed: never pages
+                st.status = "resolved"
+                st.ends_at = deadline
+                st.held_until = None
+                st.timed_out = True
+                self._dirty.add(fp)
+            return False
+        if st.status == "firing" and not st.flapping:
+            if st.ends_at is not None:
+                deadline, reason = st.ends_at, "ends_at_passed"
+            else:
+                deadline, reason = st.last_seen + st.timeout, "resolve_timeout"
+            if now >= deadline:
+                st.status = "resolved"
+                st.ends_at = deadline
+                st.timed_out = True
+                self._dirty.add(fp)
+                out.append(Triaged(self._synthetic(fp, st, deadline), "resolved",
+                                   st.occurrence, st.count, st.first_seen, st.last_seen,
+                                   reason=reason))
+            return False
+        if st.flapping:
+            last_change = st.changes[-1] if st.changes else st.last_seen
+            if now - last_change >= self.flap.stable_after:
+                st.flapping = False
+                st.changes = None
+                self._dirty.add(fp)
+                out.append(Triaged(self._synthetic(fp, st, now), "stable", st.occurrence,
+                                   st.count, st.first_seen, st.last_seen,
+                                   reason=f"no state change for {_dur(self.flap.stable_after)}"))
+            return False
+        resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
+        return st.status == "resolved" and now - resolved_at >= self.policy.retention
 
     @staticmethod
     def _synthetic(fp: str, st: AlertState, at: float) -> Alert:
@@ -340,7 +395,8 @@ class DedupStore:
     def load(self, records: Iterable[tuple[str, list[Any]]]) -> None:
         """Restore state saved with ``take_changes``."""
         for fp, rec in records:
-            self.states[fp] = AlertState.from_record(rec)
+            st = self.states[fp] = AlertState.from_record(rec)
+            self._plan(fp, st)
 
     def records(self) -> Iterator[tuple[str, list[Any]]]:
         """Every state as (fingerprint, record)."""
