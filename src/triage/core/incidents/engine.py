@@ -638,8 +638,12 @@ class IncidentEngine:
                 inc.decided_at = now
                 inc.needs_decision = False
                 self._decide(inc, now)
-            else:  # a timer with nothing new: only the war room can change with time
-                self._decide_war_room(inc, now)
+            elif not inc.war_room_open:  # nothing new: only the war room changes with time
+                check = next_check(priority=inc.priority, opened_at=inc.opened_at,
+                                   policy=self.war_room_policy,
+                                   priority_since=inc.priority_since)
+                if check is not None and check <= now:
+                    self._decide_war_room(inc, now)
         if not inc.emitted:
             inc.pages = 1
             inc.paged_priority = inc.priority
@@ -649,6 +653,9 @@ class IncidentEngine:
         material = inc.material()
         if material == inc.emitted:
             return events
+        if not inc.war_room_open and inc.status == "open":
+            self._decide_war_room(inc, now)  # its reason reads as of this event
+            material = inc.material()
         page = not inc.emitted or inc.repage
         inc.repage = False
         if not inc.emitted:
