@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from triage.enrich.topology import (
 )
 from triage.errors import ConfigError
 from triage.settings import TopologySettings
+from triage.simulate.emit import services_yaml
 
 MANIFESTS = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topologies"
              / "online-boutique" / "kubernetes-manifests.yaml")
@@ -342,6 +344,90 @@ def test_services_yaml_top_level_errors(tmp_path: Path, text: str, key: str) -> 
     assert info.value.key == key
 
 
+LINKS = """\
+services:
+  web: {depends_on: [db], users: 100}
+  db: {links: [db-replica, web], tier: 1}
+  db-replica: {links: [db]}
+links:
+  - [switch-a, switch-b]
+  - [switch-b, db]
+  - [db-replica, db]
+"""
+
+
+def test_services_yaml_links(tmp_path: Path) -> None:
+    topology = load_services_yaml(write(tmp_path, "services.yaml", LINKS))
+    assert list(topology.graph.edges) == [("web", "db")]
+    # both spellings, either side, any number of times: one link; db—web is a dependency
+    assert sorted(map(sorted, topology.links.edges)) == [
+        ["db", "db-replica"], ["db", "switch-b"], ["switch-a", "switch-b"]]
+    assert "switch-a" in topology and topology.info("switch-a") == ServiceInfo("switch-a")
+    assert topology.linked("db") == {"db-replica", "switch-b"}
+    assert topology.callers("db") == {"web"} and topology.callees("db") == frozenset()
+    assert topology.neighbours("db") == {"web", "db-replica", "switch-b"}
+    assert topology.info("db").tier == 1
+    # links carry no user impact: nothing depends on the replica
+    assert topology.blast_radius(["db-replica"]) == frozenset()
+
+
+def test_linked_services_share_a_component(tmp_path: Path) -> None:
+    path = write(tmp_path, "services.yaml", """\
+        services:
+          web: {depends_on: [db]}
+          db: {}
+          batch: {depends_on: [queue]}
+          queue: {}
+          lonely: {}
+    """)
+    apart = load_services_yaml(path)
+    assert apart.component("db") != apart.component("queue")
+    path.write_text(path.read_text() + "links:\n  - [db, queue]\n")
+    joined = load_services_yaml(path)
+    assert joined.component("web") == joined.component("batch") == joined.component("queue")
+    assert joined.component("lonely") == "lonely"
+    assert joined.distance("web", "batch") == 3
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("links: {a: b}\n", "links"),
+    ("links: [a, b]\n", "links[0]"),
+    ("links:\n  - [a, b]\n  - [a, b, c]\n", "links[1]"),
+    ("links:\n  - [a]\n", "links[0]"),
+    ("links:\n  - [a, '']\n", "links[0]"),
+    ("links:\n  - [a, 7]\n", "links[0]"),
+    ("links:\n  - [a, null]\n", "links[0]"),
+    ("links:\n  - [a, b]\n  - [b, b]\n", "links[1]"),
+    ("services:\n  web: {links: db}\n", "services.web.links"),
+    ("services:\n  web: {links: [db, '']}\n", "services.web.links[1]"),
+    ("services:\n  web: {links: [[db, cache]]}\n", "services.web.links[0]"),
+    ("services:\n  web: {links: [web]}\n", "services.web.links[0]"),
+])
+def test_services_yaml_link_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    if not text.startswith("services"):
+        text = "services: {web: {}}\n" + text
+    path = write(tmp_path, "services.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_services_yaml(path)
+    assert info.value.key == key
+    assert str(path) in info.value.message
+
+
+def test_services_yaml_round_trip_keeps_links(tmp_path: Path) -> None:
+    topology = load_services_yaml(write(tmp_path, "services.yaml", LINKS))
+    doc = services_yaml(topology)
+    assert doc["links"] == [["db", "db-replica"], ["db", "switch-b"], ["switch-a", "switch-b"]]
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    again = load_services_yaml(path)
+    assert set(map(frozenset, again.links.edges)) == set(map(frozenset, topology.links.edges))
+    assert set(again.graph.edges) == set(topology.graph.edges)
+    assert set(again.graph) == set(topology.graph)
+    assert again.info("db") == topology.info("db")
+    assert "links" not in services_yaml(load_services_yaml(
+        write(tmp_path, "plain.yaml", SERVICES)))
+
+
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     with pytest.raises(ConfigError, match="cannot read") as info:
@@ -370,11 +456,92 @@ def test_graphml_round_trip(tmp_path: Path) -> None:
     assert topology.depends_on("frontend", "redis-cart")
 
 
+def graphml(edgedefault: str, edges: str, keys: str = "") -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<graphml xmlns="http://graphml.graphdrawing.org/xmlns">{keys}\n'
+            f'<graph id="G" edgedefault="{edgedefault}">\n{edges}\n</graph></graphml>\n')
+
+
+SOFT_KEY = '<key id="s" for="edge" attr.name="soft" attr.type="boolean"/>'
+
+
+def test_graphml_undirected_edges_are_links(tmp_path: Path) -> None:
+    path = write(tmp_path, "net.graphml", graphml("undirected", """
+        <node id="sw1"><data key="t">1</data></node>
+        <node id="sw2"/>
+        <edge source="sw1" target="sw2"/>
+        <edge source="sw2" target="sw1"/>
+        <edge source="sw2" target="sw3"/>
+        <edge source="sw3" target="sw3"/>
+        <edge source="host" target="sw3"/>
+    """, keys='<key id="t" for="node" attr.name="tier" attr.type="int"/>'))
+    topology = load_graphml(path)
+    assert topology.graph.number_of_edges() == 0
+    # parallel edges collapse, the self-loop says nothing, an edge's end point is a node
+    assert sorted(map(sorted, topology.links.edges)) == [
+        ["host", "sw3"], ["sw1", "sw2"], ["sw2", "sw3"]]
+    assert sorted(topology.graph) == ["host", "sw1", "sw2", "sw3"]
+    assert topology.linked("sw2") == {"sw1", "sw3"} and topology.has_links
+    assert topology.info("sw1").tier == 1
+    assert topology.distance("sw1", "host") == 3 and not topology.depends_on("sw1", "sw2")
+    # what networkx writes for an undirected graph loads the same way
+    written = tmp_path / "written.graphml"
+    nx.write_graphml(nx.Graph([("a", "b")]), written)
+    assert list(load_graphml(written).links.edges) == [("a", "b")]
+
+
+def test_graphml_mixed_edges_follow_their_directed_attribute(tmp_path: Path) -> None:
+    path = write(tmp_path, "mixed.graphml", graphml("directed", """
+        <edge source="web" target="db"/>
+        <edge source="web" target="ads"><data key="s">true</data></edge>
+        <edge source="web" target="cache"><data key="s">true</data></edge>
+        <edge source="web" target="cache"><data key="s">false</data></edge>
+        <edge source="db" target="db-replica" directed="false"/>
+        <edge source="db" target="web" directed="false"/>
+        <edge source="api" target="db" directed="true"/>
+    """, keys=SOFT_KEY))
+    topology = load_graphml(path)
+    assert topology.graph["web"]["db"]["soft"] is False
+    assert topology.graph["web"]["ads"]["soft"] is True  # as soft_depends_on in YAML
+    assert topology.graph["web"]["cache"]["soft"] is False  # parallel: soft only if all are
+    assert topology.blast_radius(["ads"]) == frozenset()
+    assert sorted(topology.graph.edges) == [("api", "db"), ("web", "ads"), ("web", "cache"),
+                                            ("web", "db")]
+    # db—web is already a dependency (the direction is known): that link is dropped
+    assert list(topology.links.edges) == [("db", "db-replica")]
+
+    # the other way round: an undirected graph with one directed edge
+    path = write(tmp_path, "mostly-links.graphml", graphml("undirected", """
+        <edge source="sw1" target="sw2"/>
+        <edge source="app" target="sw1" directed="true"/>
+        <edge source="sw2" target="sw3" directed="false"/>
+    """))
+    topology = load_graphml(path)
+    assert list(topology.graph.edges) == [("app", "sw1")]
+    assert sorted(map(sorted, topology.links.edges)) == [["sw1", "sw2"], ["sw2", "sw3"]]
+
+
+def test_graphml_compressed(tmp_path: Path) -> None:
+    path = tmp_path / "net.graphml.gz"
+    path.write_bytes(gzip.compress(graphml("undirected", '<edge source="a" target="b"/>')
+                                   .encode()))
+    assert list(load_graphml(path).links.edges) == [("a", "b")]
+    _, notes = load_topology(TopologySettings(file=path, format="graphml"))
+    assert notes == ["graphml: 2 services, 0 dependencies, 1 links"]
+
+
 def test_graphml_errors(tmp_path: Path) -> None:
-    path = tmp_path / "undirected.graphml"
-    nx.write_graphml(nx.Graph([("a", "b")]), path)
-    with pytest.raises(ConfigError, match="undirected"):
+    path = write(tmp_path, "bad-directed.graphml", graphml("directed", """
+        <edge source="a" target="b" directed="maybe"/>"""))
+    with pytest.raises(ConfigError, match=r"not valid GraphML.*directed='maybe'") as info:
         load_graphml(path)
+    assert info.value.key == str(path)
+    path = write(tmp_path, "bad-soft.graphml", graphml("directed", """
+        <edge source="a" target="b"><data key="s">sometimes</data></edge>""",
+        keys=SOFT_KEY.replace("boolean", "string")))
+    with pytest.raises(ConfigError) as info:
+        load_graphml(path)
+    assert info.value.key == "edges[a->b].soft"
     bad = tmp_path / "bad-tier.graphml"
     g = nx.DiGraph()
     g.add_node("a", tier=9)
@@ -418,6 +585,18 @@ def test_catalog_overlays_the_graph_and_reports_gaps(tmp_path: Path) -> None:
         "catalog: 2 graph services have no catalog entry: productcatalogservice, redis-cart",
     ]
     assert graph.info("frontend").team == "storefront"  # the input topology is unchanged
+
+
+def test_catalog_keeps_the_links(tmp_path: Path) -> None:
+    graph = load_services_yaml(write(tmp_path, "services.yaml", LINKS))
+    topology, _ = load_catalog(write(tmp_path, "catalog.yaml", CATALOG), graph)
+    assert set(map(frozenset, topology.links.edges)) == set(map(frozenset, graph.links.edges))
+    assert topology.linked("db") == {"db-replica", "switch-b"}
+    topology, notes = load_topology(TopologySettings(
+        file=tmp_path / "services.yaml", catalog=tmp_path / "catalog.yaml"))
+    assert topology.linked("switch-a") == {"switch-b"}
+    assert topology.info("frontend").users == 80000
+    assert notes[0] == "services: 5 services, 1 dependencies, 3 links"
 
 
 def test_catalog_errors_name_the_key(tmp_path: Path) -> None:

@@ -75,7 +75,8 @@ def test_swept_changes_are_not_counted_as_received() -> None:
 def test_incidents_by_priority_and_event_type() -> None:
     registry = CollectorRegistry()
     metrics = TriageMetrics.create(registry)
-    pipeline, engine = Pipeline(), IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
+    pipeline = Pipeline()
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
     outcomes = pipeline.process(orjson.dumps(webhook(alert("A", "cart"))), now=T)
     events = engine.observe(outcomes, T)
     assert [e["type"] for e in events] == ["incident.created"]
@@ -91,7 +92,8 @@ def test_incidents_by_priority_and_event_type() -> None:
 def test_state_sizes_lag_and_model_version() -> None:
     registry = CollectorRegistry()
     metrics = TriageMetrics.create(registry)
-    pipeline, engine = Pipeline(), IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
+    pipeline = Pipeline()
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
     track_embedded_state(metrics, pipeline, engine)
     outcomes = pipeline.process(orjson.dumps(webhook(alert("A", "cart"), alert("B", "web"),
                                                      alert("C", "db", "resolved"))), now=T)
@@ -132,7 +134,8 @@ def test_names_follow_the_prometheus_conventions() -> None:
 def test_exposition_passes_promtool_check_metrics() -> None:
     promtool = require_binary("promtool")
     metrics = TriageMetrics.create(CollectorRegistry())
-    pipeline, engine = Pipeline(), IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
+    pipeline = Pipeline()
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
     outcomes = pipeline.process(orjson.dumps(webhook(alert("A", "cart"))), now=T)
     metrics.observe(outcomes, events=engine.observe(outcomes, T),
                     seconds={"intake": 0.001, "incidents": 0.002})

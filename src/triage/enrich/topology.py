@@ -1,32 +1,58 @@
 """Topology loaders: the service dependency graph and the service catalog, from files.
 
-Three graph formats, one result (a ``triage.core.topology.Topology``, edge A→B = A depends
-on B):
+Three graph formats, one result (a ``triage.core.topology.Topology``) holding two kinds of
+connection:
 
-* services YAML, written by hand::
+* *dependencies*, directed: edge A→B means A calls / depends on B (``soft`` when A degrades
+  gracefully without B: it still correlates, but carries no user impact);
+* *links*, undirected: physical or peer links with no known direction (two switches on one
+  cable, a database primary and its replica). Where there is no direction, the incident stage
+  lets time decide the root: the side that failed first.
+
+A link between two services that already have a dependency between them says nothing more
+(the direction is known) and is dropped; self-links and self-loops are errors in YAML and
+ignored in GraphML.
+
+* services YAML, written by hand; links per service (``links: [peer, ...]``) or at the top
+  level as ``[a, b]`` pairs, and a service named only in a link is a node::
 
       services:
-        frontend: {depends_on: [cartservice], team: storefront, tier: 1, users: 50000}
+        frontend: {depends_on: [cartservice], soft_depends_on: [adservice], users: 50000}
         cartservice: {depends_on: [redis-cart], team: cart, tier: 1}
+        redis-cart: {links: [redis-cart-replica]}
+      links:
+        - [switch-a, switch-b]
       business_services:
         online-shop: {tier: 1}
 
-* GraphML (``networkx.read_graphml``), directed, node attributes ``team``, ``tier``,
-  ``users``, ``business_service``, ``runbook``;
+* GraphML (``networkx``'s reader), node attributes ``team``, ``tier``, ``users``,
+  ``business_service``, ``runbook``. In a directed graph (``edgedefault="directed"``) an edge
+  is a dependency, soft if its boolean ``soft`` attribute is true, and an edge marked
+  ``directed="false"`` is a link; in an undirected graph (``edgedefault="undirected"``) an
+  edge is a link, and one marked ``directed="true"`` is a dependency::
+
+      <graph edgedefault="directed">
+        <edge source="web" target="db"/>                     <!-- web depends on db -->
+        <edge source="db" target="db-replica" directed="false"/>   <!-- a link -->
+      </graph>
+
 * Kubernetes manifests: Deployments / StatefulSets / DaemonSets and the Services selecting
   them; dependencies come from ``*_ADDR`` / ``*_HOST`` / ``*_URL`` env values naming another
   service (``CART_SERVICE_ADDR: cartservice:7070``). What cannot be resolved is reported in a
   ``TopologyReport``, never fatal: a graph with one missing edge is still worth having.
 
 A catalog YAML (``services: {name: {team, tier, users, business_service, runbook}}``) may be
-laid over any of them. Invalid input raises ``ConfigError`` naming the key, with the file in
-the message, at start-up.
+laid over any of them; it keeps the dependencies and links. Invalid input raises
+``ConfigError`` naming the key, with the file in the message, at start-up.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import ipaddress
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +61,7 @@ from xml.etree.ElementTree import ParseError
 
 import networkx as nx
 import yaml
+from networkx.readwrite.graphml import GraphMLReader
 
 from triage.core.topology import TIERS, ServiceInfo, Topology
 from triage.errors import ConfigError
@@ -53,6 +80,7 @@ __all__ = [
 ]
 
 INFO_FIELDS: Final = ("team", "tier", "users", "business_service", "runbook")
+GRAPH_FIELDS: Final = ("depends_on", "soft_depends_on", "links")  # per service, services YAML
 FORMATS: Final = ("services", "graphml", "kubernetes")
 WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 REF_SUFFIXES: Final = ("_ADDR", "_HOST", "_URL")
@@ -121,7 +149,7 @@ def _info_fields(
         if name not in allowed:
             raise ConfigError(f"{key}.{name}",
                               f"{source}: unknown key; expected one of {', '.join(allowed)}")
-        if value is None or name in ("depends_on", "soft_depends_on"):
+        if value is None or name in GRAPH_FIELDS:
             continue
         if name == "tier":
             tier = _int(value, coerce=coerce)
@@ -172,80 +200,197 @@ def _check_top_level(data: Mapping[Any, Any], source: Path, allowed: tuple[str, 
     for name in data:
         if name not in allowed:
             raise ConfigError(str(name), f"{source}: unknown top-level key; "
-                              f"expected {' and/or '.join(allowed)}")
+                              f"expected any of {', '.join(allowed)}")
+
+
+def _without_redundant_links(graph: nx.DiGraph, links: Iterable[tuple[str, str]]
+                             ) -> list[tuple[str, str]]:
+    """Links between services with no dependency either way (a dependency knows more)."""
+    return [(a, b) for a, b in links if not graph.has_edge(a, b) and not graph.has_edge(b, a)]
 
 
 # --- services YAML ---------------------------------------------------------------------------
 
 
 def load_services_yaml(path: Path) -> Topology:
-    """Read a services YAML file (``services: {name: {depends_on: [...], team, ...}}``).
+    """Read a services YAML file (``services: {name: {depends_on: [...], team, ...}}``, and
+    undirected ``links``: per service ``links: [peer, ...]`` or top-level ``[a, b]`` pairs).
 
     >>> import tempfile
     >>> f = Path(tempfile.mkdtemp()) / "services.yaml"
-    >>> _ = f.write_text("services:\\n  web: {depends_on: [db], tier: 1, users: 10}\\n")
+    >>> _ = f.write_text("services:\\n  web: {depends_on: [db], tier: 1, users: 10}\\n"
+    ...                  "links:\\n  - [db, db-replica]\\n")
     >>> t = load_services_yaml(f)
-    >>> sorted(t.graph.edges), t.info("web").tier, "db" in t
-    ([('web', 'db')], 1, True)
+    >>> sorted(t.graph.edges), t.info("web").tier, "db" in t, sorted(t.linked("db"))
+    ([('web', 'db')], 1, True, ['db-replica'])
     """
     return _services_topology(_yaml_mapping(path, str(path)), path)
 
 
+def _service_names(value: Any, key: str, source: Path, *, owner: str, relation: str
+                   ) -> list[str]:
+    """The service names listed under ``key`` of service ``owner`` (none of them itself)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(key, f"{source}: expected a list of service names, got {value!r}")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}[{i}]", f"{source}: expected a service name, got {name!r}")
+        if name == owner:
+            raise ConfigError(f"{key}[{i}]", f"{source}: a service cannot {relation} itself")
+    return value
+
+
+def _top_level_links(data: Any, source: Path) -> list[tuple[str, str]]:
+    """``links: [[a, b], ...]``: undirected links between two services."""
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError("links", f"{source}: expected a list of [service, service] pairs, "
+                          f"got {data!r}")
+    links: list[tuple[str, str]] = []
+    for i, pair in enumerate(data):
+        key = f"links[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ConfigError(key, f"{source}: expected two service names [a, b], got {pair!r}")
+        for name in pair:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(key, f"{source}: expected two service names [a, b], "
+                                  f"got {name!r} in {pair!r}")
+        a, b = pair
+        if a == b:
+            raise ConfigError(key, f"{source}: a service cannot be linked to itself")
+        links.append((a, b))
+    return links
+
+
 def _services_topology(data: Mapping[Any, Any], source: Path) -> Topology:
-    _check_top_level(data, source, ("services", "business_services"))
+    _check_top_level(data, source, ("services", "business_services", "links"))
     if "services" not in data:
         raise ConfigError("services", f"{source}: missing; expected `services: {{name: ...}}`")
     graph = nx.DiGraph()
     services: dict[str, ServiceInfo] = {}
+    links: list[tuple[str, str]] = []
     for name, entry, key in _entries(data["services"], "services", source):
         graph.add_node(name)
-        fields = _info_fields(entry, key, source,
-                              allowed=("depends_on", "soft_depends_on", *INFO_FIELDS),
+        fields = _info_fields(entry, key, source, allowed=(*GRAPH_FIELDS, *INFO_FIELDS),
                               coerce=False)
         if fields:
             services[name] = ServiceInfo(name, **fields)
         # soft_depends_on: calls it but degrades gracefully when it fails (e.g. ads on a
         # storefront): it still correlates, but users are not counted as affected through it.
         for field, soft in (("depends_on", False), ("soft_depends_on", True)):
-            deps = entry.get(field)
-            if deps is None:
-                continue
-            if not isinstance(deps, list):
-                raise ConfigError(f"{key}.{field}",
-                                  f"{source}: expected a list of service names, got {deps!r}")
-            for i, dep in enumerate(deps):
-                if not isinstance(dep, str) or not dep:
-                    raise ConfigError(f"{key}.{field}[{i}]",
-                                      f"{source}: expected a service name, got {dep!r}")
-                if dep == name:
-                    raise ConfigError(f"{key}.{field}[{i}]",
-                                      f"{source}: a service cannot depend on itself")
+            for dep in _service_names(entry.get(field), f"{key}.{field}", source, owner=name,
+                                      relation="depend on"):
                 graph.add_edge(name, dep, soft=soft)
-    return Topology(graph, services, _business_tiers(data.get("business_services"), source))
+        links += [(name, peer) for peer in _service_names(
+            entry.get("links"), f"{key}.links", source, owner=name, relation="be linked to")]
+    links += _top_level_links(data.get("links"), source)
+    return Topology(graph, services, _business_tiers(data.get("business_services"), source),
+                    links=_without_redundant_links(graph, links))
 
 
 # --- GraphML ---------------------------------------------------------------------------------
 
 
 def load_graphml(path: Path) -> Topology:
-    """Read a directed GraphML graph; edge A→B means A depends on B.
+    """Read a GraphML graph (plain, ``.gz`` or ``.bz2``).
 
-    Node attributes ``team``, ``tier``, ``users``, ``business_service`` and ``runbook`` become
-    the catalog; other attributes (drawing positions, labels) are ignored.
+    Directed (``edgedefault="directed"``): edge A→B means A depends on B, soft if its boolean
+    ``soft`` attribute is true; an edge marked ``directed="false"`` is an undirected link.
+    Undirected (``edgedefault="undirected"``): every edge is a link, except one marked
+    ``directed="true"`` (a dependency). Node attributes ``team``, ``tier``, ``users``,
+    ``business_service`` and ``runbook`` become the catalog; other attributes (drawing
+    positions, labels) are ignored.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "net.graphml"
+    >>> _ = f.write_text('''<graphml xmlns="http://graphml.graphdrawing.org/xmlns">
+    ... <graph edgedefault="directed">
+    ...   <edge source="web" target="db"/>
+    ...   <edge source="db" target="db-replica" directed="false"/>
+    ... </graph></graphml>''')
+    >>> t = load_graphml(f)
+    >>> sorted(t.graph.edges), sorted(t.linked("db")), t.component("db-replica")
+    ([('web', 'db')], ['db-replica'], 'db')
     """
     return _graphml_topology(path, str(path))
 
 
-def _graphml_topology(path: Path, key: str) -> Topology:
+_XML_BOOLEAN: Final = {"true": True, "1": True, "false": False, "0": False}
+_GRAPHML_HEADER: Final = b'<graphml xmlns="http://graphml.graphdrawing.org/xmlns">'
+
+
+class _GraphMLReader(GraphMLReader):  # type: ignore[misc]  # networkx is untyped
+    """networkx's GraphML reader, for mixed graphs too.
+
+    networkx refuses an edge whose ``directed`` attribute contradicts the graph's
+    ``edgedefault`` ("directed=false edge found in directed graph"), so it cannot tell a link
+    in a directed graph; this reader sets such edges aside in ``against_default`` instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(node_type=str)
+        self.against_default: list[tuple[str, str, dict[str, Any]]] = []
+
+    def add_edge(self, G: Any, edge_element: Any, graphml_keys: Any) -> None:
+        directed = edge_element.get("directed")
+        if directed is not None:
+            flag = _XML_BOOLEAN.get(directed.strip().lower())
+            if flag is None:
+                raise nx.NetworkXError(
+                    f"edge {edge_element.get('source')}->{edge_element.get('target')}: "
+                    f"directed={directed!r} is not a boolean")
+            if flag != G.is_directed():
+                self.against_default.append((
+                    self.node_type(edge_element.get("source")),
+                    self.node_type(edge_element.get("target")),
+                    self.decode_data_elements(graphml_keys, edge_element)))
+                return
+        super().add_edge(G, edge_element, graphml_keys)
+
+
+def _read_graphml(path: Path, key: str) -> tuple[nx.Graph, list[tuple[str, str, dict[str, Any]]]]:
+    """The graph and the edges against its ``edgedefault`` (see ``_GraphMLReader``)."""
+    suffix = path.suffix.lower()
     try:
-        raw = nx.read_graphml(path)
-    except OSError as exc:
-        raise ConfigError(key, f"{path}: cannot read: {exc.strerror or exc}") from None
+        if suffix == ".gz":
+            data = gzip.decompress(path.read_bytes())
+        elif suffix == ".bz2":
+            data = bz2.decompress(path.read_bytes())
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:  # missing, or corrupt compression
+        raise ConfigError(key, f"{path}: cannot read: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        reader = _GraphMLReader()
+        graphs = list(reader(string=data))
+        if not graphs:  # like nx.read_graphml, forgive a missing xmlns
+            reader = _GraphMLReader()
+            graphs = list(reader(string=data.replace(b"<graphml>", _GRAPHML_HEADER)))
     except (ParseError, nx.NetworkXError, ValueError, KeyError) as exc:
         raise ConfigError(key, f"{path}: not valid GraphML: {exc}") from None
-    if not raw.is_directed():
-        raise ConfigError(key, f"{path}: the graph is undirected; dependencies need a direction "
-                          '(edgedefault="directed", A→B = A depends on B)')
+    if not graphs:
+        raise ConfigError(key, f"{path}: not valid GraphML: no <graph> element")
+    return graphs[0], reader.against_default
+
+
+def _graphml_soft(value: Any, key: str, path: Path) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _XML_BOOLEAN:
+        return _XML_BOOLEAN[value.strip().lower()]
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(key, f"{path}: expected a boolean (soft dependency), got {value!r}")
+
+
+def _graphml_topology(path: Path, key: str) -> Topology:
+    raw, against_default = _read_graphml(path, key)
     graph = nx.DiGraph()
     services: dict[str, ServiceInfo] = {}
     for node, attrs in raw.nodes(data=True):
@@ -255,9 +400,21 @@ def _graphml_topology(path: Path, key: str) -> Topology:
         fields = _info_fields(given, f"nodes.{name}", path, allowed=INFO_FIELDS, coerce=True)
         if fields:
             services[name] = ServiceInfo(name, **fields)
-    # A multigraph's parallel edges are one dependency; a self-loop says nothing.
-    graph.add_edges_from((str(a), str(b)) for a, b in raw.edges() if a != b)
-    return Topology(graph, services)
+    edges = [(a, b, data, raw.is_directed()) for a, b, data in raw.edges(data=True)]
+    edges += [(a, b, data, not raw.is_directed()) for a, b, data in against_default]
+    links: list[tuple[str, str]] = []
+    for a, b, data, directed in edges:
+        a, b = str(a), str(b)
+        if a == b:  # a self-loop says nothing
+            continue
+        if not directed:
+            links.append((a, b))
+            continue
+        soft = _graphml_soft(data.get("soft"), f"edges[{a}->{b}].soft", path)
+        if graph.has_edge(a, b):  # parallel edges are one dependency, soft only if all are
+            soft = soft and graph[a][b]["soft"]
+        graph.add_edge(a, b, soft=soft)
+    return Topology(graph, services, links=_without_redundant_links(graph, links))
 
 
 # --- Kubernetes manifests --------------------------------------------------------------------
@@ -534,7 +691,7 @@ def load_catalog(path: Path, topology: Topology) -> tuple[Topology, list[str]]:
     """Lay a catalog YAML over ``topology`` (catalog values win); returns notes for a human.
 
     Catalog services not in the graph are added without dependencies; graph services without
-    a catalog entry are reported.
+    a catalog entry are reported. The dependencies and links of ``topology`` are kept.
     """
     return _apply_catalog(_yaml_mapping(path, str(path)), path, topology)
 
@@ -564,7 +721,7 @@ def _apply_catalog(
                          if i.business_service and i.business_service not in tiers})
     if unknown_bs:
         notes.append(f"catalog: business services without a tier: {', '.join(unknown_bs)}")
-    return Topology(topology.graph.copy(), merged, tiers), notes
+    return Topology(topology.graph.copy(), merged, tiers, links=topology.links.edges), notes
 
 
 # --- settings entry point --------------------------------------------------------------------
@@ -611,8 +768,10 @@ def load_topology(settings: TopologySettings) -> tuple[Topology, list[str]]:
                                   f"{path}: expected one YAML mapping with `services:`")
             topology = _services_topology(docs[0], path)
         if fmt != "kubernetes":
+            links = (f", {topology.links.number_of_edges()} links" if topology.has_links
+                     else "")
             notes.append(f"{fmt}: {len(topology)} services, "
-                         f"{topology.graph.number_of_edges()} dependencies")
+                         f"{topology.graph.number_of_edges()} dependencies{links}")
         notes += _cycle_notes(topology.graph)
     if settings.catalog is not None:
         data = _yaml_mapping(settings.catalog, "topology.catalog")

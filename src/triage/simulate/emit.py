@@ -208,7 +208,7 @@ def write_config(out: Path, scenario: Scenario, *, topology_file: Path,
 
 
 def services_yaml(topology: Topology) -> dict[str, Any]:
-    """A services YAML document (graph and catalog) for a topology."""
+    """A services YAML document (graph, links and catalog) for a topology."""
     services: dict[str, Any] = {}
     for name in sorted(topology.graph.nodes):
         info = topology.info(name)
@@ -223,6 +223,8 @@ def services_yaml(topology: Topology) -> dict[str, Any]:
             entry["users"] = info.users
         services[name] = entry
     doc: dict[str, Any] = {"services": services}
+    if topology.has_links:  # undirected links, as sorted [a, b] pairs
+        doc["links"] = sorted(sorted(pair) for pair in topology.links.edges)
     if topology.business_tiers:
         doc["business_services"] = {k: {"tier": v}
                                     for k, v in sorted(topology.business_tiers.items())}

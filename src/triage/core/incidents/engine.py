@@ -11,13 +11,13 @@ The engine composes the decisions, each in its own module:
 
 The life of an incident: a page-worthy alert that joins nothing opens one. It pages
 (``incident.created``) ``page_delay`` after its first alert if page-worthy evidence is still
-firing and not flapping; an incident whose only evidence is one alert below critical pages
-once that alert has fired ``lone_delay`` without a break, so a lone warning blip never pages,
-and a lone alert of a service the topology does not know waits for a second one. It resolves once no page-worthy
-alert has fired for ``quiet_period`` (weak alerts never keep it alive). If one of its alerts
-fires again within ``recurrence_window`` of the resolution, the incident reopens in a new
-*episode* (``incident.updated``, ``reopened``) instead of paging again; it pages again only
-if its priority escalates above what was paged (an event with ``page: true``).
+firing and not flapping; an incident whose only evidence is one alert below critical pages once
+that alert has fired ``lone_delay`` without a break, so a lone warning blip never pages, and a
+lone alert of a service the topology does not know waits for a second one. It resolves once no
+page-worthy alert has fired for ``quiet_period`` (weak alerts never keep it alive). If one of
+its alerts fires again within ``recurrence_window`` of the resolution, the incident reopens in
+a new *episode* (``incident.updated``, ``reopened``) instead of paging again; it pages again
+only if its priority escalates above what was paged (an event with ``page: true``).
 
 Events are emitted on material changes only (services, root cause, priority, owner, war room,
 suspects, status, merges, splits), not for every repeat, and carry deterministic ids
