@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: $(STAMP)  ## every benchmark in BENCHMARKS.md (the Alertmanager part need
 	$(BIN)/python benchmarks/bench_storm.py --quality 100,300,1000
 	$(BIN)/python benchmarks/bench_alertmanager.py
 	$(BIN)/python benchmarks/bench_streaming.py
+
+bench-quality: $(STAMP)  ## incident quality: triage vs a baseline and an oracle, tuning vs held-out
+	$(BIN)/python benchmarks/bench_quality.py --json out/bench-quality.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
