@@ -89,13 +89,16 @@ def test_builtin_rules_without_the_collection(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("sev", "expected"), [
     ({"db": "critical"}, "P1"),  # tier 1 x critical
-    ({"db": "warning"}, "P2"),  # tier 1 x medium
-    ({"cache": "warning"}, "P3"),  # tier 3, web (1,000 users) depends on it
+    ({"db": "error"}, "P2"),  # tier 1 x medium
+    ({"db": "warning"}, "P3"),  # tier 1 x medium is P2, capped: a warning no user sees
+    ({"cache": "error"}, "P3"),  # tier 3: web (1,000 users) depends on it, but is risk only
     ({"cache": "info"}, "P4"),
     ({"web": "warning"}, "P1"),  # user-facing and erroring: urgency high, tier 2 -> high
     ({"cron": "critical"}, "P2"),  # unknown tier counts as 3 (medium) x urgency high
+    ({"db": "none", "web": "error"}, "P1"),  # a silent root's tier counts
 ])
-def test_true_priority_mirrors_the_default_matrix(sev: dict[str, str], expected: str) -> None:
+def test_true_priority_states_the_observed_impact_rule(sev: dict[str, str],
+                                                       expected: str) -> None:
     graph = nx.DiGraph([("web", "db"), ("web", "cache")])
     graph.add_node("cron")
     topo = Topology(graph, {"web": ServiceInfo("web", tier=2, users=1000),

@@ -11,11 +11,15 @@ Rules are sorted into the *roles* a scenario needs:
 * ``symptom``: what a service whose dependency fails fires (upstream errors, latency);
 * ``store_failure``: what a failing database, cache or queue fires, per exporter family;
 * ``noisy``: resource rules known for false positives (CPU, memory, GC), tuned by thresholds;
-* ``spike``: latency rules that fire on short spikes below any real incident.
+* ``spike``: latency rules that fire on short spikes below any real incident;
+* ``background``: resource and housekeeping trends that fire for hours without anything
+  failing (disk fill predictions, clock skew, CPU throttling, GC time, memory pressure,
+  certificate expiry, temperature), disjoint from ``noisy`` and ``spike``;
+* ``probe``: black-box probe failures, which flap when a probe is unreliable.
 
 >>> catalog = RuleCatalog.builtin()
 >>> sorted(catalog.roles)[:3], catalog.pick("symptom", 0).severity in SEVERITIES
-(['app_failure', 'noisy', 'spike'], True)
+(['app_failure', 'background', 'noisy'], True)
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ _ROLE_PATTERNS: Final = {
     "app_failure": (("kubernetes",), r"^Kubernetes(PodCrashLooping|PodNotHealthy|ContainerOomKiller"
                                     r"|DeploymentReplicasMismatch)$"),
     "app_failure_http": (("envoy", "istio", "blackbox", "nginx", "traefik"),
-                         r"(5xx|ProbeFailed|ProbeHttpFailure|ServerNotLive|ServiceDown)"),
+                         # an *upstream* or *backend* 5xx is the callee's failure: a symptom here
+                         r"^(?!.*(Upstream|Backend)).*(5xx|ProbeFailed|ProbeHttpFailure|ServerNotLive"
+                         r"|ServiceDown)"),
     "symptom": (("envoy", "istio", "linkerd", "blackbox"),
                 r"(Upstream5xx|UpstreamRequestTimeout|UpstreamConnectionFailures|NoHealthyUpstream"
                 r"|HighErrorRate|High5xxErrorRate|HighRequestLatency|Latency99|SlowHttp"
@@ -50,6 +56,15 @@ _ROLE_PATTERNS: Final = {
     "spike": (("istio", "blackbox", "nginx", "envoy"),
               r"(HighRequestLatency|Latency99Percentile|SlowProbe|ProbeSlowHttp|LatencyHigh"
               r"|DownstreamRequestTimeoutRate)"),
+    "background": (("host-and-hardware", "kubernetes", "blackbox", "envoy", "cert-manager",
+                    "jvm", "golang", "docker-containers", "apache-spark", "apache-flink",
+                    "netdata", "process-exporter", "s.m.a.r.t-device-monitoring", "ipmi",
+                    "ssl"),
+                   r"(DiskMayFill|InodesMayFill|PredictedDiskFull|ClockSkew|ClockNotSynchron"
+                   r"|Throttl|GcTime|GcDuration|MemoryPressure|SwapIsFilling|HighSwapUsage"
+                   r"|Certificate(WillExpire|ExpiringSoon|ExpiresSoon|ExpiresNextWeek)"
+                   r"|Temperature(Warning|NearingTripValue))"),
+    "probe": (("blackbox",), r"(ProbeFailed|ProbeHttpFailure)$"),
 }
 # A store's own failure: down, refusing connections, lost replication.
 _STORE_FAILURE: Final = re.compile(
@@ -125,12 +140,18 @@ class RuleCatalog:
             found = [r for r in rules if r.family in families and rx.search(r.name)]
             catalog.roles[role] = sorted(found, key=lambda r: (r.family, r.name))
         catalog.roles["app_failure"] += catalog.roles.pop("app_failure_http")
+        # background noise is never gated by the thresholds tuned for noisy and spike rules
+        gated = {r.name for role in ("noisy", "spike") for r in catalog.roles[role]}
+        catalog.roles["background"] = [
+            Rule(r.name, r.severity if r.severity in ("info", "warning") else "warning",
+                 r.family, r.summary, r.description, r.expr)
+            for r in catalog.roles["background"] if r.name not in gated]
         for r in rules:
             if r.family in STORE_FAMILIES and _STORE_FAILURE.search(r.name) and r.name not in seen:
                 seen.add(r.name)
                 catalog.stores.setdefault(r.family, []).append(r)
         builtin = cls.builtin() if source != "built-in" else None
-        for role in ("app_failure", "symptom", "noisy", "spike"):
+        for role in ("app_failure", "symptom", "noisy", "spike", "background", "probe"):
             if not catalog.roles.get(role) and builtin is not None:
                 catalog.roles[role] = builtin.roles[role]
         if not catalog.stores and builtin is not None:
@@ -163,6 +184,13 @@ class RuleCatalog:
             r("PostgresqlDown", "critical", "postgresql", "Postgresql down"),
             r("PostgresqlTooManyConnections", "warning", "postgresql",
               "Postgresql too many connections"),
+            r("HostDiskMayFillIn24Hours", "warning", "host-and-hardware",
+              "Host disk may fill in 24 hours"),
+            r("HostClockSkew", "warning", "host-and-hardware", "Host clock skew"),
+            r("ContainerCpuThrottled", "warning", "docker-containers",
+              "Container CPU throttled"),
+            r("JvmGcTimeHigh", "info", "jvm", "JVM GC time high"),
+            r("BlackboxProbeFailed", "critical", "blackbox", "Blackbox probe failed"),
         ]
         return cls.from_rules(rules, source="built-in")
 

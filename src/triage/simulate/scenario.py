@@ -1,19 +1,20 @@
 """Scenarios: injected failures, background noise and change records on a topology.
 
 A scenario is built from one ``random.Random(seed)`` in a fixed order, so a seed always gives
-the same storm. What it injects (docs/simulation.md):
+the same storm. It is meant to be hard in the ways the world is (docs/simulation.md):
 
 * **incidents**: a root-cause service fails, after a change record on it in most cases; the
-  failure reaches the services that depend on it (each dependent with a probability that
-  falls per hop, with a delay per hop, at most ``max_depth`` hops and ``max_affected``
-  services); every affected service fires a few rule types across its instances; all resolve
-  after mitigation. Incidents that overlap in time are placed at least ``separation`` hops
-  apart, so each one is a separable failure.
-* **noise**: known-noisy resource rules (values mostly below their tuned threshold), short
-  latency spikes below any real incident, flapping alerts, alerts inside maintenance windows,
-  alerts for services missing from the catalog, and the always-firing Watchdog.
-* **changes**: the causal changes and a background of unrelated deploys, config changes and
-  flag flips across the fleet.
+  failure climbs to the services that depend on it, 1 to 4 hops of callers with 30 s to 5 min
+  per hop; every affected service fires a few rule types across its instances; all resolve
+  after mitigation. In 20% the root raises no alert at all (a *silent root*). A share of
+  incidents start together with another, half of them on roots that call one same service.
+  Decoy changes land on the root's neighbours.
+* **noise**: continuous background noise (info and warning resource trends firing for hours)
+  on a quarter of the services, known-noisy resource rules, short latency spikes, flapping
+  probes, alerts inside maintenance windows, alerts for services missing from the catalog,
+  and the always-firing Watchdog.
+* **changes**: the causal changes, the decoys and a background of unrelated deploys, config
+  changes and flag flips across the fleet.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ NOISY_THRESHOLD = 0.9
 SPIKE_THRESHOLD = 1.0
 NOISY_FP_AFTER = 0.1  # share of noisy-rule alerts whose value still crosses the threshold
 SPIKE_FP_AFTER = 0.05
-_HOP_P = (1.0, 0.75, 0.55, 0.35)  # probability that a dependent at hop k is affected
+_HOP_P = (1.0, 1.0, 0.7, 0.5, 0.35)  # probability that a dependent at hop k is affected
 _STORE_HINTS = {"redis": "redis", "postgres": "postgresql", "pg": "postgresql",
                 "mysql": "mysql", "mongo": "mongodb", "rabbit": "rabbitmq", "kafka": "kafka",
                 "memcache": "memcached", "elastic": "elasticsearch", "cassandra": "cassandra",
@@ -65,9 +66,15 @@ class ScenarioOptions:
     changes_per_hour: float | None = None
     cause_change_rate: float = 0.75
     major_rate: float = 0.5
-    max_depth: int = 3
+    max_depth: int = 4  # symptoms climb 1 to 4 hops of callers
+    hop_delay: tuple[float, float] = (30.0, 300.0)  # seconds per hop
     max_affected: int = 30
-    separation: int = 3
+    separation: int = 1  # incidents overlapping by chance stay this far apart
+    concurrent_rate: float = 0.3  # share of incidents starting with another one
+    shared_dependency_rate: float = 0.5  # ... of those, on roots calling one same service
+    silent_root_rate: float = 0.2  # the root raises no alert
+    decoy_rate: float = 0.7  # change records on the root's neighbours before it fails
+    background_share: float = 0.25  # services with long-running background noise
     start: float = 1795773600.0  # 2026-11-27T10:00:00Z
 
     def rates(self, n_services: int) -> tuple[float, float, float]:
@@ -106,6 +113,8 @@ class _Builder:
         rng = self.rng
         self.instances = {s: rng.randint(2, 4) for s in self.services}
         self.family = {s: self._store_family(s, i) for i, s in enumerate(self.services)}
+        self.root_weights = [1.0 + 3.0 * min(1, topology.graph.in_degree(s))
+                             for s in self.services]
         self.sc = Scenario(start=opts.start, end=opts.start + opts.minutes * 60)
 
     def _store_family(self, service: str, i: int) -> str | None:
@@ -123,8 +132,11 @@ class _Builder:
                 "namespace": "prod"}
 
     def add(self, rule: Rule, service: str, instance: int, intervals: list[tuple[float, float]],
-            truth: str, *, value: float | None = None, route: str = "default") -> Series:
+            truth: str, *, value: float | None = None, route: str = "default",
+            extra: dict[str, str] | None = None) -> Series:
         labels = self.labels(rule, service, instance)
+        if extra:
+            labels.update(extra)
         s = Series(labels, rule.annotations(labels, value), intervals, truth, route)
         self.sc.series.append(s)
         return s
@@ -158,34 +170,84 @@ class _Builder:
         span = sc.end - sc.start
         last_start = sc.start + 0.9 * span
         starts = sorted(sc.start + rng.uniform(0.03, 0.85) * span for _ in range(count))
-        # (from, to, affected services) of incidents placed so far; another one overlapping
-        # in time must stay `separation` hops away, else it waits until that one is over
+        # (from, to, affected services) of incidents placed so far; one overlapping another
+        # by chance stays `separation` hops away, else it waits until that one is over
         busy: list[tuple[float, float, set[str]]] = []
-        for t_planned in starts:
-            duration = rng.uniform(8, 30) * 60
-            t_fail = t_planned
-            placed = False
-            while not placed and t_fail <= last_start:
-                later: list[float] = []
-                for _ in range(25):
-                    root = rng.choice(self.services)
-                    if self.in_maintenance(root, t_fail - 900, t_fail + duration + 900):
-                        continue
-                    hops = self.propagate(root, t_fail, duration)
-                    zone = self.zone(hops)
-                    clash = [b for a, b, other in busy
-                             if a < t_fail + duration + 1500 and t_fail - 900 < b
-                             and zone & other]
-                    if clash:
-                        later.append(max(clash))
-                        continue
-                    n = len(sc.incidents) + 1
-                    sc.incidents.append(self.incident(n, root, t_fail, duration, hops))
-                    busy.append((t_fail - 900, t_fail + duration + 1500, set(hops)))
-                    placed = True
-                    break
-                if not placed:
-                    t_fail = (min(later) if later else t_fail) + 900 + rng.uniform(0, 300)
+        k = 0
+        while k < len(starts):
+            t_planned = starts[k]
+            pair = k + 1 < len(starts) and rng.random() < o.concurrent_rate
+            first = self.place(t_planned, busy, last_start)
+            k += 1
+            if first is None or not pair:
+                continue
+            # a second failure starting within 3 minutes of the first one
+            second = self.place_beside(first, busy)
+            if second is not None:
+                first.concurrent_with.append(second.id)
+                second.concurrent_with.append(first.id)
+                k += 1  # it took the next planned start's place
+
+    def place(self, t_planned: float, busy: list[tuple[float, float, set[str]]],
+              last_start: float) -> TrueIncident | None:
+        rng = self.rng
+        duration = rng.uniform(8, 30) * 60
+        t_fail = t_planned
+        while t_fail <= last_start:
+            later: list[float] = []
+            for _ in range(25):
+                # most failures are noticed upstream: roots with callers are likelier
+                root = rng.choices(self.services, self.root_weights)[0]
+                if self.in_maintenance(root, t_fail - 900, t_fail + duration + 900):
+                    continue
+                hops = self.propagate(root, t_fail, duration, set())
+                zone = self.zone(hops)
+                clash = [b for a, b, other in busy
+                         if a < t_fail + duration + 600 and t_fail - 300 < b and zone & other]
+                if clash:
+                    later.append(max(clash))
+                    continue
+                return self.commit(root, t_fail, duration, hops, busy, silent_ok=True)
+            t_fail = (min(later) if later else t_fail) + 300 + rng.uniform(0, 300)
+        return None
+
+    def place_beside(self, first: TrueIncident, busy: list[tuple[float, float, set[str]]]
+                     ) -> TrueIncident | None:
+        """A second failure starting within 3 minutes of ``first``: half the time on a root
+        that calls a service ``first``'s root also calls (which itself does not fail)."""
+        rng, graph = self.rng, self.t.graph
+        t_fail = first.started_at + rng.uniform(0, 180)
+        duration = rng.uniform(8, 30) * 60
+        # the two failures stay apart on the graph (no failing service of one next to one of
+        # the other), so each alert has one true incident; they may share a dependency
+        taken = set(first.hops)
+        for x in first.hops:
+            taken |= set(graph.predecessors(x)) | set(graph.successors(x))
+        shared: list[str] = []
+        if rng.random() < self.o.shared_dependency_rate:
+            for dep in sorted(graph.successors(first.root_cause)):
+                shared += [c for c in sorted(graph.predecessors(dep)) if c not in taken]
+        pool = shared or [s for s in self.services if s not in taken]
+        for _ in range(25):
+            if not pool:
+                return None
+            root = rng.choice(pool)
+            if root in taken or first.root_cause in nx.descendants(graph, root) \
+                    or self.in_maintenance(root, t_fail - 900, t_fail + duration + 900):
+                continue
+            hops = self.propagate(root, t_fail, duration, taken)
+            return self.commit(root, t_fail, duration, hops, busy,
+                               silent_ok=not first.silent_root)
+        return None
+
+    def commit(self, root: str, t_fail: float, duration: float, hops: dict[str, int],
+               busy: list[tuple[float, float, set[str]]], *, silent_ok: bool) -> TrueIncident:
+        n = len(self.sc.incidents) + 1
+        silent = (silent_ok and len(hops) > 1 and self.rng.random() < self.o.silent_root_rate)
+        inc = self.incident(n, root, t_fail, duration, hops, silent=silent)
+        self.sc.incidents.append(inc)
+        busy.append((t_fail - 300, t_fail + duration + 600, set(hops)))
+        return inc
 
     def zone(self, services: Iterable[str]) -> set[str]:
         out: set[str] = set()
@@ -194,7 +256,10 @@ class _Builder:
                                                              cutoff=self.o.separation))
         return out
 
-    def propagate(self, root: str, t_fail: float, duration: float) -> dict[str, int]:
+    def propagate(self, root: str, t_fail: float, duration: float,
+                  taken: set[str]) -> dict[str, int]:
+        """The services a failure of ``root`` reaches, by hop (``taken``: reached by a
+        concurrent failure already, so truth stays unambiguous)."""
         rng = self.rng
         hops = {root: 0}
         frontier = [root]
@@ -202,7 +267,7 @@ class _Builder:
             nxt: list[str] = []
             for s in frontier:
                 for p in sorted(self.t.graph.predecessors(s)):
-                    if p in hops or len(hops) >= self.o.max_affected:
+                    if p in hops or p in taken or len(hops) >= self.o.max_affected:
                         continue
                     if rng.random() < _HOP_P[min(hop, len(_HOP_P) - 1)] and not \
                             self.in_maintenance(p, t_fail, t_fail + duration + 600):
@@ -212,19 +277,27 @@ class _Builder:
         return hops
 
     def incident(self, n: int, root: str, t_fail: float, duration: float,
-                 hops: dict[str, int]) -> TrueIncident:
+                 hops: dict[str, int], *, silent: bool = False) -> TrueIncident:
         rng, o = self.rng, self.o
         inc_id = f"sim-{n:03d}"
         major = rng.random() < o.major_rate
         t_mit = t_fail + duration
         severities: dict[str, str] = {}
         when: dict[str, float] = {root: t_fail}
+        lo, hi = o.hop_delay
+        via: dict[str, str] = {}
         for s in sorted(hops, key=lambda x: (hops[x], x)):
             if s != root:
-                # a dependent notices one hop after what it depends on noticed
-                parents = [when[d] for d in self.t.graph.successors(s) if d in when]
-                when[s] = min(parents, default=t_fail) + rng.uniform(20, 120)
+                # a dependent notices one hop after what it depends on noticed; its symptom
+                # alerts name that dependency, as a mesh's per-upstream metrics do
+                parents = sorted((when[d], d) for d in self.t.graph.successors(s) if d in when)
+                when[s] = (parents[0][0] if parents else t_fail) + rng.uniform(lo, hi)
+                if parents:
+                    via[s] = parents[0][1]
             rules = self.failure_rules(s, root=s == root, major=major)
+            if s == root and silent:
+                severities[s] = "none"  # it failed, but no rule of it fired
+                continue
             worst = "info"
             for rule in rules:
                 k = self.instances[s]
@@ -234,16 +307,32 @@ class _Builder:
                     a = when[s] + rng.uniform(0, 90)
                     b = t_mit + (rng.uniform(0, 60) if s == root else rng.uniform(30, 180))
                     value = rng.uniform(1.5, 4.0) * SPIKE_THRESHOLD
-                    self.add(rule, s, i, [(a, b)], inc_id, value=value)
+                    self.add(rule, s, i, [(a, b)], inc_id, value=value,
+                             extra={"upstream": via[s]} if s in via else None)
                 worst = _worse(worst, rule.severity)
             severities[s] = worst
         cause = None
         if rng.random() < o.cause_change_rate:
             kind = rng.choices(("deploy", "config", "feature_flag"), (0.7, 0.2, 0.1))[0]
             cause = self.change(root, t_fail - rng.uniform(60, 1200), kind)
+        decoys: list[str] = []
+        if rng.random() < o.decoy_rate:
+            graph = self.t.graph
+            near = sorted(set(graph.predecessors(root)) | set(graph.successors(root)))
+            on_path = [x for x in near if x in hops]
+            for _ in range(rng.randint(1, 2)):
+                pool = on_path if on_path and rng.random() < 0.5 else near
+                if not pool:
+                    break
+                kind = rng.choices(("deploy", "config", "feature_flag"), (0.7, 0.2, 0.1))[0]
+                decoys.append(self.change(rng.choice(pool), t_fail - rng.uniform(60, 1800),
+                                          kind))
         priority, reasons = true_priority(severities, self.t)
-        return TrueIncident(inc_id, root, t_fail, t_mit, cause, priority, reasons,
-                            "major" if major else "minor", severities, dict(hops))
+        inc = TrueIncident(inc_id, root, t_fail, t_mit, cause, priority, reasons,
+                           "major" if major else "minor", severities, dict(hops))
+        inc.silent_root = silent
+        inc.decoy_changes = decoys
+        return inc
 
     def failure_rules(self, service: str, *, root: bool, major: bool) -> list[Rule]:
         rng = self.rng
@@ -293,7 +382,7 @@ class _Builder:
                 self.add(rule, service, inst, [(a, a + rng.uniform(40, 240))], "noise:spike",
                          value=value)
             elif kind == "flapping":
-                rule = self.rules.pick("app_failure", rng.randrange(1000))
+                rule = self.rules.pick("probe", rng.randrange(1000))
                 intervals = []
                 t = a
                 stop = a + rng.uniform(10, 30) * 60
@@ -307,6 +396,7 @@ class _Builder:
                 name = rng.choice(legacy)
                 self.add(rule, name, rng.randrange(2), [(a, a + rng.uniform(3, 30) * 60)],
                          "noise:uncatalogued")
+        self.background()
         watchdog = Rule("Watchdog", "none", "kube-prometheus",
                         "An alert that should always be firing (dead man's switch)")
         labels = {"alertname": "Watchdog", "severity": "none", "namespace": "monitoring"}
@@ -316,6 +406,33 @@ class _Builder:
                          for r in self.rules.roles["noisy"]}
         sc.thresholds.update({r.name: (SPIKE_THRESHOLD, 0.7, SPIKE_FP_AFTER)
                               for r in self.rules.roles["spike"]})
+
+    def background(self) -> None:
+        """Resource trends firing for hours on a share of the services, info or warning:
+        about half one long stretch (some across the whole storm), half intermittent."""
+        rng, sc = self.rng, self.sc
+        pool = self.rules.roles.get("background") or []
+        if not pool or self.o.background_share <= 0:
+            return
+        n = max(1, math.ceil(self.o.background_share * len(self.services)))
+        for service in sorted(rng.sample(self.services, min(n, len(self.services)))):
+            for _ in range(rng.randint(1, 2)):
+                rule = rng.choice(pool)
+                if rng.random() < 0.4:
+                    rule = Rule(rule.name, "info", rule.family, rule.summary,
+                                rule.description, rule.expr)
+                inst = rng.randrange(self.instances[service])
+                if rng.random() < 0.5:
+                    a = sc.start + rng.uniform(-3.0, 0.9) * 3600
+                    intervals = [(a, a + rng.uniform(1.0, 6.0) * 3600)]
+                else:
+                    intervals = []
+                    t = sc.start + rng.uniform(-0.5, 0.5) * 3600
+                    while t < sc.end:
+                        up = rng.uniform(5, 60) * 60
+                        intervals.append((t, t + up))
+                        t += up + rng.uniform(10, 90) * 60
+                self.add(rule, service, inst, intervals, "noise:background")
 
     # -- changes -------------------------------------------------------------------------
 
@@ -346,6 +463,7 @@ class _Builder:
         for inc in self.sc.incidents:
             if inc.cause_change is not None:
                 inc.cause_change = key[inc.cause_change]["id"]
+            inc.decoy_changes = [key[d]["id"] for d in inc.decoy_changes]
 
 
 def _worse(a: str, b: str) -> str:

@@ -1,21 +1,26 @@
 """The simulator's ground truth: what it injected, kept apart from anything triage computes.
 
 ``true_priority`` is the simulator's own statement of the priority each injected incident
-deserves. It mirrors triage's *default* priority matrix (``docs/simulation.md``) on the
-scenario's facts: the services the failure really reached, the severities injected, and the
-catalog. So priority accuracy measures whether triage gets there from a noisy alert stream
+deserves. It states the *observed-impact* rule of triage's default priority policy
+(``docs/simulation.md``) on the scenario's facts: the services the failure really reached
+(a silent root included: it failed, though nothing fired on it), the severities injected, and
+the catalog. So priority accuracy measures whether triage gets there from a noisy alert stream
 (grouping, missed or extra services), not whether the policy is a good one. It is written
-here again on purpose, not imported from ``triage.core.incidents.priority``: truth is never recomputed
-with triage's code.
+here again on purpose, not imported from ``triage.core.incidents.priority``: truth is never
+recomputed with triage's code.
 
 >>> import networkx as nx
 >>> from triage.core.topology import ServiceInfo, Topology
 >>> t = Topology(nx.DiGraph([("web", "db")]), {"web": ServiceInfo("web", tier=2, users=20000),
-...                                             "db": ServiceInfo("db", tier=3)})
+...                                             "db": ServiceInfo("db", tier=1)})
 >>> true_priority({"db": "critical"}, t)[0]
 'P1'
->>> true_priority({"db": "warning"}, t)[0]
+>>> true_priority({"db": "error"}, t)[0]
 'P2'
+>>> true_priority({"db": "warning"}, t)[0]
+'P3'
+>>> true_priority({"db": "warning", "web": "warning"}, t)[0]
+'P1'
 """
 
 from __future__ import annotations
@@ -23,8 +28,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-import networkx as nx
 
 from triage.core.topology import Topology
 
@@ -40,13 +43,19 @@ _TIER_IMPACT: Final = {1: "critical", 2: "high", 3: "medium", 4: "low"}
 _URGENCY: Final = {"critical": "high", "error": "medium", "warning": "medium", "info": "low",
                    "none": "low"}
 _URGENCIES: Final = ("high", "medium", "low")
+_PRIORITIES: Final = ("P1", "P2", "P3", "P4")
 UNKNOWN_TIER: Final = 3
 
 
 def true_priority(severity_by_service: Mapping[str, str], topology: Topology
                   ) -> tuple[str, list[str]]:
     """The priority an incident deserves, and why, from the services the failure reached
-    (each with the worst severity injected on it)."""
+    (each with the worst severity injected on it; ``none`` for a silent root).
+
+    Impact: the best tier among them, and the users of the user-facing ones among them (not
+    of services that merely depend on them: that is risk). Urgency: the worst severity,
+    raised to high when a reached user-facing service fires above info. At most P3 when every
+    severity is warning or milder and no user-facing service was reached."""
     services = sorted(severity_by_service)
     tiers = []
     for s in services:
@@ -55,25 +64,26 @@ def true_priority(severity_by_service: Mapping[str, str], topology: Topology
         own = [t for t in (info.tier, bs) if t is not None]
         tiers.append(min(own) if own else UNKNOWN_TIER)
     tier_impact = _TIER_IMPACT[min(tiers)]
-    reached: set[str] = set(services)
-    for s in services:
-        if s in topology.graph:
-            reached |= nx.ancestors(topology.graph, s)
-    users = sum(topology.info(s).users for s in reached)
+    facing = [s for s in services if topology.info(s).user_facing
+              and _URGENCY.get(severity_by_service[s], "low") != "low"]
+    users = sum(topology.info(s).users for s in facing)
     users_impact = ("critical" if users >= 100_000 else "high" if users >= 10_000
                     else "medium" if users >= 1_000 else "low")
     impact = min(tier_impact, users_impact, key=_IMPACTS.index)
     worst = min((_URGENCY.get(v, "low") for v in severity_by_service.values()),
                 key=_URGENCIES.index)
     urgency = worst
-    facing = [s for s in services if topology.info(s).user_facing
-              and _URGENCY.get(severity_by_service[s], "low") != "low"]
     if facing and urgency != "low":
         urgency = "high"
-    reasons = [f"impact {impact}: best tier {min(tiers)}, {users:,} users reached",
+    priority = _MATRIX[impact][urgency]
+    mild = not {"critical", "error"} & set(severity_by_service.values())
+    reasons = [f"impact {impact}: best tier {min(tiers)}, {users:,} users see it",
                f"urgency {urgency}: worst injected severity urgency {worst}"
                + (f", user-facing {', '.join(facing)} erroring" if facing else "")]
-    return _MATRIX[impact][urgency], reasons
+    if mild and not facing and _PRIORITIES.index(priority) < _PRIORITIES.index("P3"):
+        reasons.append(f"capped at P3 from {priority}: only warnings, no user-facing symptom")
+        priority = "P3"
+    return priority, reasons
 
 
 @dataclass(slots=True)
@@ -92,6 +102,9 @@ class TrueIncident:
     hops: dict[str, int] = field(default_factory=dict)  # service -> hops from the root
     fingerprints: list[str] = field(default_factory=list)
     first_alert_at: float | None = None  # first delivery of any of its alerts
+    silent_root: bool = False  # the root raised no alert (severity "none" in services)
+    decoy_changes: list[str] = field(default_factory=list)  # changes on its root's neighbours
+    concurrent_with: list[str] = field(default_factory=list)  # incidents started with it
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "root_cause": self.root_cause, "cause_change": self.cause_change,
@@ -99,4 +112,5 @@ class TrueIncident:
                 "severity": self.severity, "started_at": self.started_at,
                 "mitigated_at": self.mitigated_at, "first_alert_at": self.first_alert_at,
                 "services": self.services, "hops": self.hops,
-                "fingerprints": sorted(self.fingerprints)}
+                "fingerprints": sorted(self.fingerprints), "silent_root": self.silent_root,
+                "decoy_changes": self.decoy_changes, "concurrent_with": self.concurrent_with}
