@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from triage.core.incidents.engine import CorrelationPolicy
 from triage.core.timeutil import parse_duration, parse_timestamp
 from triage.errors import ConfigError
 
@@ -106,24 +107,29 @@ class TopologySettings(_Section):
     service_aliases: dict[str, str] = {}
 
 
-class CorrelationSettings(_Section):
-    """Grouping, paging and recurrence (README, "How incidents are formed")."""
+_POLICY = CorrelationPolicy()  # the defaults live with the engine, chosen on the tuning set
 
-    window: Duration = 600.0  # a new service joins within this of the incident's latest onset
-    horizon: Duration = 1800.0  # ... and of the first onset of its episode
-    hops: int = Field(1, ge=1)  # how far on the graph a related service may be
-    page_delay: Duration = 30.0  # a new incident pages only if still firing after this
-    lone_delay: Duration = 240.0  # ... one alert alone (below critical) must fire this long
-    lone_critical: bool = False  # ... a lone critical alert too
-    update_interval: Duration = 10.0  # decisions on a growing incident, at most this often
-    merge: bool = True  # incidents one new alert explains as one failure merge
-    split: bool = True  # groups of an incident no relation joins any more leave it
-    attach_weak: bool = True  # info / resource-trend alerts join as context where evidence is
-    quiet_period: Duration = 600.0  # no evidence firing for this long: incident resolves
-    recurrence_window: Duration = 3600.0  # an alert firing again this soon reopens its incident
-    change_lookback: Duration = 7200.0
-    change_hops: int = Field(1, ge=0)  # suspects: changes this many hops from the root
-    max_suspects: int = Field(3, ge=0)
+
+class CorrelationSettings(_Section):
+    """Grouping, paging and recurrence (README, "How incidents are formed"). Defaults are the
+    engine's (``triage.core.incidents.CorrelationPolicy``)."""
+
+    window: Duration = _POLICY.window  # a new service joins this soon after the latest onset
+    horizon: Duration = _POLICY.horizon  # ... and of the first onset of its episode
+    hops: int = Field(_POLICY.hops, ge=1)  # how far on the graph a related service may be
+    page_delay: Duration = _POLICY.page_delay  # a new incident pages if still firing after this
+    lone_delay: Duration = _POLICY.lone_delay  # ... one alert alone must fire this long
+    lone_critical_delay: Duration = _POLICY.lone_critical_delay  # ... a critical one
+    page_unknown_services: bool = _POLICY.page_unknown_services  # not in the topology
+    update_interval: Duration = _POLICY.update_interval  # re-decide at most this often
+    merge: bool = _POLICY.merge  # incidents one new alert explains as one failure merge
+    split: bool = _POLICY.split  # groups of an incident no relation joins any more leave it
+    attach_weak: bool = _POLICY.attach_weak  # info/resource trends join as context
+    quiet_period: Duration = _POLICY.quiet_period  # no evidence firing this long: resolved
+    recurrence_window: Duration = _POLICY.recurrence_window  # firing again: reopens, no page
+    change_lookback: Duration = _POLICY.change_lookback
+    change_hops: int = Field(_POLICY.change_hops, ge=0)  # suspects this many hops from root
+    max_suspects: int = Field(_POLICY.max_suspects, ge=0)
     # Extra alert-name patterns per kind (crash, saturation, dependency, resource, latency,
     # errors, timeout), tried before the built-in vocabulary; and the label that names a kind.
     kinds: dict[str, list[str]] = {}

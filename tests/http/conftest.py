@@ -39,7 +39,8 @@ def embedded_backend(tmp_path: Path, metrics: TriageMetrics, clock: Clock, *,
                      state: Path | None = None, max_payload_bytes: int = 1 << 20,
                      page_delay: float = 30.0) -> EmbeddedBackend:
     pipeline = Pipeline(limits=IntakeLimits(max_payload_bytes=max_payload_bytes))
-    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=page_delay, lone_delay=0.0))
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=page_delay, lone_delay=0.0,
+                                                      lone_critical_delay=0.0))
     # tick_interval 0: no timer task; tests move the clock and call tick() themselves
     return EmbeddedBackend(pipeline, engine, metrics, output=str(tmp_path / "events.jsonl"),
                            dead_letter=str(tmp_path / "dead.jsonl"), state_path=state,

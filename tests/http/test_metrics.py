@@ -76,7 +76,8 @@ def test_incidents_by_priority_and_event_type() -> None:
     registry = CollectorRegistry()
     metrics = TriageMetrics.create(registry)
     pipeline = Pipeline()
-    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0,
+                                                      lone_critical_delay=0))
     outcomes = pipeline.process(orjson.dumps(webhook(alert("A", "cart"))), now=T)
     events = engine.observe(outcomes, T)
     assert [e["type"] for e in events] == ["incident.created"]
@@ -93,7 +94,8 @@ def test_state_sizes_lag_and_model_version() -> None:
     registry = CollectorRegistry()
     metrics = TriageMetrics.create(registry)
     pipeline = Pipeline()
-    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0,
+                                                      lone_critical_delay=0))
     track_embedded_state(metrics, pipeline, engine)
     outcomes = pipeline.process(orjson.dumps(webhook(alert("A", "cart"), alert("B", "web"),
                                                      alert("C", "db", "resolved"))), now=T)
@@ -135,7 +137,8 @@ def test_exposition_passes_promtool_check_metrics() -> None:
     promtool = require_binary("promtool")
     metrics = TriageMetrics.create(CollectorRegistry())
     pipeline = Pipeline()
-    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0))
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0, lone_delay=0,
+                                                      lone_critical_delay=0))
     outcomes = pipeline.process(orjson.dumps(webhook(alert("A", "cart"))), now=T)
     metrics.observe(outcomes, events=engine.observe(outcomes, T),
                     seconds={"intake": 0.001, "incidents": 0.002})

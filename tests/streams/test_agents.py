@@ -98,7 +98,8 @@ def test_failed_sends_are_resent_in_order_until_acknowledged() -> None:
 @pytest.mark.parametrize("partitions", [1])
 def test_agents_route_through_faust_test_context(partitions: int) -> None:
     log: list[Any] = []
-    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0.0, lone_delay=0.0))
+    engine = IncidentEngine(policy=CorrelationPolicy(page_delay=0.0, lone_delay=0.0,
+                                                     lone_critical_delay=0.0))
     # one partition each: routing between partitions is tested in test_routing.py
     streams = build_streams(Settings(), pipeline=Pipeline(), engine=engine,
                             send=FakeSender(log), change_feed=False,

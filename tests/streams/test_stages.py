@@ -26,7 +26,8 @@ def alert(name: str, service: str, at: float, status: str = "firing") -> bytes:
 @pytest.fixture
 def stages() -> Callable[[], tuple[IntakeStage, IncidentStage]]:
     def make() -> tuple[IntakeStage, IncidentStage]:
-        engine = IncidentEngine(policy=CorrelationPolicy(page_delay=5.0, lone_delay=0.0))
+        engine = IncidentEngine(policy=CorrelationPolicy(page_delay=5.0, lone_delay=0.0,
+                                                         lone_critical_delay=0.0))
         return IntakeStage(Pipeline(), domain_of=domain_mapper(engine)), IncidentStage(engine)
     return make
 

@@ -78,8 +78,11 @@ def run(
         if unknown:
             names = ", ".join(f"{name} ({n})" for name, n in unknown.most_common(8))
             more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+            held = engine.counts.get("held_unknown_service", 0)
             err.print(f"[yellow]note:[/] alerts named {len(unknown)} services that are not in "
-                      f"the service graph: {names}{more}")
+                      f"the service graph: {names}{more}"
+                      + (f"; {held} incident checks held pages of only such services "
+                         "(correlation.page_unknown_services: true pages them)" if held else ""))
 
 
 def print_summary(result: RunResult) -> None:

@@ -47,6 +47,7 @@ def engine(graph: nx.DiGraph | None = None, links: Iterable[tuple[str, str]] = (
     oncall = policy.pop("oncall", None)
     policy.setdefault("page_delay", 0.0)
     policy.setdefault("lone_delay", 0.0)
+    policy.setdefault("lone_critical_delay", 0.0)
     policy.setdefault("update_interval", 0.0)
     topology = Topology((graph if graph is not None else GRAPH).copy(), CATALOG, links=links)
     return IncidentEngine(topology=topology, mapper=ServiceMapper(("service",), {}),
@@ -228,13 +229,22 @@ def test_a_lone_alert_pages_only_once_it_has_fired_without_a_break() -> None:
     assert len(created(events)) == 1
 
 
-def test_a_lone_alert_from_a_service_the_topology_does_not_know_is_held() -> None:
+def test_alerts_of_services_the_topology_does_not_know_are_held_not_paged() -> None:
     eng = engine(page_delay=30.0, lone_delay=60.0)
-    events = run(eng, [(0, [fire("legacy-cron", "PodCrash")]), (600, [])])
-    assert created(events) == []
+    events = run(eng, [(0, [fire("legacy-cron", "PodCrash"),
+                            fire("legacy-cron", "PodCrash", instance="2")]), (600, [])])
+    assert created(events) == []  # nobody owns it, nothing corroborates it
     assert eng.counts["held_unknown_service"] >= 1
-    events = run(eng, [(700, [fire("legacy-cron", "PodCrash", instance="2")]), (760, [])])
-    assert len(created(events)) == 1  # a second alert corroborates it
+    paging = engine(page_delay=30.0, page_unknown_services=True)
+    assert len(created(run(paging, [(0, [fire("legacy-cron", "PodCrash")]), (60, [])]))) == 1
+    bare = IncidentEngine(policy=CorrelationPolicy(page_delay=0.0, lone_critical_delay=0.0))
+    assert created(bare.observe([fire("anything", "PodCrash")], T))  # no topology at all
+
+
+def test_a_lone_critical_alert_waits_less_than_a_lone_warning() -> None:
+    eng = engine(page_delay=30.0, lone_delay=600.0, lone_critical_delay=120.0)
+    assert created(run(eng, [(0, [fire("cart", "PodCrash", "critical")]), (100, [])])) == []
+    assert created(eng.tick(T + 120)) != []
 
 
 def test_page_waits_for_the_delay_then_pages_once() -> None:

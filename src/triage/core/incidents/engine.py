@@ -89,10 +89,13 @@ class CorrelationPolicy:
     # Like Alertmanager's group_wait: a new incident pages only if, this long after its first
     # alert, page-worthy evidence is still firing and not flapping. Blips never page.
     page_delay: float = 30.0
-    # An incident whose only evidence is one alert (below critical, unless lone_critical)
-    # pages once that alert has fired this long without a break.
-    lone_delay: float = 240.0
-    lone_critical: bool = False
+    # An incident whose only evidence is one alert pages once that alert has fired this long
+    # without a break (a critical one: lone_critical_delay), not after page_delay.
+    lone_delay: float = 600.0
+    lone_critical_delay: float = 120.0
+    # Alerts of services a configured topology does not know page on their own (else they
+    # are held, counted and reported; with no topology at all, everything pages).
+    page_unknown_services: bool = False
     # Decisions on a growing incident (root cause, priority, suspects, owner) are re-made at
     # most this often in event time; the next event carries everything that changed. Keeps a
     # storm that touches hundreds of services from recomputing them for every alert.
@@ -472,6 +475,7 @@ class IncidentEngine:
         if not any(a.strong and a.service == s for a in inc.alerts.values()):
             inc.onsets.pop(s, None)  # no evidence left on this service
             inc.needs_decision = True
+            inc.regroup = True
         self._update_active(inc, s)
         self._reindex(inc)
         if not inc.strong_firing and inc.quiet_since is None:
@@ -507,20 +511,24 @@ class IncidentEngine:
         if inc.status != "open":
             return _Keys()
         anchors = set(inc.onsets)
-        siblings: set[str] = set()
         root = inc.root
+        kinds: dict[str, set[str]] = {}
+        for a in inc.alerts.values():
+            if a.strong and a.service in inc.onsets:
+                kinds.setdefault(a.service, set()).add(a.kind)
+        siblings: set[str] = set()
         if root is not None:
-            anchors.add(root.service)
-            kinds = {a.kind for a in inc.alerts.values()
-                     if a.strong and a.service == root.service}
-            if not root.inferred and kinds and not kinds & SELF_KINDS:
-                # a root that only shows symptoms may be the caller of a silent root
-                siblings = set(self.topology.callees(root.service))
-        elif len(inc.onsets) == 1:
-            only = next(iter(inc.onsets))
-            kinds = {a.kind for a in inc.alerts.values() if a.strong and a.service == only}
-            if kinds and not kinds & SELF_KINDS:
-                siblings = set(self.topology.callees(only))
+            # the runners-up too: a caller of the second candidate still belongs here while
+            # the evidence settles which one it is
+            anchors.update(root.candidates[:2] or (root.service,))
+        # a root that only shows symptoms may be the caller of a silent root, which its
+        # other callers would show too (before the first decision: any such member)
+        leads = [root.service] if root is not None else list(inc.onsets)
+        if root is None or not root.inferred:
+            for lead in leads:
+                if kinds.get(lead) and not kinds[lead] & SELF_KINDS:
+                    siblings |= self.topology.callees(lead)
+            siblings -= anchors
         return _Keys(anchors, siblings)
 
     def _reindex(self, inc: Incident) -> None:
@@ -569,21 +577,22 @@ class IncidentEngine:
     def _page_due(self, inc: Incident) -> float:
         p = self.policy
         lone = self._lone(inc)
-        if lone is None or (lone.level == CRITICAL and not p.lone_critical):
+        if lone is None:
             return inc.opened_at + p.page_delay
-        return max(inc.opened_at + p.page_delay, lone.onset + p.lone_delay)
+        wait = p.lone_critical_delay if lone.level == CRITICAL else p.lone_delay
+        return max(inc.opened_at + p.page_delay, lone.onset + wait)
 
     def _pageable(self, inc: Incident) -> bool:
-        """Whether a due incident pages: page-worthy evidence firing and not flapping, and a
-        lone alert has fired without a break since the incident opened (a probe that comes
-        and goes is not yet a failure) and comes from a service the topology knows (an
-        unknown service cannot be corroborated by its neighbours)."""
+        """Whether a due incident pages: page-worthy evidence firing and not flapping, and
+        not only from services a configured topology does not know (nobody owns them and no
+        neighbour corroborates them: held, counted and reported, unless
+        ``page_unknown_services``)."""
         if not inc.strong_firing:
             return False
-        lone = self._lone(inc)
-        if lone is None:
+        topology = self.topology
+        if self.policy.page_unknown_services or not len(topology):
             return True
-        return lone.service in self.topology or not len(self.topology)
+        return any(a.service in topology for a in inc.alerts.values() if a.strong)
 
     def _drain(self, now: float, skip: str) -> list[Event]:
         """Events of incidents merged away or split off since the last call."""
@@ -619,8 +628,7 @@ class IncidentEngine:
                 return events
             if not self._pageable(inc):
                 if inc.strong_firing:
-                    # a lone alert of a service the topology does not know: held until
-                    # another alert corroborates it, or it resolves
+                    # only services the topology does not know: held while it fires
                     self.counts["held_unknown_service"] += 1
                     return events
                 self.counts["not_paged"] += 1  # resolved or flapping within the page delay
@@ -676,8 +684,11 @@ class IncidentEngine:
         weights = self.policy.weights
         root = rank_root_causes(evidence=evidence, topology=topology, changes=self.changes,
                                 weights=weights)
-        if self.policy.split and len(evidence) >= 2:
-            parts = groups(evidence, root.service, topology, self.policy.hops)
+        if self.policy.split and inc.regroup and len(evidence) >= 2:
+            # a member stopped being evidence (it flapped): what it bridged may fall apart
+            inc.regroup = False
+            parts = groups([*evidence, *root.candidates[1:]], root.service, topology,
+                           self.policy.hops)
             split = False
             for part in parts[1:]:
                 services = {s for s in part if s in evidence}

@@ -101,6 +101,7 @@ class Incident:
         self.pages = 0
         self.paged_priority: str | None = None  # the highest priority paged so far
         self.repage = False  # the next event pages again (an escalation after a recurrence)
+        self.regroup = False  # evidence was withdrawn (a flap): look for groups to split
         self.needs_decision = True
         self.decided_at: float | None = None
         self.update_pending = False
@@ -186,7 +187,7 @@ _PLAIN = ("id", "seq", "status", "opened_at", "last_seen", "resolved_at", "quiet
           "priority_reasons", "impact", "urgency", "users_affected", "users_at_risk", "at_risk",
           "owner_team", "owner_person", "owner_reason", "war_room_open", "war_room_reason",
           "war_room_at", "merged_into", "split_from", "split_into", "reopened", "reactivated",
-          "pages", "paged_priority", "repage", "decided_at", "update_pending",
+          "pages", "paged_priority", "repage", "regroup", "decided_at", "update_pending",
           "needs_decision")
 
 
@@ -206,7 +207,7 @@ def _upgrade_v1(rec: dict[str, Any]) -> dict[str, Any]:
     out = dict(rec, alerts=alerts, v=RECORD_VERSION, episode=rec["opened_at"],
                onsets=dict(rec["first_seen"]), last_onset=rec["last_seen"],
                users_at_risk=0, at_risk=[], split_from=None, split_into=[],
-               pages=1 if rec.get("emitted") else 0,
+               pages=1 if rec.get("emitted") else 0, regroup=False,
                paged_priority=rec["priority"] if rec.get("emitted") else None, repage=False)
     root = out.get("root")
     if root:

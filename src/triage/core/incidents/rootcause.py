@@ -98,12 +98,12 @@ class RootWeights:
     pointed: float = 1.5
     severity: float = 0.5
     firing: float = 0.3
-    change: float = 0.8
-    silent: float = -2.0
+    change: float = 1.5
+    silent: float = -1.5
     temperature: float = 1.0
     depth: int = 4  # hops a failure climbs through callers
-    tolerance: float = 60.0  # a dependency may start alerting this much after its callers
-    decay: float = 120.0  # ... beyond that its precedence decays with this time constant
+    tolerance: float = 30.0  # a dependency may start alerting this much after its callers
+    decay: float = 60.0  # ... beyond that its precedence decays with this time constant
     change_tau: float = 1800.0  # change proximity: exp(-age / change_tau)
     change_lookback: float = 7200.0
 
