@@ -334,7 +334,7 @@ def run_alarm_set(job: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
             events = fn()
-            incidents = alarms.incidents_from_events(events, index)
+            incidents = alarms.incidents_from_events(events, index, alarm_set)
             judged = judge_alarm_incidents(alarms, incidents, dag)
             judged["pages"] = sum(1 for e in events if e.get("type") == "incident.created")
             judged["repeated_pages"] = alarms.repeated_pages(events, index)
@@ -360,7 +360,8 @@ def judge_alarm_incidents(alarms: Any, incidents: Any, dag: Any) -> dict[str, An
     out: dict[str, Any] = {"pages": pages, "consistency": _number(cc, "consistency", "mean",
                                                                   "score"),
                            "random_root": _number(cc, "random_root", "random",
-                                                  "random_consistency")}
+                                                  "random_consistency"),
+                           "type_coherence": _number(cc, "type_coherence")}
     if isinstance(cc, dict):
         out["detail"] = {k: v for k, v in cc.items() if isinstance(v, int | float | str)}
     return out
@@ -519,7 +520,7 @@ def print_calibration(cal: dict[str, dict[str, Any]]) -> None:
 def print_alarms(rows: list[dict[str, Any]]) -> None:
     print("\nreal alarm sets (held out; no incident labels): pages and causal consistency")
     print(f"  {'set':<22} {'who':<9} {'pages':>8} {'consistency':>11} {'random root':>11} "
-          f"{'repeated':>8}")
+          f"{'repeated':>8} {'type coher.':>11}")
     for r in rows:
         if "error" in r:
             print(f"  {r['name']:<22} ERROR {r['error']['error']}")
@@ -530,7 +531,8 @@ def print_alarms(rows: list[dict[str, Any]]) -> None:
                 continue
             print(f"  {r['name']:<22} {who:<9} {fmt(res.get('pages'), COUNTS[0]):>8} "
                   f"{_f3(res.get('consistency')):>11} {_f3(res.get('random_root')):>11} "
-                  f"{fmt(res.get('repeated_pages'), COUNTS[0]):>8}")
+                  f"{fmt(res.get('repeated_pages'), COUNTS[0]):>8} "
+                  f"{_f3(res.get('type_coherence')):>11}")
         if r["name"].startswith("25V"):
             v = r["target"] = alarm_target(r)
             text = ("n/a (" + v["why"] + ")" if v["met"] is None else

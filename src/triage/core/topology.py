@@ -74,6 +74,7 @@ class Topology:
             if a != b:
                 self.links.add_edge(a, b)
         self.graph.add_nodes_from(self.links.nodes)
+        self._has_links: bool = self.links.number_of_edges() > 0
         self.business_tiers: dict[str, int] = dict(business_tiers or {})
         # Every connection, direction dropped: proximity on the graph.
         self._undirected: nx.Graph = nx.Graph()
@@ -121,7 +122,7 @@ class Topology:
     @property
     def has_links(self) -> bool:
         """Whether any undirected link is declared."""
-        return bool(self.links.number_of_edges() > 0)
+        return self._has_links
 
     def neighbours(self, service: str) -> frozenset[str]:
         """Services one hop away: callers, callees and linked peers (itself excluded)."""

@@ -154,6 +154,7 @@ class IncidentEngine:
         self.siblings: dict[str, set[str]] = {}  # possible silent dependency -> incidents
         self._keys: dict[str, _Keys] = {}
         self._timers: list[tuple[float, str]] = []
+        self._timer_set: set[tuple[float, str]] = set()  # one entry per (time, incident)
         self.counts: Counter[str] = Counter()
         self.unknown_services: Counter[str] = Counter()
         self._dirty: set[str] = set()
@@ -198,7 +199,9 @@ class IncidentEngine:
         events: list[Event] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, inc_id = heapq.heappop(timers)
+            entry = heapq.heappop(timers)
+            self._timer_set.discard(entry)
+            inc_id = entry[1]
             inc = self.incidents.get(inc_id)
             if inc is not None:
                 events.extend(self._on_timer(inc, now))
@@ -661,8 +664,11 @@ class IncidentEngine:
         material = inc.material()
         if material == inc.emitted:
             return events
-        if not inc.war_room_open and inc.status == "open":
-            self._decide_war_room(inc, now)  # its reason reads as of this event
+        if (not inc.war_room_open and inc.status == "open"
+                and inc.war_room_checked < inc.opened_at + self.war_room_policy.decide_within):
+            # its reason reads as of this event (after the decision window it stays put)
+            inc.war_room_checked = now
+            self._decide_war_room(inc, now)
             material = inc.material()
         page = not inc.emitted or inc.repage
         inc.repage = False
@@ -792,7 +798,10 @@ class IncidentEngine:
         self._removed.add(inc.id)
 
     def _schedule(self, at: float, inc_id: str) -> None:
-        heapq.heappush(self._timers, (at, inc_id))
+        entry = (at, inc_id)
+        if entry not in self._timer_set:
+            self._timer_set.add(entry)
+            heapq.heappush(self._timers, entry)
 
     # -- output --------------------------------------------------------------------------
 
@@ -829,7 +838,7 @@ class IncidentEngine:
                 self._reindex(inc)
         for at, inc_id in timers:
             if inc_id in self.incidents:
-                heapq.heappush(self._timers, (at, inc_id))
+                self._schedule(at, inc_id)
 
     def timers(self) -> list[tuple[float, str]]:
         """Pending timers, for persistence."""

@@ -93,6 +93,7 @@ class Incident:
         self.war_room_open = False
         self.war_room_reason = ""
         self.war_room_at: float | None = None
+        self.war_room_checked = float("-inf")  # when its reason was last brought up to date
         self.merged_into: str | None = None
         self.split_from: str | None = None
         self.split_into: list[str] = []
