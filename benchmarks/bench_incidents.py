@@ -6,8 +6,12 @@ On a generated 1,000-service microservice graph (``triage.enrich.synthetic``), f
 engine with 0, 100, 1,000 and 10,000 open incidents, then time ``IncidentEngine.observe`` for
 a stream of new alerts on random services: joining (or opening) incidents, root cause,
 suspect changes, priority, owner and war room included. The cost per alert must stay flat as
-open incidents grow, because candidates come from an index by service over the cached k-hop
-neighbourhood, and incidents too old to join leave that index.
+open incidents grow, because candidates come from indexes by service over the alert's
+neighbourhood, and incidents too old to join leave the anchor index.
+
+A service firing in an open incident takes that service's new alerts, so the open incidents
+live on services of their own: a second generated graph of as many services, beside the
+first (one topology, two components), each still firing, one window apart in time.
 """
 
 from __future__ import annotations
@@ -22,20 +26,27 @@ import time
 from triage.core.changes import ChangeIndex, ChangeRecord
 from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.services import ServiceMapper
+from triage.core.topology import Topology
 from triage.core.types import Alert, Triaged
 from triage.enrich.synthetic import layered_topology
 
 
-def alert(service: str, i: int) -> Triaged:
+def alert(service: str, i: int, severity: str = "") -> Triaged:
     a = Alert({"alertname": "HighErrorRate", "service": service, "instance": str(i),
-               "severity": ("critical", "warning", "error")[i % 3]}, {}, "firing",
+               "severity": severity or ("critical", "warning", "error")[i % 3]}, {}, "firing",
               0.0, None, 0.0, "alertmanager-webhook", fingerprint=f"{i:016x}")
     return Triaged(a, "firing", 1, 1, 0.0, 0.0)
 
 
 def build(n_open: int, n_services: int, seed: int) -> tuple[IncidentEngine, float, list[str]]:
-    topology = layered_topology(n_services, seed=seed)
-    services = sorted(topology.services)
+    main = layered_topology(n_services, seed=seed)
+    old = layered_topology(max(n_open, 50), seed=seed + 1)
+    graph = main.graph.copy()
+    graph.add_edges_from((f"old-{a}", f"old-{b}") for a, b in old.graph.edges)
+    graph.add_nodes_from(f"old-{n}" for n in old.graph.nodes)
+    infos = {**main.services, **{f"old-{k}": v for k, v in old.services.items()}}
+    topology = Topology(graph, infos)
+    services = sorted(main.services)
     rng = random.Random(seed)
     changes = ChangeIndex()
     for i in range(2000):
@@ -44,10 +55,10 @@ def build(n_open: int, n_services: int, seed: int) -> tuple[IncidentEngine, floa
     engine = IncidentEngine(topology=topology, mapper=ServiceMapper(("service",), {}),
                             changes=changes, policy=policy)
     now = 0.0
-    for i in range(n_open):  # each beyond the window of the last: a new, still-open incident
-        now += policy.window + 1
-        engine.observe([alert(rng.choice(services), 10_000_000 + i)], now)
-    now += policy.window + policy.page_delay + 1
+    for i, svc in enumerate(rng.sample(sorted(old.graph.nodes), n_open)):
+        now += policy.window + 1  # each beyond the window of the last: its own incident
+        engine.observe([alert(f"old-{svc}", 10_000_000 + i, "critical")], now)
+    now += policy.window + policy.lone_critical_delay + 1
     engine.tick(now)
     open_now = sum(1 for inc in engine.incidents.values() if inc.status == "open")
     assert open_now == n_open, (open_now, n_open)

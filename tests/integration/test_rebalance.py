@@ -26,7 +26,7 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.integration.conftest import KafkaCase, Worker
+from tests.integration.conftest import CONFIG, KafkaCase, Worker
 from tests.integration.storms import T0, TRIAGE, check_effectively_once, summary
 from triage.core.fingerprint import labelset_fingerprint
 from triage.core.timeutil import format_timestamp
@@ -261,7 +261,10 @@ def wait_until(what: str, done: Any, timeout: float, workers: list[Worker]) -> N
 def test_partitions_and_state_move_between_two_workers(kafka_case, tmp_path: Path,
                                                        leave: str) -> None:
     started = time.monotonic()
-    case = kafka_case(partitions=PARTITIONS)
+    # each episode its own incident (not a recurrence of the last), so every service pages
+    # three times and state moves with each of them
+    case = kafka_case(partitions=PARTITIONS, extra={"correlation": {
+        **CONFIG["correlation"], "recurrence_window": "0s"}})
     steps = paced_storm()
     lines = embedded_input(steps)
     events, outcomes = reference(case.config, lines, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -38,19 +39,33 @@ def same_incidents(got: list[dict], want: dict[str, dict]) -> None:
 
 
 class all_incidents_in:
-    """Every (incident id, event type) of the embedded run is in the records; its ``repr``
-    (in a timeout's message) names the ones still missing from the last look."""
+    """Every (incident id, event type) of the embedded run is in the records, and each
+    incident's latest status is the embedded run's (a recurring incident resolves, reopens
+    and resolves again: the first ``resolved`` is not the end). Its ``repr`` (in a timeout's
+    message) names the ones still missing from the last look."""
 
     def __init__(self, want: dict[str, dict]) -> None:
         self.ids = {(e["incident"]["id"], e["type"]) for e in want.values()}
+        self.final = _final_status(want.values())
         self.missing: set[tuple[str, str]] = set(self.ids)
 
     def __call__(self, records: list[dict]) -> bool:
         self.missing = self.ids - {(e["incident"]["id"], e["type"]) for e in records}
+        final = _final_status(records)
+        self.missing |= {(i, f"status {s}") for i, s in self.final.items() if final.get(i) != s}
         return not self.missing
 
     def __repr__(self) -> str:
         return f"missing {sorted(self.missing)[:10]} ({len(self.missing)} in all)"
+
+
+def _final_status(events: Iterable[dict]) -> dict[str, str]:
+    latest: dict[str, tuple[int, str]] = {}
+    for e in events:
+        inc = e["incident"]
+        if inc["sequence"] >= latest.get(inc["id"], (0, ""))[0]:
+            latest[inc["id"]] = (inc["sequence"], inc["status"])
+    return {i: s for i, (_, s) in latest.items()}
 
 
 def test_worker_gives_the_embedded_result(kafka_case, tmp_path: Path) -> None:

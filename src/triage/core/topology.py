@@ -95,11 +95,15 @@ class Topology:
             self._dependencies_within)
         # Edges marked soft (the caller degrades gracefully) do not carry user impact.
         graph = self.graph
-        self._hard = nx.subgraph_view(graph, filter_edge=lambda u, v: not graph[u][v].get("soft"))
+        self._hard = nx.DiGraph()  # a copy, not a view: a view's len() walks every node
+        self._hard.add_nodes_from(graph.nodes)
+        self._hard.add_edges_from((u, v) for u, v, soft in graph.edges(data="soft") if not soft)
         self.hard_ancestors = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._hard_ancestors)
         self.dependents_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._dependents_within)
+        self.descendants_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
+            self._descendants_within)
         self.links_within = lru_cache(maxsize=None)(  # type: ignore[method-assign]
             self._links_within)
         self.facing_from = lru_cache(maxsize=None)(self._facing_from)  # type: ignore[method-assign]
@@ -215,6 +219,13 @@ class Topology:
         reached = nx.single_source_shortest_path_length(self.graph.reverse(copy=False), service,
                                                         cutoff=k)
         return frozenset(s for s in reached if s != service)
+
+    def descendants_within(self, service: str, k: int) -> frozenset[str]:
+        """What ``service`` depends on within ``k`` hops downstream, itself excluded."""
+        return self._descendants_within(service, k)
+
+    def _descendants_within(self, service: str, k: int) -> frozenset[str]:
+        return frozenset(s for s in self.dependencies_within(service, k) if s != service)
 
     def links_within(self, service: str, k: int) -> frozenset[str]:
         """Peers within ``k`` undirected links, itself excluded."""

@@ -280,6 +280,7 @@ class IncidentEngine:
         info.flapping = False
         info.last_seen = now
         inc.last_seen = now
+        inc.touch()
         self.alert_incident[fp] = inc.id
         self._dirty.add(inc.id)
         if service not in inc.first_seen:
@@ -294,6 +295,7 @@ class IncidentEngine:
         self.active.setdefault(service, set()).add(inc.id)
         if service not in inc.onsets:
             inc.onsets[service] = now
+            inc.touch()
             inc.needs_decision = True
             self._reindex(inc)
         elif new:
@@ -399,6 +401,7 @@ class IncidentEngine:
         inc.episode = now
         inc.onsets = {}
         inc.last_onset = now
+        inc.touch()
         inc.needs_decision = True
         self._keys.setdefault(inc.id, _Keys())
         self.counts["reopened"] += 1
@@ -425,6 +428,7 @@ class IncidentEngine:
             into.priority = absorbed.priority  # never falls: the merged incident keeps the max
             into.priority_reasons = absorbed.priority_reasons
         into.needs_decision = True
+        into.touch()
         absorbed.status = "merged"
         absorbed.merged_into = into.id
         absorbed.resolved_at = now
@@ -458,6 +462,7 @@ class IncidentEngine:
         new.last_seen = max(i.last_seen for i in new.alerts.values())
         new.split_from = inc.id
         inc.split_into.append(new.id)
+        inc.touch()
         new.priority, new.priority_reasons = inc.priority, list(inc.priority_reasons)
         self._reindex(inc)
         self._reindex(new)
@@ -467,6 +472,7 @@ class IncidentEngine:
         return new
 
     def _flapped(self, inc: Incident, info: AlertInfo, now: float) -> None:
+        inc.touch()
         was_strong = info.strong
         info.flapping = True
         info.flapped = True
@@ -477,6 +483,7 @@ class IncidentEngine:
         s = info.service
         if not any(a.strong and a.service == s for a in inc.alerts.values()):
             inc.onsets.pop(s, None)  # no evidence left on this service
+            inc.touch()
             inc.needs_decision = True
             inc.regroup = True
         self._update_active(inc, s)
@@ -486,6 +493,7 @@ class IncidentEngine:
             self._schedule(now + self.policy.quiet_period, inc.id)
 
     def _resolved(self, inc: Incident, info: AlertInfo, now: float) -> None:
+        inc.touch()
         info.status = "resolved"
         info.last_seen = now
         info.flapping = False
@@ -515,10 +523,7 @@ class IncidentEngine:
             return _Keys()
         anchors = set(inc.onsets)
         root = inc.root
-        kinds: dict[str, set[str]] = {}
-        for a in inc.alerts.values():
-            if a.strong and a.service in inc.onsets:
-                kinds.setdefault(a.service, set()).add(a.kind)
+        kinds = inc.kinds()
         siblings: set[str] = set()
         if root is not None:
             # the runners-up too: a caller of the second candidate still belongs here while

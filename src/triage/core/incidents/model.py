@@ -94,6 +94,8 @@ class Incident:
         self.war_room_reason = ""
         self.war_room_at: float | None = None
         self.war_room_checked = float("-inf")  # when its reason was last brought up to date
+        self.version = 0  # bumped by every change to its alerts (caches below follow it)
+        self._cache: tuple[int, dict[str, Evidence], dict[str, frozenset[str]]] | None = None
         self.merged_into: str | None = None
         self.split_from: str | None = None
         self.split_into: list[str] = []
@@ -125,21 +127,38 @@ class Incident:
         """Services with a firing alert, sorted."""
         return sorted({a.service for a in self.alerts.values() if a.status == "firing"})
 
+    def touch(self) -> None:
+        """Its alerts changed: derived views are recomputed when next asked for."""
+        self.version += 1
+
     def evidence(self) -> dict[str, Evidence]:
         """The current episode's page-worthy evidence, per service."""
+        return self._derived()[1]
+
+    def kinds(self) -> dict[str, frozenset[str]]:
+        """The kinds of each evidence service's page-worthy alerts."""
+        return self._derived()[2]
+
+    def _derived(self) -> tuple[int, dict[str, Evidence], dict[str, frozenset[str]]]:
+        cache = self._cache
+        if cache is not None and cache[0] == self.version:
+            return cache
         level: dict[str, int] = {}
         kinds: dict[str, set[str]] = {}
         firing: dict[str, bool] = {}
+        onsets, episode = self.onsets, self.episode
         for a in self.alerts.values():
             s = a.service
-            if not a.strong or s not in self.onsets or (a.status != "firing"
-                                                          and a.onset < self.episode):
+            if not a.strong or s not in onsets or (a.status != "firing" and a.onset < episode):
                 continue
             level[s] = min(level.get(s, 99), a.level)
             kinds.setdefault(s, set()).add(a.kind)
             firing[s] = firing.get(s, False) or (a.status == "firing" and not a.flapping)
-        return {s: Evidence(s, self.onsets[s], level[s], frozenset(kinds[s]), firing[s])
-                for s in sorted(level)}
+        frozen = {s: frozenset(k) for s, k in kinds.items()}
+        evidence = {s: Evidence(s, onsets[s], level[s], frozen[s], firing[s])
+                    for s in sorted(level)}
+        self._cache = (self.version, evidence, frozen)
+        return self._cache
 
     def teams(self, topology: Topology) -> list[str]:
         return sorted({t for s in self.first_seen if (t := topology.info(s).team)})

@@ -142,16 +142,21 @@ def rank_root_causes(
     w = weights or RootWeights()
     if not evidence:
         raise ValueError("no evidence to rank")
-    scored = [(_score(c, evidence, topology, changes, w), c)
-              for c in _candidates(evidence, topology)]
+    ctx = _Context(evidence, topology, changes, w)
+    candidates = _candidates(evidence, topology)
+    if len(candidates) > _EXACT:
+        # a big incident: score exactly only the candidates whose upper bound can still win
+        bound = sorted(candidates, key=lambda c: (-ctx.bound(c), c))
+        candidates = bound[:_EXACT]
+    scored = [(ctx.score(c), c) for c in candidates]
     scored.sort(key=lambda x: (-x[0].total, x[1]))
     best, service = scored[0]
     top = max(s.total for s, _ in scored)
     z = sum(math.exp((s.total - top) / w.temperature) for s, _ in scored)
     confidence = round(1.0 / z, 2)
-    candidates = tuple(c for _, c in scored[:3])
+    top3 = tuple(c for _, c in scored[:3])
     reason = _reason(service, best, evidence, scored)
-    return RootCause(service, confidence, reason, candidates, inferred=service not in evidence)
+    return RootCause(service, confidence, reason, top3, inferred=service not in evidence)
 
 
 def _candidates(evidence: Mapping[str, Evidence], topology: Topology) -> list[str]:
@@ -184,56 +189,84 @@ class _Score:
     change: tuple[float, str] | None
 
 
-def _score(c: str, evidence: Mapping[str, Evidence], topology: Topology,
-           changes: ChangeIndex | None, w: RootWeights) -> _Score:
-    ev = evidence.get(c)
-    silent = ev is None
-    upstream = topology.dependents_within(c, w.depth)
-    peers = topology.links_within(c, w.depth) if topology.has_links else frozenset()
-    others = [s for s in evidence if s != c]
-    onsets = [e.onset for e in evidence.values()]
-    first_onset = min(onsets)
-    # a silent service has no onset of its own: take it as just before what it explains
-    explained_by_graph = [s for s in others if s in upstream]
-    onset = ev.onset if ev is not None else min(
-        (evidence[s].onset for s in explained_by_graph), default=first_onset)
-    credit = 0.0
-    explained: list[str] = []
-    for s in others:
-        if s in upstream:
+_EXACT = 24  # candidates scored exactly in a big incident (by an upper bound first)
+
+
+class _Context:
+    """What every candidate's score of one incident shares."""
+
+    def __init__(self, evidence: Mapping[str, Evidence], topology: Topology,
+                 changes: ChangeIndex | None, w: RootWeights) -> None:
+        self.evidence = evidence
+        self.topology = topology
+        self.changes = changes
+        self.w = w
+        self.names = frozenset(evidence)
+        self.first_onset = min(e.onset for e in evidence.values())
+        self.links = topology.has_links
+
+    def bound(self, c: str) -> float:
+        """An upper bound of ``score(c).total``: full precedence, a sink, first."""
+        w, t = self.w, self.topology
+        up = t.dependents_within(c, w.depth) & self.names
+        if self.links:
+            up = up | (t.links_within(c, w.depth) & self.names)
+        n = len(self.names) - (1 if c in self.names else 0)
+        cov = len(up - {c}) / n if n else 1.0
+        return (w.coverage * cov + w.sink + w.first + w.self_kind + w.pointed + w.severity
+                + w.firing + w.change + (w.silent if c not in self.names else 0.0))
+
+    def score(self, c: str) -> _Score:
+        evidence, topology, w = self.evidence, self.topology, self.w
+        ev = evidence.get(c)
+        silent = ev is None
+        names = self.names
+        upstream = topology.dependents_within(c, w.depth) & names
+        peers = (topology.links_within(c, w.depth) & names) if self.links else frozenset()
+        n_others = len(names) - (0 if silent else 1)
+        first_onset = self.first_onset
+        # a silent service has no onset of its own: take it as just before what it explains
+        onset = ev.onset if ev is not None else min(
+            (evidence[s].onset for s in upstream), default=first_onset)
+        credit = 0.0
+        explained: list[str] = []
+        for s in sorted(upstream):
             p = _precedence(onset, evidence[s].onset, w)
-        elif s in peers:  # no direction: only a later peer is explained
-            p = 1.0 if onset <= evidence[s].onset else 0.0
-        else:
-            continue
-        if p > 0.0:
-            credit += p
-            explained.append(s)
-    coverage = credit / len(others) if others else 1.0
-    # sink: nothing below it (or linked to it) failed before it
-    below = 0.0
-    for s in others:
-        if c in topology.dependents_within(s, w.depth):
+            if p > 0.0:
+                credit += p
+                explained.append(s)
+        for s in sorted(peers - upstream):
+            if onset <= evidence[s].onset:  # no direction: only a later peer is explained
+                credit += 1.0
+                explained.append(s)
+        coverage = credit / n_others if n_others else 1.0
+        # sink: nothing below it (or linked to it) failed before it
+        below = 0.0
+        for s in topology.descendants_within(c, w.depth) & names:
             below = max(below, _precedence(evidence[s].onset, onset, w))
-        elif s in peers and evidence[s].onset < onset:
-            below = max(below, 1.0)
-    kinds = ev.kinds if ev is not None else frozenset()
-    self_kind = bool(kinds & SELF_KINDS)
-    downward = bool(kinds) and kinds <= DOWNWARD_KINDS
-    callers = [s for s in topology.callers(c) if s in evidence]
-    # callers saying "my dependency is failing" point here, unless this one says so too
-    pointed = (sum(1 for s in callers if evidence[s].kinds & DOWNWARD_KINDS) / len(callers)
-               if callers and not downward else 0.0)
-    change = _change_near(c, onset, changes, w)
-    total = (w.coverage * coverage + w.sink * (1.0 - below)
-             + w.first * (1.0 if onset <= first_onset + w.tolerance else 0.0)
-             + w.self_kind * self_kind + w.downward * downward + w.pointed * pointed
-             + w.severity * (_SEVERITY_FEATURE.get(ev.level, 0.0) if ev is not None else 0.0)
-             + w.firing * (1.0 if ev is not None and ev.firing else 0.0)
-             + w.change * (change[0] if change else 0.0)
-             + w.silent * silent)
-    return _Score(total, explained, coverage, below < 0.5, onset <= first_onset + w.tolerance,
-                  self_kind, downward, pointed, change)
+        if below < 1.0:
+            for s in peers - upstream:
+                if evidence[s].onset < onset:
+                    below = 1.0
+                    break
+        kinds = ev.kinds if ev is not None else frozenset()
+        self_kind = bool(kinds & SELF_KINDS)
+        downward = bool(kinds) and kinds <= DOWNWARD_KINDS
+        callers = topology.callers(c) & names
+        # callers saying "my dependency is failing" point here, unless this one says so too
+        pointed = (sum(1 for s in callers if evidence[s].kinds & DOWNWARD_KINDS) / len(callers)
+                   if callers and not downward else 0.0)
+        change = _change_near(c, onset, self.changes, w)
+        first = onset <= first_onset + w.tolerance
+        total = (w.coverage * coverage + w.sink * (1.0 - below) + w.first * first
+                 + w.self_kind * self_kind + w.downward * downward + w.pointed * pointed
+                 + w.severity * (_SEVERITY_FEATURE.get(ev.level, 0.0) if ev is not None
+                                 else 0.0)
+                 + w.firing * (1.0 if ev is not None and ev.firing else 0.0)
+                 + w.change * (change[0] if change else 0.0)
+                 + w.silent * silent)
+        return _Score(total, explained, coverage, below < 0.5, first, self_kind, downward,
+                      pointed, change)
 
 
 def _change_near(service: str, onset: float, changes: ChangeIndex | None, w: RootWeights
