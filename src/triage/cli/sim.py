@@ -213,59 +213,98 @@ def alarms_replay(
         exists=True, file_okay=False, help="An alarm set: Alarm.csv, DAG.npy, Topology.npy "
         "(e.g. ../shared/data/alarms/25V_474N_Microwave).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the replay files.")],
+    valid_until: Annotated[bool, typer.Option(
+        "--valid-until/--no-valid-until", help="Firing lines carry the alarm's clear time "
+        "as ends_at, so triage's resolve timeout does not end a long alarm early.")] = True,
 ) -> None:
-    """Write a real alarm set as a replay: alerts.jsonl, services.yaml, triage.yaml."""
+    """Write a real alarm set as a replay: alerts.jsonl, services.yaml, triage.yaml and
+    index.json (fingerprint -> [type, device])."""
     from triage.simulate.alarms import load_alarm_set, write_replay
 
     try:
         alarm_set = load_alarm_set(folder)
-        write_replay(alarm_set, out)
+        write_replay(alarm_set, out, valid_until=valid_until)
     except (OSError, ValueError, KeyError) as exc:
         raise fail(f"{folder}: {exc}") from None
-    err.print(f"{alarm_set.name}: {len(alarm_set.alarms):,} alarms, {alarm_set.devices} devices,"
-              f" {len(alarm_set.links)} links; replay with\n"
+    with (out / "alerts.jsonl").open("rb") as fh:
+        lines = sum(1 for _ in fh)
+    err.print(f"{alarm_set.name}: {len(alarm_set.alarms):,} alarms as {lines:,} lines, "
+              f"{alarm_set.devices} devices, {len(alarm_set.links)} links; replay with\n"
               f"  triage run --config {out}/triage.yaml --input {out}/alerts.jsonl "
               f"--output {out}/incidents.jsonl\n"
-              f"  triage alarms-evaluate {folder} --incidents {out}/incidents.jsonl")
+              f"  triage alarms-evaluate {folder} --replay {out}")
 
 
 @app.command("alarms-evaluate")
 def alarms_evaluate(
     folder: Annotated[Path, typer.Argument(exists=True, file_okay=False,
                                            help="The alarm set the replay came from.")],
-    incidents: Annotated[Path, typer.Option(
-        "--incidents", exists=True, dir_okay=False, help="Incident events (JSON Lines).")],
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", exists=True, file_okay=False, help="The replay folder: its index.json "
+        "maps fingerprints back to alarms, and its incidents.jsonl is the default "
+        "--incidents.")] = None,
+    incidents: Annotated[Path | None, typer.Option(
+        "--incidents", exists=True, dir_okay=False, help="Incident events (JSON Lines).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures here as JSON.")] = None,
 ) -> None:
-    """Judge incidents on a real alarm set: pages and causal consistency against the DAG,
-    beside a random root and the naive baseline of the set's README."""
+    """Judge incidents on a real alarm set: pages, causal consistency against the experts'
+    DAG (beside a random root), type coherence and repeated pages, next to the naive baseline
+    of the set's README."""
     from triage.simulate.alarms import (
+        RANDOM_DRAWS,
         causal_consistency,
         incidents_from_events,
         load_alarm_set,
         naive_baseline,
+        read_index,
+        repeated_alert_sets,
         repeated_pages,
     )
 
+    source = incidents or (replay / "incidents.jsonl" if replay is not None else None)
+    if source is None:
+        raise fail("give --incidents, or --replay with an incidents.jsonl in it")
     try:
         alarm_set = load_alarm_set(folder)
-        events = [orjson.loads(line) for line in incidents.read_bytes().splitlines()
+        index = read_index(replay) if replay is not None else alarm_set.index
+        events = [orjson.loads(line) for line in source.read_bytes().splitlines()
                   if line.strip()]
     except (OSError, ValueError, KeyError, orjson.JSONDecodeError) as exc:
         raise fail(str(exc)) from None
-    index = alarm_set.index
-    ours = causal_consistency(incidents_from_events(events, index, alarm_set), alarm_set.dag)
-    naive = causal_consistency(naive_baseline(alarm_set), alarm_set.dag)
     pages = sum(1 for e in events if e.get("type") == "incident.created")
-    table = Table(title=f"triage alarms-evaluate: {alarm_set.name}", header_style="bold")
-    for col in ("", "pages", "multi-device", "causal consistency", "random root",
-                "type coherence", "repeated pages"):
-        table.add_column(col, justify="right")
-    for name, r, n, rep in (("triage", ours, pages, repeated_pages(events, index)),
-                            ("naive baseline", naive, naive["incidents"], None)):
-        table.add_row(name, f"{n:,}", f"{r['multi_device']:,}",
-                      _fmt(r["consistency"], pct=False) if r["consistency"] is None
-                      else f"{r['consistency']:.3f}",
-                      "n/a" if r["random_root"] is None else f"{r['random_root']:.3f}",
-                      "n/a" if r["type_coherence"] is None else f"{r['type_coherence']:.3f}",
-                      "" if rep is None else f"{rep:,}")
+    ours = causal_consistency(incidents_from_events(events, index, alarm_set), alarm_set.dag,
+                              pages=pages)
+    ours["repeated_pages"] = repeated_pages(events, index)
+    naive_incidents = naive_baseline(alarm_set)
+    naive = causal_consistency(naive_incidents, alarm_set.dag)
+    naive["repeated_pages"] = repeated_alert_sets(naive_incidents)
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps({"set": alarm_set.name, "incidents": str(source),
+                                           "triage": ours, "naive_baseline": naive},
+                                          option=orjson.OPT_INDENT_2))
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        v = r[key]
+        return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
+
+    table = Table(title=f"triage alarms-evaluate: {alarm_set.name} "
+                        f"({len(alarm_set.alarms):,} alarms)", header_style="bold")
+    table.add_column("metric")
+    table.add_column("triage", justify="right")
+    table.add_column("naive baseline", justify="right")
+    for name, key in (("pages (incidents opened)", "pages"),
+                      ("incidents after merges", "incidents"),
+                      ("repeated pages (alert set paged before)", "repeated_pages"),
+                      ("multi-device incidents", "multi_device"),
+                      ("causal consistency", "consistency"),
+                      (f"  random root (mean of {RANDOM_DRAWS} draws)", "random_root"),
+                      ("  random root (expectation)", "random_root_expected"),
+                      ("  root outside the incident's devices", "root_outside"),
+                      ("type coherence (incidents with 2+ types)", "type_coherence"),
+                      ("  incidents with 2+ types", "multi_type")):
+        table.add_row(name, cell(ours, key), cell(naive, key))
     Console().print(table)
+    if json_out is not None:
+        err.print(f"wrote {json_out}")
