@@ -113,18 +113,30 @@ COUNTS = ("noise_pages_p1p2",)  # shown as numbers, not percentages
 
 def oracle_root(*, members: Sequence[Member], topology: Topology, changes: ChangeIndex
                 ) -> RootGuess:
-    """The root-cause rule the oracle applies to its (perfect) groups.
+    """The root-cause rule the oracle applies to its (perfect) groups: the engine's own
+    ranker, over the page-worthy members as evidence. So the oracle's root figures say how
+    the ranker does when the grouping is perfect, and the gap to triage's is grouping's."""
+    from triage.core.incidents.evidence import classify_kind, page_worthy, severity_level
+    from triage.core.incidents.rootcause import Evidence, rank_root_causes
 
-    Replace this to measure a ranker on perfect grouping, e.g. the engine's own::
-
-        from triage.core.incidents.rootcause import rank_root_causes
-        rc = rank_root_causes(evidence=<members as Evidence>, topology=topology,
-                              changes=changes)
-        return RootGuess(rc.service, rc.confidence, rc.candidates, rc.reason)
-
-    Today: the baseline's rule (the deepest alerting service, the earliest first).
-    """
-    return deepest_earliest_root(members=members, topology=topology, changes=changes)
+    onset: dict[str, float] = {}
+    level: dict[str, int] = {}
+    kinds: dict[str, set[str]] = {}
+    firing: dict[str, bool] = {}
+    for m in members:
+        kind, lvl = classify_kind(m.name), severity_level(m.severity)
+        if not page_worthy(kind, lvl):
+            continue
+        onset[m.service] = min(m.first_at, onset.get(m.service, m.first_at))
+        level[m.service] = min(lvl, level.get(m.service, lvl))
+        kinds.setdefault(m.service, set()).add(kind)
+        firing[m.service] = firing.get(m.service, False) or m.firing
+    if not onset:
+        return deepest_earliest_root(members=members, topology=topology, changes=changes)
+    evidence = {s: Evidence(s, onset[s], level[s], frozenset(kinds[s]), firing[s])
+                for s in sorted(onset)}
+    rc = rank_root_causes(evidence=evidence, topology=topology, changes=changes)
+    return RootGuess(rc.service, rc.confidence, rc.candidates, rc.reason)
 
 
 # -- one storm (runs in a worker process) --------------------------------------------------

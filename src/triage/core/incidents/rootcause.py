@@ -101,6 +101,9 @@ class RootWeights:
     change: float = 1.5
     silent: float = -1.5
     temperature: float = 1.0
+    # the score of "a cause none of the candidates is" (a silent service nobody points at,
+    # something outside the graph): it keeps the confidence of a lone candidate below 1
+    unseen: float = 2.0
     depth: int = 4  # hops a failure climbs through callers
     tolerance: float = 30.0  # a dependency may start alerting this much after its callers
     decay: float = 60.0  # ... beyond that its precedence decays with this time constant
@@ -153,6 +156,7 @@ def rank_root_causes(
     best, service = scored[0]
     top = max(s.total for s, _ in scored)
     z = sum(math.exp((s.total - top) / w.temperature) for s, _ in scored)
+    z += math.exp((w.unseen - top) / w.temperature)
     confidence = round(1.0 / z, 2)
     top3 = tuple(c for _, c in scored[:3])
     reason = _reason(service, best, evidence, scored)
