@@ -41,7 +41,8 @@ bench: $(STAMP)  ## every benchmark in BENCHMARKS.md (the Alertmanager part need
 	$(BIN)/python benchmarks/bench_intake.py
 	$(BIN)/python benchmarks/bench_incidents.py --repeats 3
 	$(BIN)/python benchmarks/bench_learning.py
-	$(BIN)/python benchmarks/bench_storm.py --quality 100,300,1000
+	$(BIN)/python benchmarks/bench_storm.py
+	$(BIN)/python benchmarks/bench_quality.py --json out/bench-quality.json
 	$(BIN)/python benchmarks/bench_alertmanager.py
 	$(BIN)/python benchmarks/bench_streaming.py
 

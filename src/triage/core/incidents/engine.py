@@ -296,10 +296,12 @@ class IncidentEngine:
         if service not in inc.onsets:
             inc.onsets[service] = now
             inc.touch()
+            inc.note_kind(service, info.kind)
             inc.needs_decision = True
             self._reindex(inc)
         elif new:
             inc.needs_decision = True  # another alert on it: its kinds or severity may change
+            inc.note_kind(service, info.kind)
         elif inc.id not in self._keys or service not in self._keys[inc.id].anchors:
             self._reindex(inc)  # pruned from the anchor index while quiet: back in it
 
@@ -402,6 +404,7 @@ class IncidentEngine:
         inc.onsets = {}
         inc.last_onset = now
         inc.touch()
+        inc.forget_kinds()
         inc.needs_decision = True
         self._keys.setdefault(inc.id, _Keys())
         self.counts["reopened"] += 1
@@ -429,6 +432,7 @@ class IncidentEngine:
             into.priority_reasons = absorbed.priority_reasons
         into.needs_decision = True
         into.touch()
+        into.forget_kinds()
         absorbed.status = "merged"
         absorbed.merged_into = into.id
         absorbed.resolved_at = now
@@ -463,6 +467,7 @@ class IncidentEngine:
         new.split_from = inc.id
         inc.split_into.append(new.id)
         inc.touch()
+        inc.forget_kinds()
         new.priority, new.priority_reasons = inc.priority, list(inc.priority_reasons)
         self._reindex(inc)
         self._reindex(new)
@@ -473,6 +478,7 @@ class IncidentEngine:
 
     def _flapped(self, inc: Incident, info: AlertInfo, now: float) -> None:
         inc.touch()
+        inc.forget_kinds()
         was_strong = info.strong
         info.flapping = True
         info.flapped = True

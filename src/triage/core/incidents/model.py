@@ -6,6 +6,7 @@ beside it; the state stores (state file, Kafka tables) keep these records as the
 from __future__ import annotations
 
 from dataclasses import asdict
+from collections.abc import Mapping
 from typing import Any
 
 from triage.core.incidents.evidence import SEVERITY_NAMES
@@ -96,6 +97,9 @@ class Incident:
         self.war_room_checked = float("-inf")  # when its reason was last brought up to date
         self.version = 0  # bumped by every change to its alerts (caches below follow it)
         self._cache: tuple[int, dict[str, Evidence], dict[str, frozenset[str]]] | None = None
+        # kinds of each evidence service's page-worthy alerts, kept as alerts fire; None:
+        # rebuild (after a flap, merge, split or reopening took some away)
+        self._kinds: dict[str, set[str]] | None = None
         self.merged_into: str | None = None
         self.split_from: str | None = None
         self.split_into: list[str] = []
@@ -135,9 +139,25 @@ class Incident:
         """The current episode's page-worthy evidence, per service."""
         return self._derived()[1]
 
-    def kinds(self) -> dict[str, frozenset[str]]:
-        """The kinds of each evidence service's page-worthy alerts."""
-        return self._derived()[2]
+    def kinds(self) -> Mapping[str, set[str]]:
+        """The kinds of each evidence service's page-worthy alerts (a live view: do not
+        change it)."""
+        if self._kinds is None:
+            kinds: dict[str, set[str]] = {}
+            for a in self.alerts.values():
+                if a.strong and a.service in self.onsets:
+                    kinds.setdefault(a.service, set()).add(a.kind)
+            self._kinds = kinds
+        return self._kinds
+
+    def note_kind(self, service: str, kind: str) -> None:
+        """A page-worthy alert of ``kind`` fires on evidence service ``service``."""
+        if self._kinds is not None:
+            self._kinds.setdefault(service, set()).add(kind)
+
+    def forget_kinds(self) -> None:
+        """Evidence was taken away: rebuild the kinds when next asked."""
+        self._kinds = None
 
     def _derived(self) -> tuple[int, dict[str, Evidence], dict[str, frozenset[str]]]:
         cache = self._cache
