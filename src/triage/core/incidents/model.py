@@ -5,8 +5,8 @@ beside it; the state stores (state file, Kafka tables) keep these records as the
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from triage.core.incidents.evidence import SEVERITY_NAMES
