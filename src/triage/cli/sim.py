@@ -49,6 +49,21 @@ def simulate(
     format: Annotated[str, typer.Option(
         "--format", help="alertmanager-webhook (v4) or alertmanager-api-v2.")
     ] = "alertmanager-webhook",
+    background_share: Annotated[float, typer.Option(
+        "--background-share", min=0, max=1,
+        help="Share of services with long-running info/warning background alerts.")] = 0.25,
+    silent_root_rate: Annotated[float, typer.Option(
+        "--silent-root-rate", min=0, max=1,
+        help="Share of incidents (with a caller reached) whose root raises no alert.")] = 0.2,
+    concurrent_rate: Annotated[float, typer.Option(
+        "--concurrent-rate", min=0, max=1,
+        help="Share of incidents in a pair started within 3 minutes of each other.")] = 0.3,
+    decoy_rate: Annotated[float, typer.Option(
+        "--decoy-rate", min=0, max=1,
+        help="Share of incidents with decoy changes on the root's neighbours.")] = 0.7,
+    max_depth: Annotated[int, typer.Option(
+        "--max-depth", min=0, max=10,
+        help="Hops of callers a failure climbs at most.")] = 4,
 ) -> None:
     """Generate an alert storm with ground truth (deterministic for a seed)."""
     from triage.simulate import (
@@ -69,7 +84,11 @@ def simulate(
                 scenario=ScenarioOptions(minutes=minutes, seed=seed,
                                          incidents_per_hour=incidents_per_hour,
                                          noise_per_hour=noise_per_hour,
-                                         changes_per_hour=changes_per_hour),
+                                         changes_per_hour=changes_per_hour,
+                                         background_share=background_share,
+                                         silent_root_rate=silent_root_rate,
+                                         concurrent_rate=concurrent_rate,
+                                         decoy_rate=decoy_rate, max_depth=max_depth),
                 delivery=DeliveryOptions(group_interval=group_interval,
                                          ha_duplicates=ha_duplicates, format=format,
                                          seed=seed))
@@ -85,6 +104,12 @@ def simulate(
                   f"({counts['ha_duplicate_deliveries']:,})")
     table.add_row("distinct alerts", f"{counts['distinct_alerts']:,}")
     table.add_row("true incidents", f"{counts['incidents']:,}")
+    incs = result.scenario.incidents
+    table.add_row("  silent roots", f"{sum(i.silent_root for i in incs):,}")
+    table.add_row("  in a concurrent pair (on a shared dependency)",
+                  f"{sum(1 for i in incs if i.paired_with):,} "
+                  f"({sum(1 for i in incs if i.shared_dependency):,})")
+    table.add_row("  with decoy changes", f"{sum(1 for i in incs if i.decoy_changes):,}")
     for kind, n in sorted(counts["noise_alerts"].items()):
         table.add_row(f"  noise: {kind}", f"{n:,}")
     table.add_row("change records", f"{counts['changes']:,}")

@@ -13,8 +13,11 @@ Rules are sorted into the *roles* a scenario needs:
 * ``noisy``: resource rules known for false positives (CPU, memory, GC), tuned by thresholds;
 * ``spike``: latency rules that fire on short spikes below any real incident;
 * ``background``: resource and housekeeping trends that fire for hours without anything
-  failing (disk fill predictions, clock skew, CPU throttling, GC time, memory pressure,
-  certificate expiry, temperature), disjoint from ``noisy`` and ``spike``;
+  failing (disk and inode fill predictions, clock skew, CPU throttling, GC time, memory
+  pressure, swap, file descriptors, certificate expiry, temperature). Info or warning only
+  (a critical or error rule is downgraded to warning), and no name of another role: a
+  background alert is never gated by the thresholds tuned for ``noisy`` and ``spike`` rules,
+  nor mistaken for an incident's rule;
 * ``probe``: black-box probe failures, which flap when a probe is unreliable.
 
 >>> catalog = RuleCatalog.builtin()
@@ -51,17 +54,19 @@ _ROLE_PATTERNS: Final = {
                 r"|CircuitBreaker)"),
     "noisy": (("host-and-hardware", "docker-containers", "golang", "jvm"),
               r"(HighCpu|CpuHighIowait|ContextSwitching|UnusualDiskIo|HighMemoryUsage"
-              r"|MemoryUnderMemoryPressure|HighThrottleRate|GcDurationHigh|GcTimeTooHigh"
+              r"|MemoryUnderMemoryPressure|GcDurationHigh|GcTimeTooHigh"
               r"|GoroutineCountHigh|ThreadCountHigh|SwapIsFillingUp)"),
     "spike": (("istio", "blackbox", "nginx", "envoy"),
               r"(HighRequestLatency|Latency99Percentile|SlowProbe|ProbeSlowHttp|LatencyHigh"
               r"|DownstreamRequestTimeoutRate)"),
     "background": (("host-and-hardware", "kubernetes", "blackbox", "envoy", "cert-manager",
-                    "jvm", "golang", "docker-containers", "apache-spark", "apache-flink",
-                    "netdata", "process-exporter", "s.m.a.r.t-device-monitoring", "ipmi",
-                    "ssl"),
+                    "jvm", "golang", "python", "ruby", "docker-containers", "apache-spark",
+                    "apache-flink", "netdata", "process-exporter", "s.m.a.r.t-device-monitoring",
+                    "ipmi", "ssl"),
                    r"(DiskMayFill|InodesMayFill|PredictedDiskFull|ClockSkew|ClockNotSynchron"
-                   r"|Throttl|GcTime|GcDuration|MemoryPressure|SwapIsFilling|HighSwapUsage"
+                   r"|Throttl|GcTime|GcDuration|GcCpuFraction|GcFrequency|GcCollectionsHigh"
+                   r"|MajorGcRate|MemoryPressure|MemoryFillingUp|SwapIsFilling|HighSwapUsage"
+                   r"|FileDescriptorsExhaustion|HighFileDescriptorUsage"
                    r"|Certificate(WillExpire|ExpiringSoon|ExpiresSoon|ExpiresNextWeek)"
                    r"|Temperature(Warning|NearingTripValue))"),
     "probe": (("blackbox",), r"(ProbeFailed|ProbeHttpFailure)$"),
@@ -98,7 +103,8 @@ class Rule:
 
 @dataclass(slots=True)
 class RuleCatalog:
-    """Rules by role (``app_failure``, ``symptom``, ``noisy``, ``spike``) and store family."""
+    """Rules by role (``app_failure``, ``symptom``, ``noisy``, ``spike``, ``background``,
+    ``probe``) and store family."""
 
     roles: dict[str, list[Rule]] = field(default_factory=dict)
     stores: dict[str, list[Rule]] = field(default_factory=dict)
@@ -140,12 +146,14 @@ class RuleCatalog:
             found = [r for r in rules if r.family in families and rx.search(r.name)]
             catalog.roles[role] = sorted(found, key=lambda r: (r.family, r.name))
         catalog.roles["app_failure"] += catalog.roles.pop("app_failure_http")
-        # background noise is never gated by the thresholds tuned for noisy and spike rules
-        gated = {r.name for role in ("noisy", "spike") for r in catalog.roles[role]}
+        # background noise is never gated by the thresholds tuned for noisy and spike rules,
+        # nor named like a rule an incident fires
+        taken = {r.name for role, rs in catalog.roles.items() if role != "background"
+                 for r in rs}
         catalog.roles["background"] = [
             Rule(r.name, r.severity if r.severity in ("info", "warning") else "warning",
                  r.family, r.summary, r.description, r.expr)
-            for r in catalog.roles["background"] if r.name not in gated]
+            for r in catalog.roles["background"] if r.name not in taken]
         for r in rules:
             if r.family in STORE_FAMILIES and _STORE_FAILURE.search(r.name) and r.name not in seen:
                 seen.add(r.name)
@@ -186,10 +194,21 @@ class RuleCatalog:
               "Postgresql too many connections"),
             r("HostDiskMayFillIn24Hours", "warning", "host-and-hardware",
               "Host disk may fill in 24 hours"),
+            r("HostInodesMayFillIn24Hours", "warning", "host-and-hardware",
+              "Host inodes may fill in 24 hours"),
             r("HostClockSkew", "warning", "host-and-hardware", "Host clock skew"),
-            r("ContainerCpuThrottled", "warning", "docker-containers",
-              "Container CPU throttled"),
-            r("JvmGcTimeHigh", "info", "jvm", "JVM GC time high"),
+            r("HostClockNotSynchronising", "warning", "host-and-hardware",
+              "Host clock not synchronising"),
+            r("ContainerHighThrottleRate", "warning", "docker-containers",
+              "Container high throttle rate"),
+            r("KubernetesNodeMemoryPressure", "critical", "kubernetes",
+              "Kubernetes Node memory pressure"),
+            r("ProcessExporterHighSwapUsage", "warning", "process-exporter",
+              "High swap usage"),
+            r("JvmFileDescriptorsExhaustion", "warning", "jvm",
+              "JVM file descriptors exhaustion"),
+            r("JvmOldGenGcFrequency", "info", "jvm", "JVM old generation GC frequency"),
+            r("GoGcCpuFractionHigh", "info", "golang", "Go GC CPU fraction high"),
             r("BlackboxProbeFailed", "critical", "blackbox", "Blackbox probe failed"),
         ]
         return cls.from_rules(rules, source="built-in")

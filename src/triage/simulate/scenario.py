@@ -6,9 +6,10 @@ the same storm. It is meant to be hard in the ways the world is (docs/simulation
 * **incidents**: a root-cause service fails, after a change record on it in most cases; the
   failure climbs to the services that depend on it, 1 to 4 hops of callers with 30 s to 5 min
   per hop; every affected service fires a few rule types across its instances; all resolve
-  after mitigation. In 20% the root raises no alert at all (a *silent root*). A share of
-  incidents start together with another, half of them on roots that call one same service.
-  Decoy changes land on the root's neighbours.
+  after mitigation. In 20% of those with a caller reached, the root raises no alert at all
+  (a *silent root*). About 30% of incidents are one of a pair started within 3 minutes of
+  each other, half of the pairs on roots that call one same service; the two never reach a
+  same service. Decoy changes land on the root's neighbours.
 * **noise**: continuous background noise (info and warning resource trends firing for hours)
   on a quarter of the services, known-noisy resource rules, short latency spikes, flapping
   probes, alerts inside maintenance windows, alerts for services missing from the catalog,
@@ -32,14 +33,17 @@ from triage.simulate.deliver import Series
 from triage.simulate.rules import STORE_FAMILIES, Rule, RuleCatalog
 from triage.simulate.truth import TrueIncident, true_priority
 
-NOISE_KINDS = ("noisy_rule", "spike", "flapping", "maintenance", "uncatalogued", "watchdog")
+NOISE_KINDS = ("noisy_rule", "spike", "flapping", "background", "maintenance", "uncatalogued",
+               "watchdog")
 # Tuned thresholds written for the noisy and spike rules (value units of the rule), and the
 # false-positive rates the simulator gives them.
 NOISY_THRESHOLD = 0.9
 SPIKE_THRESHOLD = 1.0
 NOISY_FP_AFTER = 0.1  # share of noisy-rule alerts whose value still crosses the threshold
 SPIKE_FP_AFTER = 0.05
-_HOP_P = (1.0, 1.0, 0.7, 0.5, 0.35)  # probability that a dependent at hop k is affected
+# A caller counts as reached only if it notices this long before the mitigation: its symptom
+# alerts then fire for more than a group interval (5 min), so they are surely delivered.
+LAST_NOTICE = 300.0
 _STORE_HINTS = {"redis": "redis", "postgres": "postgresql", "pg": "postgresql",
                 "mysql": "mysql", "mongo": "mongodb", "rabbit": "rabbitmq", "kafka": "kafka",
                 "memcache": "memcached", "elastic": "elasticsearch", "cassandra": "cassandra",
@@ -57,7 +61,7 @@ _CHANGE_TEXT = {"deploy": ("rollout {v}", "hotfix {v}", "canary promoted to 100%
 
 @dataclass(frozen=True, slots=True)
 class ScenarioOptions:
-    """Knobs of a scenario; ``None`` rates scale with the topology (see ``resolved``)."""
+    """Knobs of a scenario; ``None`` rates scale with the topology (see ``rates``)."""
 
     minutes: float = 120.0
     seed: int = 0
@@ -67,12 +71,13 @@ class ScenarioOptions:
     cause_change_rate: float = 0.75
     major_rate: float = 0.5
     max_depth: int = 4  # symptoms climb 1 to 4 hops of callers
-    hop_delay: tuple[float, float] = (30.0, 300.0)  # seconds per hop
+    hop_delay: tuple[float, float] = (30.0, 300.0)  # seconds per hop, drawn per service
+    hop_reach: tuple[float, ...] = (1.0, 0.8, 0.6, 0.45, 0.3)  # P(a caller at hop 1, 2, ...)
     max_affected: int = 30
     separation: int = 1  # incidents overlapping by chance stay this far apart
-    concurrent_rate: float = 0.3  # share of incidents starting with another one
-    shared_dependency_rate: float = 0.5  # ... of those, on roots calling one same service
-    silent_root_rate: float = 0.2  # the root raises no alert
+    concurrent_rate: float = 0.3  # share of incidents in a pair started within 3 minutes
+    shared_dependency_rate: float = 0.5  # ... of those pairs, on roots calling one service
+    silent_root_rate: float = 0.2  # of incidents with a caller reached: the root is silent
     decoy_rate: float = 0.7  # change records on the root's neighbours before it fails
     background_share: float = 0.25  # services with long-running background noise
     start: float = 1795773600.0  # 2026-11-27T10:00:00Z
@@ -100,6 +105,20 @@ class Scenario:
     start: float = 0.0
     end: float = 0.0
     uncatalogued: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Spread:
+    """How one failure spreads: hops from the root, when each service noticed, and the
+    dependency it noticed through."""
+
+    root: str
+    hops: dict[str, int] = field(default_factory=dict)
+    when: dict[str, float] = field(default_factory=dict)
+    via: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hops.setdefault(self.root, 0)
 
 
 class _Builder:
@@ -173,20 +192,26 @@ class _Builder:
         # (from, to, affected services) of incidents placed so far; one overlapping another
         # by chance stays `separation` hops away, else it waits until that one is over
         busy: list[tuple[float, float, set[str]]] = []
+        # a pair takes two planned starts: pairing this share of the starts puts about
+        # `concurrent_rate` of the incidents in pairs
+        rate = min(1.0, max(0.0, o.concurrent_rate))
+        p_pair = rate / (2.0 - rate)
         k = 0
         while k < len(starts):
-            t_planned = starts[k]
-            pair = k + 1 < len(starts) and rng.random() < o.concurrent_rate
-            first = self.place(t_planned, busy, last_start)
+            pair = k + 1 < len(starts) and rng.random() < p_pair
+            first = self.place(starts[k], busy, last_start)
             k += 1
             if first is None or not pair:
                 continue
-            # a second failure starting within 3 minutes of the first one
             second = self.place_beside(first, busy)
             if second is not None:
-                first.concurrent_with.append(second.id)
-                second.concurrent_with.append(first.id)
+                first.paired_with, second.paired_with = second.id, first.id
+                first.shared_dependency = second.shared_dependency
                 k += 1  # it took the next planned start's place
+        for inc in sc.incidents:
+            inc.concurrent_with = [x.id for x in sc.incidents if x is not inc
+                                   and x.started_at < inc.mitigated_at
+                                   and inc.started_at < x.mitigated_at]
 
     def place(self, t_planned: float, busy: list[tuple[float, float, set[str]]],
               last_start: float) -> TrueIncident | None:
@@ -200,53 +225,72 @@ class _Builder:
                 root = rng.choices(self.services, self.root_weights)[0]
                 if self.in_maintenance(root, t_fail - 900, t_fail + duration + 900):
                     continue
-                hops = self.propagate(root, t_fail, duration, set())
-                zone = self.zone(hops)
+                spread = self.propagate(root, t_fail, t_fail + duration, set())
+                zone = self.zone(spread.hops)
                 clash = [b for a, b, other in busy
                          if a < t_fail + duration + 600 and t_fail - 300 < b and zone & other]
                 if clash:
                     later.append(max(clash))
                     continue
-                return self.commit(root, t_fail, duration, hops, busy, silent_ok=True)
+                return self.commit(t_fail, duration, spread, busy, silent_ok=True)
             t_fail = (min(later) if later else t_fail) + 300 + rng.uniform(0, 300)
         return None
 
     def place_beside(self, first: TrueIncident, busy: list[tuple[float, float, set[str]]]
                      ) -> TrueIncident | None:
-        """A second failure starting within 3 minutes of ``first``: half the time on a root
-        that calls a service ``first``'s root also calls (which itself does not fail)."""
-        rng, graph = self.rng, self.t.graph
+        """A second failure starting within 3 minutes of ``first``: with
+        ``shared_dependency_rate`` on a root that calls a service ``first``'s root also
+        calls (which itself does not fail), else half the time on a root 2 or 3 hops from it,
+        half anywhere.
+
+        Truth stays unambiguous: the second root is none of the services failing then, and
+        neither root is within ``max_depth`` calls of the other (neither could have reached
+        the other); the second failure skips every service failing then (the first's
+        included), so no service is reached by both."""
+        rng, graph, o = self.rng, self.t.graph, self.o
         t_fail = first.started_at + rng.uniform(0, 180)
         duration = rng.uniform(8, 30) * 60
-        # the two failures stay apart on the graph (no failing service of one next to one of
-        # the other), so each alert has one true incident; they may share a dependency
         taken = set(first.hops)
-        for x in first.hops:
-            taken |= set(graph.predecessors(x)) | set(graph.successors(x))
-        shared: list[str] = []
-        if rng.random() < self.o.shared_dependency_rate:
-            for dep in sorted(graph.successors(first.root_cause)):
-                shared += [c for c in sorted(graph.predecessors(dep)) if c not in taken]
-        pool = shared or [s for s in self.services if s not in taken]
+        for a, b, other in busy:
+            if a < t_fail + duration + 600 and t_fail - 300 < b:
+                taken |= other
+        r1 = first.root_cause
+        related = (set(nx.single_source_shortest_path_length(graph, r1, cutoff=o.max_depth))
+                   | set(nx.single_source_shortest_path_length(graph.reverse(copy=False), r1,
+                                                               cutoff=o.max_depth)))
+        pool: list[tuple[str, str | None]] = []
+        if rng.random() < o.shared_dependency_rate:
+            pool = [(c, dep) for dep in sorted(graph.successors(r1)) if dep not in taken
+                    for c in sorted(graph.predecessors(dep))]
+        elif rng.random() < 0.5:
+            dist = nx.single_source_shortest_path_length(self.undirected, r1, cutoff=3)
+            pool = [(x, None) for x in sorted(dist) if dist[x] >= 2]
+        pool = [(x, dep) for x, dep in pool if x not in taken and x not in related]
+        if not pool:
+            pool = [(x, None) for x in self.services if x not in taken and x not in related]
         for _ in range(25):
             if not pool:
                 return None
-            root = rng.choice(pool)
-            if root in taken or first.root_cause in nx.descendants(graph, root) \
-                    or self.in_maintenance(root, t_fail - 900, t_fail + duration + 900):
+            root, dep = rng.choice(pool)
+            if self.in_maintenance(root, t_fail - 900, t_fail + duration + 900):
                 continue
-            hops = self.propagate(root, t_fail, duration, taken)
-            return self.commit(root, t_fail, duration, hops, busy,
-                               silent_ok=not first.silent_root)
+            spread = self.propagate(root, t_fail, t_fail + duration, taken)
+            if dep is not None and dep in spread.hops:
+                continue  # a cycle: the shared dependency would fail too
+            inc = self.commit(t_fail, duration, spread, busy, silent_ok=not first.silent_root)
+            inc.shared_dependency = dep
+            return inc
         return None
 
-    def commit(self, root: str, t_fail: float, duration: float, hops: dict[str, int],
+    def commit(self, t_fail: float, duration: float, spread: _Spread,
                busy: list[tuple[float, float, set[str]]], *, silent_ok: bool) -> TrueIncident:
         n = len(self.sc.incidents) + 1
-        silent = (silent_ok and len(hops) > 1 and self.rng.random() < self.o.silent_root_rate)
-        inc = self.incident(n, root, t_fail, duration, hops, silent=silent)
+        # only a root with a caller reached can be silent: someone has to notice it
+        silent = (silent_ok and len(spread.hops) > 1
+                  and self.rng.random() < self.o.silent_root_rate)
+        inc = self.incident(n, t_fail, duration, spread, silent=silent)
         self.sc.incidents.append(inc)
-        busy.append((t_fail - 300, t_fail + duration + 600, set(hops)))
+        busy.append((t_fail - 300, t_fail + duration + 600, set(spread.hops)))
         return inc
 
     def zone(self, services: Iterable[str]) -> set[str]:
@@ -256,59 +300,62 @@ class _Builder:
                                                              cutoff=self.o.separation))
         return out
 
-    def propagate(self, root: str, t_fail: float, duration: float,
-                  taken: set[str]) -> dict[str, int]:
-        """The services a failure of ``root`` reaches, by hop (``taken``: reached by a
-        concurrent failure already, so truth stays unambiguous)."""
-        rng = self.rng
-        hops = {root: 0}
+    def propagate(self, root: str, t_fail: float, t_mit: float, taken: set[str]) -> _Spread:
+        """The services a failure of ``root`` reaches, hop by hop up the callers, and when
+        each notices: 30 s to 5 min after the dependency it noticed through. ``taken``: the
+        services a concurrent failure holds, skipped so truth stays unambiguous; a caller
+        that would notice within ``LAST_NOTICE`` of the mitigation never does."""
+        rng, o = self.rng, self.o
+        lo, hi = o.hop_delay
+        sp = _Spread(root)
+        sp.when[root] = t_fail
         frontier = [root]
-        for hop in range(1, self.o.max_depth + 1):
+        for hop in range(1, o.max_depth + 1):
+            p_hop = o.hop_reach[min(hop, len(o.hop_reach)) - 1] if o.hop_reach else 1.0
             nxt: list[str] = []
-            for s in frontier:
+            for s in sorted(frontier, key=lambda x: (sp.when[x], x)):
                 for p in sorted(self.t.graph.predecessors(s)):
-                    if p in hops or p in taken or len(hops) >= self.o.max_affected:
+                    if p in sp.hops or p in taken or len(sp.hops) >= o.max_affected:
                         continue
-                    if rng.random() < _HOP_P[min(hop, len(_HOP_P) - 1)] and not \
-                            self.in_maintenance(p, t_fail, t_fail + duration + 600):
-                        hops[p] = hop
-                        nxt.append(p)
+                    if rng.random() >= p_hop:
+                        continue
+                    at = sp.when[s] + rng.uniform(lo, hi)
+                    if at > t_mit - LAST_NOTICE or self.in_maintenance(p, t_fail, t_mit + 600):
+                        continue
+                    sp.hops[p], sp.when[p], sp.via[p] = hop, at, s
+                    nxt.append(p)
             frontier = nxt
-        return hops
+        return sp
 
-    def incident(self, n: int, root: str, t_fail: float, duration: float,
-                 hops: dict[str, int], *, silent: bool = False) -> TrueIncident:
+    def incident(self, n: int, t_fail: float, duration: float, spread: _Spread, *,
+                 silent: bool = False) -> TrueIncident:
         rng, o = self.rng, self.o
         inc_id = f"sim-{n:03d}"
+        root, hops = spread.root, spread.hops
         major = rng.random() < o.major_rate
         t_mit = t_fail + duration
         severities: dict[str, str] = {}
-        when: dict[str, float] = {root: t_fail}
-        lo, hi = o.hop_delay
-        via: dict[str, str] = {}
         for s in sorted(hops, key=lambda x: (hops[x], x)):
-            if s != root:
-                # a dependent notices one hop after what it depends on noticed; its symptom
-                # alerts name that dependency, as a mesh's per-upstream metrics do
-                parents = sorted((when[d], d) for d in self.t.graph.successors(s) if d in when)
-                when[s] = (parents[0][0] if parents else t_fail) + rng.uniform(lo, hi)
-                if parents:
-                    via[s] = parents[0][1]
             rules = self.failure_rules(s, root=s == root, major=major)
             if s == root and silent:
                 severities[s] = "none"  # it failed, but no rule of it fired
                 continue
             worst = "info"
+            first = True
             for rule in rules:
                 k = self.instances[s]
                 chosen = sorted(rng.sample(range(k), rng.randint(max(1, k - 1), k)
                                            if s == root else rng.randint(1, k)))
                 for i in chosen:
-                    a = when[s] + rng.uniform(0, 90)
+                    # its first alert fires when it notices, the others within 90 s
+                    a = spread.when[s] + (0.0 if first else rng.uniform(0, 90))
+                    first = False
                     b = t_mit + (rng.uniform(0, 60) if s == root else rng.uniform(30, 180))
                     value = rng.uniform(1.5, 4.0) * SPIKE_THRESHOLD
+                    # a symptom names the dependency it noticed through, as a mesh's
+                    # per-upstream metrics do
                     self.add(rule, s, i, [(a, b)], inc_id, value=value,
-                             extra={"upstream": via[s]} if s in via else None)
+                             extra={"upstream": spread.via[s]} if s in spread.via else None)
                 worst = _worse(worst, rule.severity)
             severities[s] = worst
         cause = None
@@ -390,7 +437,10 @@ class _Builder:
                     up = rng.uniform(20, 90)
                     intervals.append((t, t + up))
                     t += up + rng.uniform(20, 90)
-                self.add(rule, service, inst, intervals, "noise:flapping", route="fast")
+                # a black-box probe of one of its endpoints, not the instance's own metrics
+                self.add(rule, service, inst, intervals, "noise:flapping", route="fast",
+                         extra={"job": "blackbox",
+                                "instance": f"https://{service}-{inst}.prod.svc/healthz"})
             else:
                 rule = self.rules.pick(rng.choice(("app_failure", "noisy")), rng.randrange(1000))
                 name = rng.choice(legacy)
@@ -408,28 +458,31 @@ class _Builder:
                               for r in self.rules.roles["spike"]})
 
     def background(self) -> None:
-        """Resource trends firing for hours on a share of the services, info or warning:
-        about half one long stretch (some across the whole storm), half intermittent."""
+        """Resource trends firing for hours on a share of the services, 1 or 2 each, info or
+        warning: about half one stretch of 1 to 6 hours (some from before the storm to after
+        it), half on and off in 5 to 60 minute stretches; every one fires during the storm."""
         rng, sc = self.rng, self.sc
         pool = self.rules.roles.get("background") or []
         if not pool or self.o.background_share <= 0:
             return
         n = max(1, math.ceil(self.o.background_share * len(self.services)))
         for service in sorted(rng.sample(self.services, min(n, len(self.services)))):
-            for _ in range(rng.randint(1, 2)):
-                rule = rng.choice(pool)
+            for rule in rng.sample(pool, min(len(pool), rng.randint(1, 2))):
                 if rng.random() < 0.4:
                     rule = Rule(rule.name, "info", rule.family, rule.summary,
                                 rule.description, rule.expr)
                 inst = rng.randrange(self.instances[service])
                 if rng.random() < 0.5:
-                    a = sc.start + rng.uniform(-3.0, 0.9) * 3600
-                    intervals = [(a, a + rng.uniform(1.0, 6.0) * 3600)]
+                    length = rng.uniform(1.0, 6.0) * 3600
+                    a = rng.uniform(sc.start - length + 600, sc.end - 600)
+                    intervals = [(a, a + length)]
                 else:
                     intervals = []
-                    t = sc.start + rng.uniform(-0.5, 0.5) * 3600
+                    t = sc.start + rng.uniform(-0.5, 0.5) * min(3600.0, sc.end - sc.start)
                     while t < sc.end:
                         up = rng.uniform(5, 60) * 60
+                        if not intervals:  # the first stretch reaches into the storm
+                            up = max(up, sc.start - t + 60)
                         intervals.append((t, t + up))
                         t += up + rng.uniform(10, 90) * 60
                 self.add(rule, service, inst, intervals, "noise:background")

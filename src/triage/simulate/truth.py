@@ -3,11 +3,11 @@
 ``true_priority`` is the simulator's own statement of the priority each injected incident
 deserves. It states the *observed-impact* rule of triage's default priority policy
 (``docs/simulation.md``) on the scenario's facts: the services the failure really reached
-(a silent root included: it failed, though nothing fired on it), the severities injected, and
-the catalog. So priority accuracy measures whether triage gets there from a noisy alert stream
-(grouping, missed or extra services), not whether the policy is a good one. It is written
-here again on purpose, not imported from ``triage.core.incidents.priority``: truth is never
-recomputed with triage's code.
+(a silent root included: it failed, though nothing fired on it), the worst severity injected
+on each, and the catalog. So priority accuracy measures whether triage gets there from a noisy
+alert stream (grouping, missed or extra services), not whether the policy is a good one. It is
+written here again on purpose, not imported from ``triage.core.incidents.priority``: truth is
+never recomputed with triage's code.
 
 >>> import networkx as nx
 >>> from triage.core.topology import ServiceInfo, Topology
@@ -21,6 +21,10 @@ recomputed with triage's code.
 'P3'
 >>> true_priority({"db": "warning", "web": "warning"}, t)[0]
 'P1'
+>>> for reason in true_priority({"db": "none", "web": "info"}, t)[1]:  # db silent
+...     print(reason)
+impact critical: best tier 1, 20,000 users see it
+urgency low: worst injected severity urgency low
 """
 
 from __future__ import annotations
@@ -49,13 +53,18 @@ UNKNOWN_TIER: Final = 3
 
 def true_priority(severity_by_service: Mapping[str, str], topology: Topology
                   ) -> tuple[str, list[str]]:
-    """The priority an incident deserves, and why, from the services the failure reached
-    (each with the worst severity injected on it; ``none`` for a silent root).
+    """The priority an incident deserves, and why, from the services the failure reached,
+    each with the worst severity injected on it (``none``: it failed but fired nothing, a
+    silent root).
 
-    Impact: the best tier among them, and the users of the user-facing ones among them (not
-    of services that merely depend on them: that is risk). Urgency: the worst severity,
-    raised to high when a reached user-facing service fires above info. At most P3 when every
-    severity is warning or milder and no user-facing service was reached."""
+    * Impact, the higher of: the best tier among the reached services (their business
+      service's tier counts too; unknown is 3), 1 critical, 2 high, 3 medium, 4 low; and the
+      users of the user-facing services among them that alert (not of services that merely
+      depend on them: that is risk), >= 100k critical, >= 10k high, >= 1k medium, else low.
+    * Urgency: the worst severity (critical high; error, warning medium; info, none low),
+      high when a user-facing service among them fires above info.
+    * The default ITIL matrix cell, at most P3 when every severity is warning or milder and
+      no user-facing service alerts."""
     services = sorted(severity_by_service)
     tiers = []
     for s in services:
@@ -65,21 +74,20 @@ def true_priority(severity_by_service: Mapping[str, str], topology: Topology
         tiers.append(min(own) if own else UNKNOWN_TIER)
     tier_impact = _TIER_IMPACT[min(tiers)]
     facing = [s for s in services if topology.info(s).user_facing
-              and _URGENCY.get(severity_by_service[s], "low") != "low"]
+              and severity_by_service[s] != "none"]
     users = sum(topology.info(s).users for s in facing)
     users_impact = ("critical" if users >= 100_000 else "high" if users >= 10_000
                     else "medium" if users >= 1_000 else "low")
     impact = min(tier_impact, users_impact, key=_IMPACTS.index)
     worst = min((_URGENCY.get(v, "low") for v in severity_by_service.values()),
                 key=_URGENCIES.index)
-    urgency = worst
-    if facing and urgency != "low":
-        urgency = "high"
+    loud = [s for s in facing if _URGENCY.get(severity_by_service[s], "low") != "low"]
+    urgency = "high" if loud else worst
     priority = _MATRIX[impact][urgency]
     mild = not {"critical", "error"} & set(severity_by_service.values())
     reasons = [f"impact {impact}: best tier {min(tiers)}, {users:,} users see it",
                f"urgency {urgency}: worst injected severity urgency {worst}"
-               + (f", user-facing {', '.join(facing)} erroring" if facing else "")]
+               + (f", user-facing {', '.join(loud)} firing above info" if loud else "")]
     if mild and not facing and _PRIORITIES.index(priority) < _PRIORITIES.index("P3"):
         reasons.append(f"capped at P3 from {priority}: only warnings, no user-facing symptom")
         priority = "P3"
@@ -88,7 +96,11 @@ def true_priority(severity_by_service: Mapping[str, str], topology: Topology
 
 @dataclass(slots=True)
 class TrueIncident:
-    """One injected failure."""
+    """One injected failure.
+
+    ``services`` maps every service the failure reached to the worst severity injected on it,
+    the root included; a silent root is listed with ``none`` (the alerting services are the
+    others). ``hops`` is each one's distance up the call graph from the root."""
 
     id: str
     root_cause: str
@@ -104,7 +116,9 @@ class TrueIncident:
     first_alert_at: float | None = None  # first delivery of any of its alerts
     silent_root: bool = False  # the root raised no alert (severity "none" in services)
     decoy_changes: list[str] = field(default_factory=list)  # changes on its root's neighbours
-    concurrent_with: list[str] = field(default_factory=list)  # incidents started with it
+    concurrent_with: list[str] = field(default_factory=list)  # incidents overlapping in time
+    paired_with: str | None = None  # the incident it was started beside, within 3 minutes
+    shared_dependency: str | None = None  # a service both paired roots call (it never fails)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "root_cause": self.root_cause, "cause_change": self.cause_change,
@@ -113,4 +127,5 @@ class TrueIncident:
                 "mitigated_at": self.mitigated_at, "first_alert_at": self.first_alert_at,
                 "services": self.services, "hops": self.hops,
                 "fingerprints": sorted(self.fingerprints), "silent_root": self.silent_root,
-                "decoy_changes": self.decoy_changes, "concurrent_with": self.concurrent_with}
+                "decoy_changes": self.decoy_changes, "concurrent_with": self.concurrent_with,
+                "paired_with": self.paired_with, "shared_dependency": self.shared_dependency}
