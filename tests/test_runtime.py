@@ -114,7 +114,7 @@ def _big_storm(path: Path) -> None:
 def _lines_done(state: Path) -> int:
     try:
         with sqlite3.connect(state, timeout=0.05) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+            row = db.execute("SELECT rec FROM meta WHERE key = 'checkpoint'").fetchone()
     except sqlite3.Error:
         return 0
     cp = orjson.loads(row[0]) if row else None

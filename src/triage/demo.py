@@ -33,7 +33,7 @@ def run_demo(out: Path, console: Console) -> tuple[Path, RunResult]:
     pipeline = build_pipeline(settings, changes=engine.changes)
     result = run_embedded(pipeline, engine=engine, input_path=str(storm),
                           output=str(incidents), outcomes=str(out / "outcomes.jsonl"),
-                          dead_letter=str(out / "dead-letter.jsonl"))
+                          dead_letter=str(out / "dead-letter.jsonl"), force=True)
     events = [orjson.loads(line) for line in incidents.read_bytes().splitlines()]
     print_funnel(result, console)
     print_incidents(events, console)

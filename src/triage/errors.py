@@ -39,6 +39,16 @@ class StateError(TriageError):
     """The state file cannot be used (corrupt, or written by an incompatible version)."""
 
 
+class OutputConflict(TriageError):
+    """An output file holds records the run's state does not account for: opening it would
+    lose them."""
+
+
+class StorageError(TriageError):
+    """Outputs or state could not be written (disk full, I/O error); nothing was lost that
+    was reported written, and a run with state resumes after its last checkpoint."""
+
+
 class InputError(TriageError):
     """Bad input. ``field`` is a path into the payload such as ``alerts[2].labels``."""
 

@@ -6,6 +6,7 @@ embedded path is here; the decisions are the core's (``Pipeline``, ``IncidentEng
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +19,9 @@ from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_failure, render_outcome
 from triage.core.types import Failed
-from triage.sinks import JsonLinesSink
-from triage.statefile import Checkpoint, StateFile
+from triage.errors import OutputConflict, StorageError
+from triage.sinks import JsonLinesSink, check_outputs
+from triage.statefile import Checkpoint, Durability, StateFile
 
 ProgressFn = Callable[[int], None]  # called with the bytes read so far
 
@@ -69,6 +71,8 @@ def run_embedded(
     progress: ProgressFn | None = None,
     checkpoint_every: int = 10_000,
     checkpoint_seconds: float = 1.0,
+    force: bool = False,
+    durability: Durability = "power",
 ) -> RunResult:
     """Replay ``input_path`` (JSON Lines, ``-`` for stdin) through stage 1 and, with an
     ``engine``, stage 2.
@@ -83,10 +87,17 @@ def run_embedded(
     checkpoint and truncates output written after it, so every record is written exactly
     once. Input from stdin cannot be skipped: send it again from any earlier point and what
     was already triaged is recognised as repeats (dedup is idempotent under replay).
+
+    Outputs only grow: an existing output that the state's checkpoint does not account for
+    (no state, another state, a moved folder) makes the run refuse with ``OutputConflict``
+    naming the files, unless ``force`` starts them over. A write or commit that fails (disk
+    full) ends the run with ``StorageError``; with ``state_path`` the same command resumes
+    after the last checkpoint once the disk has room.
     """
     started = time.perf_counter()
     with ExitStack() as stack:
-        state = stack.enter_context(StateFile(state_path)) if state_path else None
+        state = (stack.enter_context(StateFile(state_path, durability=durability))
+                 if state_path else None)
         checkpoint: Checkpoint | None = state.restore(pipeline, engine) if state else None
         if engine is not None:
             pipeline.on_change = engine.add_change
@@ -98,6 +109,15 @@ def run_embedded(
             if key is not None and checkpoint.input_key == key:
                 skip = checkpoint.lines_done
             resume = checkpoint.sinks
+
+        targets = {"output": output, "outcomes": outcomes or "-",
+                   "dead_letter": dead_letter or "-"}
+        if not force:
+            problems = check_outputs(targets, resume)
+            if problems:
+                raise OutputConflict(
+                    "refusing to overwrite outputs: " + "; ".join(problems)
+                    + ". Move them away, or pass --force to start them over")
 
         def sink(target: str, name: str, std: BinaryIO) -> JsonLinesSink:
             return stack.enter_context(JsonLinesSink(target, resume=resume.get(name), std=std))
@@ -112,13 +132,25 @@ def run_embedded(
         fh: BinaryIO = (sys.stdin.buffer if input_path == "-"
                         else stack.enter_context(open(input_path, "rb")))
 
+        sync = durability == "power"
+
         def save(lines_done: int) -> None:
-            for each in sinks.values():
-                each.flush(sync=True)
-            if state is not None:
-                state.commit(pipeline, Checkpoint(
-                    input_key=key, lines_done=lines_done,
-                    sinks={name: (s.path, s.size) for name, s in sinks.items()}), engine)
+            try:
+                for each in sinks.values():
+                    each.flush(sync=sync)
+                if state is not None:
+                    state.commit(pipeline, Checkpoint(
+                        input_key=key, lines_done=lines_done,
+                        sinks={name: (s.path, s.size) for name, s in sinks.items()}), engine)
+            except (OSError, sqlite3.Error) as exc:
+                where = (f"; the state holds everything up to line {state_line[0]:,}: run "
+                         "the same command again to resume from there" if state is not None
+                         else "; without --state the outputs are incomplete: run again")
+                raise StorageError(f"could not write the outputs or the state: {exc}"
+                                   f"{where}") from None
+            state_line[0] = lines_done
+
+        state_line = [checkpoint.lines_done if checkpoint is not None else 0]
 
         process = pipeline.process
         alerts_before = pipeline.counts["in"]

@@ -13,7 +13,7 @@ from rich.table import Table
 from triage import __version__
 from triage.bootstrap import build_engine, build_pipeline
 from triage.cli.app import app, err, fail
-from triage.errors import ConfigError, StateError
+from triage.errors import ConfigError, OutputConflict, StateError, StorageError
 from triage.runtime import RunResult, run_embedded
 from triage.settings import load_settings
 
@@ -40,6 +40,12 @@ def run(
         "--checkpoint-every", min=1, help="With --state: commit at least every N lines "
         "(and every second).")] = 10_000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Start existing outputs over even if the state does not account for "
+        "what they hold (by default the run refuses rather than empty them).")] = False,
+    durability: Annotated[str | None, typer.Option(
+        "--durability", help="With --state: 'power' (fsync; survives power loss) or "
+        "'process' (survives a killed process; faster). Default: state.durability.")] = None,
 ) -> None:
     """Replay alerts from JSON Lines through the pipeline (event time, deterministic)."""
     notes: list[str] = []
@@ -52,6 +58,9 @@ def run(
     if not quiet:
         for note in notes:
             err.print(f"[yellow]note:[/] {note}")
+    level = durability or settings.state.durability
+    if level not in ("power", "process"):
+        raise fail(f"--durability {level}: expected power or process")
     if input != "-" and not Path(input).is_file():
         raise fail(f"--input {input}: no such file")
     show_progress = not quiet and input != "-" and err.is_terminal
@@ -64,14 +73,18 @@ def run(
                 result = run_embedded(pipeline, engine=engine, input_path=input,
                                       output=output, outcomes=outcomes,
                                       dead_letter=dead_letter, state_path=state,
-                                      checkpoint_every=checkpoint_every,
+                                      checkpoint_every=checkpoint_every, force=force,
+                                      durability=level,  # type: ignore[arg-type]
                                       progress=lambda n: bar.update(task, completed=n))
         else:
             result = run_embedded(pipeline, engine=engine, input_path=input, output=output,
                                   outcomes=outcomes, dead_letter=dead_letter, state_path=state,
-                                  checkpoint_every=checkpoint_every)
-    except StateError as exc:
+                                  checkpoint_every=checkpoint_every, force=force,
+                                  durability=level)  # type: ignore[arg-type]
+    except (StateError, OutputConflict) as exc:
         raise fail(str(exc)) from None
+    except StorageError as exc:
+        raise fail(str(exc), code=75) from None  # EX_TEMPFAIL: try again later
     if not quiet:
         print_summary(result)
         unknown = engine.unknown_services
