@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -161,6 +161,14 @@ class KafkaSettings(_Section):
     }
 
 
+class StateSettings(_Section):
+    """The ``--state`` database of ``triage run`` and ``triage serve`` (docs/durability.md)."""
+
+    # power: synchronous=FULL and fsynced outputs, survives power loss; process: survives a
+    # killed process (kill -9, OOM, crash), not a power cut, at a fraction of the cost
+    durability: Literal["power", "process"] = "power"
+
+
 class HttpSettings(_Section):
     """``triage serve``: the Alertmanager-compatible receiver."""
 
@@ -205,6 +213,7 @@ class Settings(BaseSettings):
     oncall_file: Path | None = None  # the same `oncall` section, in a file of its own
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
+    state: StateSettings = StateSettings()
     feedback: FeedbackSettings = FeedbackSettings()
 
     @classmethod
