@@ -116,8 +116,30 @@ class JsonLinesSink:
         """Append what is staged; with ``sync``, also fsync regular files (before a
         checkpoint commits). On ``OSError`` the file is cut back to what was there before
         and the records stay staged; the error is raised for the caller to report."""
-        if self._staged:
-            data = b"".join(self._staged)
+        data = self.take_staged()
+        try:
+            self.append(data, sync=sync)
+        except OSError:
+            self.restage(data)
+            raise
+
+    def take_staged(self) -> bytes:
+        """What is staged, now unstaged (for ``append`` elsewhere, e.g. a writer thread)."""
+        data = b"".join(self._staged)
+        self._staged.clear()
+        self.staged_bytes = 0
+        return data
+
+    def restage(self, data: bytes) -> None:
+        """Put back data whose ``append`` failed, before anything staged since."""
+        if data:
+            self._staged.insert(0, data)
+            self.staged_bytes += len(data)
+
+    def append(self, data: bytes, *, sync: bool) -> None:
+        """Append ``data`` at ``size`` (and fsync with ``sync``); ``size`` grows only if all
+        of it got there. On ``OSError`` the file is cut back to ``size`` and it is raised."""
+        if data:
             try:
                 self._write_all(data)
                 if sync and self.durable:
@@ -126,8 +148,6 @@ class JsonLinesSink:
                 self._cut_back()
                 raise
             self.size += len(data)
-            self._staged.clear()
-            self.staged_bytes = 0
         elif sync and self.durable:
             os.fsync(self.fh.fileno())
         if not self._own:

@@ -10,7 +10,7 @@ import typer
 
 from triage.bootstrap import build_engine, build_pipeline
 from triage.cli.app import app, err, fail
-from triage.errors import ConfigError, StateError
+from triage.errors import ConfigError, OutputConflict, StateError
 from triage.settings import load_settings
 
 
@@ -36,6 +36,16 @@ def serve(
     feedback_store: Annotated[Path | None, typer.Option(
         "--feedback-store", help="Embedded: the feedback history POST /api/v1/feedback "
         "appends to (feedback.store).", dir_okay=False)] = None,
+    outcomes: Annotated[str | None, typer.Option(
+        "--outcomes", help="Embedded: also write the stage-1 outcome stream (alert state "
+        "changes, suppressions, failures) here, as `triage run --outcomes` does.")] = None,
+    durability: Annotated[str | None, typer.Option(
+        "--durability", help="Embedded, with --state: 'power' (fsync; survives power loss) or "
+        "'process' (survives a killed process; faster). Default: state.durability.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Embedded: start outputs over even if the state does not account "
+        "for what they hold (by default serve refuses to start rather than empty them).")
+    ] = False,
 ) -> None:
     """Receive alerts over HTTP: Alertmanager API v2, Alertmanager/Grafana webhooks, generic."""
     from triage.http.server import ServeOptions, run
@@ -57,9 +67,9 @@ def serve(
                 "feedback": settings.feedback.model_copy(update={"store": feedback_store})})
         embedded = settings.http.mode == "embedded"
         if not embedded and (state is not None or output != "-" or dead_letter is not None
-                             or feedback_store is not None):
-            raise fail("for embedded mode only: --state, --output, --dead-letter and "
-                       "--feedback-store; in Kafka mode the workers own state and outputs, "
+                             or feedback_store is not None or outcomes is not None):
+            raise fail("for embedded mode only: --state, --output, --dead-letter, --outcomes "
+                       "and --feedback-store; in Kafka mode the workers own state and outputs, "
                        "and `triage feedback ingest` the feedback history")
         engine = build_engine(settings, report=notes) if embedded else None
         pipeline = build_pipeline(settings, changes=engine.changes) if engine else None
@@ -67,10 +77,15 @@ def serve(
         raise fail(str(exc)) from None
     for note in notes:
         err.print(f"[yellow]note:[/] {note}")
+    level = durability or settings.state.durability
+    if level not in ("power", "process"):
+        raise fail(f"--durability {level}: expected power or process")
     try:
-        run(settings, ServeOptions(state=state, output=output, dead_letter=dead_letter),
+        run(settings, ServeOptions(state=state, output=output, dead_letter=dead_letter,
+                                   outcomes=outcomes, durability=level,  # type: ignore[arg-type]
+                                   force=force),
             pipeline=pipeline, engine=engine)
-    except StateError as exc:
+    except (StateError, OutputConflict) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:  # the port is taken, or an output cannot be opened
         raise fail(str(exc)) from None

@@ -7,17 +7,27 @@ Incident events go to ``output``, failures to ``dead_letter`` (stderr by default
 dropped). A timer task advances the clock once a second, so pages fire after their delay and
 alerts time out even when nothing is being posted.
 
-Durability (``--state``): the outputs are fsynced and the state committed (one SQLite
-transaction) **before** the request is answered, for every request. A 2xx therefore means
-"durably triaged", the same promise as Kafka mode's "acknowledged by the broker", and a
-crash can only lose requests that were never answered, which the sender retries. The cost is
-an fsync per request (milliseconds; Alertmanager batches alerts per webhook, so this is far
-below its send rate); committing per interval would be faster but could lose answered
-alerts, which Alertmanager would not resend before its ``repeat_interval`` (hours). On
-restart the outputs are truncated to the last commit, as with ``triage run --state``.
+Durability (``--state``): a request is answered only once its outputs are written and the
+state that covers them committed (one SQLite transaction). A 2xx therefore means "durably
+triaged", the same promise as Kafka mode's "acknowledged by the broker", and a crash can only
+lose requests that were never answered, which the sender retries. **Group commit**: requests
+are triaged one at a time on the event loop as they arrive; a committer writes the outputs
+and commits the state of every request triaged since its last commit in one go, in a worker
+thread, while the loop goes on triaging the next ones. Concurrent senders share one fsync
+instead of paying one each. ``state.durability`` says what a commit survives: ``power``
+(fsync, ``synchronous=FULL``) or ``process`` (a killed process: ``kill -9``, OOM).
 
-Everything runs on the event loop thread, without awaits between reading and committing the
-state, so requests are triaged one at a time in arrival order and need no locks.
+A write or commit that fails (disk full) loses nothing: the outputs are cut back, the state
+changes are kept for the next commit, and the requests waiting on it get 503 with
+Retry-After. While storage fails, each new request first retries the pending commit and is
+refused with 503 before it is triaged if that fails too; one log line says storage failed and
+one that it recovered. On restart the outputs are cut to the last commit, as with
+``triage run --state``. Outputs only grow: a restart without state appends; with state, an
+output its checkpoint does not account for stops the start unless ``--force``.
+
+Triage itself runs on the event loop thread, without awaits inside it, so requests are
+triaged one at a time in arrival order and need no locks; the committer only touches what
+``StateFile.take`` and ``JsonLinesSink.take_staged`` handed it.
 
 Feedback (``POST /api/v1/feedback``) is appended to the feedback history
 (``feedback.store``) in one SQLite transaction before the answer; judgements the history
@@ -33,6 +43,8 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +54,27 @@ from triage.core.incidents import Event, IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_outcome
 from triage.core.types import Failed, Outcome
+from triage.errors import OutputConflict
 from triage.http.intake import Accepted, Rejected, envelope
 from triage.metrics import TriageMetrics, track_embedded_state
 from triage.models.feedback import Feedback, FeedbackStore
-from triage.sinks import JsonLinesSink
-from triage.statefile import Checkpoint, StateFile
+from triage.sinks import JsonLinesSink, check_outputs
+from triage.statefile import Checkpoint, Durability, Pending, StateFile
 
 log = logging.getLogger("triage.http")
 
 INPUT_KEY = "triage serve"  # the checkpoint's input: HTTP requests, not a file
 MAX_ERRORS_SHOWN = 10
+RETRY_AFTER = 5.0  # seconds, in the 503 answered while storage fails
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one group commit writes: per output the bytes staged, then the state."""
+
+    data: dict[str, bytes]
+    state: Pending | None
+    written: set[str]
 
 
 class EmbeddedBackend:
@@ -71,12 +94,18 @@ class EmbeddedBackend:
         tick_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         feedback_store: Path | None = None,
+        outcomes: str | None = None,
+        durability: Durability = "power",
+        force: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.engine = engine
         self.metrics = metrics
         self.output_target = output
         self.dead_letter_target = dead_letter or "-"
+        self.outcomes_target = outcomes
+        self.durability = durability
+        self.force = force
         self.state_path = state_path
         self.tick_interval = tick_interval
         self.clock = clock
@@ -86,6 +115,10 @@ class EmbeddedBackend:
         self._sinks: dict[str, JsonLinesSink] = {}
         self._timer: asyncio.Task[None] | None = None
         self._started = False
+        self._waiters: list[asyncio.Future[BaseException | None]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._io: ThreadPoolExecutor | None = None
+        self.storage_error: BaseException | None = None  # set while commits fail
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -93,19 +126,29 @@ class EmbeddedBackend:
         """Restore state (with ``--state``), open the outputs, start the clock."""
         checkpoint: Checkpoint | None = None
         if self.state_path is not None:
-            self.state = StateFile(self.state_path)
+            self.state = StateFile(self.state_path, durability=self.durability)
             checkpoint = self.state.restore(self.pipeline, self.engine)
         self.pipeline.on_change = self.engine.add_change
         sinks = checkpoint.sinks if checkpoint is not None else {}
         if checkpoint is not None and checkpoint.input_key == INPUT_KEY:
             self.requests = checkpoint.lines_done
-        self._sinks = {
-            "output": JsonLinesSink(self.output_target, resume=sinks.get("output"),
-                                    std=sys.stdout.buffer),
-            "dead_letter": JsonLinesSink(self.dead_letter_target,
-                                         resume=sinks.get("dead_letter"),
-                                         std=sys.stderr.buffer),
-        }
+        targets = {"output": self.output_target, "dead_letter": self.dead_letter_target}
+        if self.outcomes_target is not None:
+            targets["outcomes"] = self.outcomes_target
+        # without state there is no checkpoint to cut back to: append to what is there
+        append = self.state is None
+        problems = [] if self.force else check_outputs(targets, sinks, append=append)
+        if problems:
+            if self.state is not None:
+                self.state.close()
+            raise OutputConflict("refusing to start: " + "; ".join(problems)
+                                 + ". Move them away, or pass --force to start them over")
+        std = {"output": sys.stdout.buffer, "outcomes": sys.stdout.buffer,
+               "dead_letter": sys.stderr.buffer}
+        self._sinks = {name: JsonLinesSink(target, resume=sinks.get(name), std=std[name],
+                                           append=append and not self.force)
+                       for name, target in targets.items()}
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="triage-commit")
         track_embedded_state(self.metrics, self.pipeline, self.engine)
         self._update_model_version()
         if self.tick_interval > 0:
@@ -126,15 +169,23 @@ class EmbeddedBackend:
             self._timer = None
         if not self._started:
             return
+        if self._committer is not None:
+            await self._committer
         if self.state is None:
             events = self.engine.flush_pages(max(self.clock(), self.pipeline.watermark))
             self.metrics.observe_events(events)
             self._write(events, [])
-        self._commit()
+        try:
+            self._apply(self._take())
+        except (OSError, sqlite3.Error) as exc:
+            log.error("stopping with output or state not written (%s): what was answered "
+                      "2xx is durable, the rest is retried by its senders", exc)
         for sink in self._sinks.values():
             sink.close()
         if self.state is not None:
             self.state.close()
+        if self._io is not None:
+            self._io.shutdown()
         self._started = False
 
     async def ready(self) -> bool:
@@ -145,6 +196,10 @@ class EmbeddedBackend:
     async def accept(self, body: bytes, *, received_at: float) -> Accepted | Rejected:
         """Triage one body now; answer only after its results are written (and, with
         ``--state``, committed)."""
+        if self.storage_error is not None:  # try what is pending first; refuse if it fails
+            failed = await self.durable()
+            if failed is not None:
+                return self._unavailable(failed)
         try:
             orjson.loads(body)
             raw = envelope(body, received_at)
@@ -154,6 +209,9 @@ class EmbeddedBackend:
             # counts it.
             raw = body
         outcomes, events = self._triage(raw)
+        failed = await self.durable()
+        if failed is not None:
+            return self._unavailable(failed)
         whole = _whole_payload_failure(outcomes, raw)
         if whole is not None:
             status = 413 if whole.error == "OversizeError" else 400
@@ -199,7 +257,6 @@ class EmbeddedBackend:
                                       "incidents": done - intake_done})
         self.requests += 1
         self._write(events, results)
-        self._commit()
         return results[swept:], len(events)
 
     # -- the clock -----------------------------------------------------------------------
@@ -214,7 +271,7 @@ class EmbeddedBackend:
         if swept or events:
             self.metrics.observe(swept, swept=len(swept), events=events)
             self._write(events, swept)
-            self._commit()
+            self._schedule_commit()
         return len(events)
 
     async def _run_timers(self) -> None:
@@ -235,24 +292,95 @@ class EmbeddedBackend:
     def _write(self, events: list[Event], outcomes: list[Outcome]) -> None:
         now = self.pipeline.watermark
         dlq = self._sinks["dead_letter"]
+        stage1 = self._sinks.get("outcomes")
         for o in outcomes:
             if isinstance(o, Failed):
                 record = render_outcome(o, now)
                 assert record is not None
                 dlq.write(record)
+                if stage1 is not None:
+                    stage1.write(record)
+            elif stage1 is not None:
+                record = render_outcome(o, now)
+                if record is not None:
+                    stage1.write(record)
         out = self._sinks["output"]
         for event in events:
             out.write(event)
 
-    def _commit(self) -> None:
-        durable = self.state is not None
-        for sink in self._sinks.values():
-            sink.flush(sync=durable)
+    # -- group commit ----------------------------------------------------------------------
+
+    async def durable(self) -> BaseException | None:
+        """Wait until everything triaged so far is written (and committed, with state).
+        None if it is; else the error that kept it from being (it stays pending, and the
+        next commit retries it)."""
+        future: asyncio.Future[BaseException | None] = (
+            asyncio.get_running_loop().create_future())
+        self._waiters.append(future)
+        self._schedule_commit()
+        return await future
+
+    def _schedule_commit(self) -> None:
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop(), name="triage-commit")
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            waiters, self._waiters = self._waiters, []
+            batch = self._take()
+            error: BaseException | None = None
+            try:
+                await loop.run_in_executor(self._io, self._apply, batch)
+            except (OSError, sqlite3.Error) as exc:
+                self._give_back(batch)
+                error = exc
+            self._storage(error)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(error)
+            if not self._waiters:
+                return
+
+    def _take(self) -> _Batch:
+        """On the loop: what the next commit writes, moved out of memory."""
+        data = {name: sink.take_staged() for name, sink in self._sinks.items()}
+        state = None
         if self.state is not None:
-            self.state.commit(self.pipeline, Checkpoint(
-                input_key=INPUT_KEY, lines_done=self.requests,
-                sinks={name: (s.path, s.size) for name, s in self._sinks.items()}),
-                self.engine)
+            sizes = {name: (s.path, s.size + len(data[name])) for name, s in self._sinks.items()}
+            state = self.state.take(self.pipeline, Checkpoint(
+                input_key=INPUT_KEY, lines_done=self.requests, sinks=sizes), self.engine)
+        return _Batch(data, state, set())
+
+    def _apply(self, batch: _Batch) -> None:
+        """In the committer thread (or at stop): outputs first, then the state."""
+        sync = self.state is not None and self.durability == "power"
+        for name, data in batch.data.items():
+            self._sinks[name].append(data, sync=sync)
+            batch.written.add(name)
+        if batch.state is not None and self.state is not None:
+            self.state.write(batch.state)
+
+    def _give_back(self, batch: _Batch) -> None:
+        for name, data in batch.data.items():
+            if name not in batch.written:
+                self._sinks[name].restage(data)
+        if batch.state is not None and self.state is not None:
+            self.state.give_back(batch.state)
+
+    def _storage(self, error: BaseException | None) -> None:
+        if error is not None and self.storage_error is None:
+            log.error("cannot write the outputs or the state (%s): answering 503 with "
+                      "Retry-After until a commit succeeds; nothing answered 2xx is lost",
+                      error)
+        elif error is None and self.storage_error is not None:
+            log.warning("storage recovered: outputs and state written again")
+        self.storage_error = error
+
+    def _unavailable(self, error: BaseException) -> Rejected:
+        return Rejected(503, "StorageUnavailable",
+                        f"triage cannot write its outputs or state ({error}); nothing of this "
+                        "request is durable: retry", retry_after=RETRY_AFTER)
 
 
 def _whole_payload_failure(outcomes: list[Outcome], raw: bytes) -> Failed | None:

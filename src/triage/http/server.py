@@ -24,6 +24,7 @@ from triage.http.intake import Backend
 from triage.http.relay import KafkaBackend
 from triage.metrics import TriageMetrics
 from triage.settings import Settings
+from triage.statefile import Durability
 from triage.streams.publisher import Publisher
 
 log = logging.getLogger("triage.http")
@@ -38,6 +39,9 @@ class ServeOptions:
     output: str = "-"
     dead_letter: str | None = None
     tick_interval: float = 1.0
+    outcomes: str | None = None
+    durability: Durability = "power"
+    force: bool = False
 
 
 def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetrics, *,
@@ -56,7 +60,8 @@ def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetr
     return EmbeddedBackend(pipeline, engine, metrics, output=options.output,
                            dead_letter=options.dead_letter, state_path=options.state,
                            tick_interval=options.tick_interval, clock=clock,
-                           feedback_store=settings.feedback.store)
+                           feedback_store=settings.feedback.store, outcomes=options.outcomes,
+                           durability=options.durability, force=options.force)
 
 
 async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,
