@@ -3,6 +3,7 @@ so the core stays pure."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -150,7 +151,10 @@ def build_pipeline(settings: Settings, *, changes: ChangeIndex | None = None) ->
         dedup=dedup,
         limits=IntakeLimits(max_payload_bytes=settings.intake.max_payload_bytes,
                             sweep_interval=settings.intake.sweep_interval,
-                            silence_retention=settings.silence_store.retention),
+                            silence_retention=settings.silence_store.retention,
+                            max_future_skew=settings.intake.max_future_skew,
+                            future_timestamps=settings.intake.future_timestamps),
+        wall_clock=time.time,
         noise_scorer=scorer,
         noise_threshold=noise_threshold,
     )

@@ -49,6 +49,10 @@ class SourceSettings(_Section):
 class IntakeSettings(_Section):
     max_payload_bytes: int = Field(1 << 20, gt=0)
     sweep_interval: Duration = 15.0
+    # An alert stamped further than this after it was received is clamped to the receive
+    # time, or dead-lettered: one bad clock must not move event time ahead for good.
+    max_future_skew: Duration | None = 300.0
+    future_timestamps: Literal["clamp", "dead-letter"] = "clamp"
     # Labels never part of the identity, for every source (e.g. an HA Prometheus pair's
     # external `replica` label), so both replicas' alerts are one alert.
     ignore_labels: list[str] = []

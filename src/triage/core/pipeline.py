@@ -42,7 +42,7 @@ from triage.core.fingerprint import Fingerprinter
 from triage.core.normalize._common import failed
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds
-from triage.core.timeutil import parse_timestamp
+from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Suppressed
 from triage.errors import DecodeError, InputError, OversizeError, SchemaError
 
@@ -55,11 +55,19 @@ NoiseScorer = Callable[[Alert, AlertState | None, float], float]
 
 @dataclass(frozen=True, slots=True)
 class IntakeLimits:
-    """Input limits. Payloads over ``max_payload_bytes`` fail with ``OversizeError``."""
+    """Input limits. Payloads over ``max_payload_bytes`` fail with ``OversizeError``.
+
+    Event time is bounded: an alert stamped more than ``max_future_skew`` seconds after the
+    time it was received (the envelope's ``received_at``, else the pipeline's wall clock)
+    is clamped to the receive time (``future_timestamps="clamp"``, counted
+    ``future_clamped``) or dead-lettered (``"dead-letter"``), so one bad clock cannot move
+    the pipeline's clock ahead for good. ``None`` turns the bound off."""
 
     max_payload_bytes: int = 1 << 20
     sweep_interval: float = 15.0
     silence_retention: float = 86400.0
+    max_future_skew: float | None = 300.0
+    future_timestamps: str = "clamp"  # or "dead-letter"
 
 
 class Read(NamedTuple):
@@ -99,8 +107,12 @@ class Pipeline:
         noise_scorer: NoiseScorer | None = None,
         noise_threshold: float = 0.95,
         on_change: Callable[[ChangeRecord], None] | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.fingerprinter = fingerprinter or Fingerprinter()
+        # Read only to bound event time when a payload has no receive time (the runtimes
+        # pass time.time; without one, such payloads are not bounded).
+        self.wall_clock = wall_clock
         self.silences = silences if silences is not None else SilenceSet()
         self.thresholds = thresholds
         # "is not None": a DedupStore has a length, so a configured but empty one is falsy
@@ -160,7 +172,56 @@ class Pipeline:
         for item in items:
             if isinstance(item, Alert):
                 item.fingerprint = fingerprint(item.source, item.labels)
+        skew = self.limits.max_future_skew
+        if skew is not None:
+            wall = self.wall_clock() if self.wall_clock is not None else None
+            if now is not None and wall is not None and now > wall + skew:
+                self.counts["future_clamped"] += 1  # a receive time from the future
+                now = wall
+            ref = now if now is not None else wall
+            if ref is not None:
+                # clamped to when it was received, or (no receive time: a file replayed in
+                # event time) to the clock so far, which a replay of the past is behind;
+                # with neither there is no time to trust, and it is dead-lettered
+                target = now if now is not None else (self.watermark or None)
+                items = self._bound_future(items, ref, skew, raw, target)
         return Read(items, now)
+
+    def _bound_future(self, items: list[Alert | Failed], ref: float, skew: float,
+                      raw: Any, target: float | None) -> list[Alert | Failed]:
+        """Clamp (to ``target``) or dead-letter alerts stamped more than ``skew`` after
+        ``ref``.
+
+        >>> p = Pipeline()
+        >>> a = p.read(b'{"alertname": "A", "at": "2099-01-01T00:00:00Z"}', now=100.0).items[0]
+        >>> a.at, a.annotations["triage_clamped_from"], p.counts["future_clamped"]
+        (100.0, '2099-01-01T00:00:00.000Z', 1)
+        """
+        limit = ref + skew
+        if all(not isinstance(a, Alert) or a.at <= limit for a in items):
+            return items
+        out: list[Alert | Failed] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, Alert) or item.at <= limit:
+                out.append(item)
+                continue
+            if target is None or self.limits.future_timestamps == "dead-letter":
+                out.append(Failed(
+                    "FutureTimestamp", f"alerts[{i}]",
+                    f"stamped {format_timestamp(item.at)}, {item.at - ref:,.0f} s after it was "
+                    f"received ({format_timestamp(ref)}); intake.max_future_skew is "
+                    f"{skew:,.0f} s" + ("" if target is not None else
+                                         "; no event time yet to clamp it to"),
+                    _raw_text(raw)))
+                continue
+            item.annotations = {**item.annotations,
+                                "triage_clamped_from": format_timestamp(item.at) or ""}
+            item.at = target
+            if item.starts_at > limit:
+                item.starts_at = target
+            self.counts["future_clamped"] += 1
+            out.append(item)
+        return out
 
     def triage(self, items: list[Alert | Failed], now: float | None = None) -> list[Outcome]:
         """Triage alerts already read (normalized and fingerprinted, as ``read`` leaves
