@@ -6,8 +6,10 @@ embedded path is here; the decisions are the core's (``Pipeline``, ``IncidentEng
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -46,17 +48,71 @@ def input_key(path: Path) -> str:
     return f"{path.resolve()}:{st.st_ino}:{hashlib.sha1(head).hexdigest()[:16]}"
 
 
-def _lines(fh: BinaryIO, skip: int, progress: ProgressFn | None) -> Iterator[tuple[int, bytes]]:
-    read = 0
-    for number, line in enumerate(fh, start=1):
-        read += len(line)
-        if number <= skip:
-            continue
-        if progress is not None and number % 2048 == 0:
-            progress(read)
-        yield number, line
-    if progress is not None:
-        progress(read)
+class _Reader:
+    """The input's lines, numbered from 1, with a hash chain over every line read so far
+    (``digest``): a checkpoint keeps it, so a run resumed from stdin can tell whether the
+    input it is sent again starts with exactly the lines it already triaged."""
+
+    def __init__(self, fh: BinaryIO, progress: ProgressFn | None) -> None:
+        self._it = enumerate(fh, start=1)
+        self._progress = progress
+        self.read = 0
+        self.digest = b""
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return self
+
+    def __next__(self) -> tuple[int, bytes]:
+        try:
+            number, line = next(self._it)
+        except StopIteration:
+            if self._progress is not None:
+                self._progress(self.read)
+            raise
+        self.read += len(line)
+        self.digest = hashlib.blake2b(self.digest + line, digest_size=16).digest()
+        if self._progress is not None and number % 2048 == 0:
+            self._progress(self.read)
+        return number, line
+
+
+def _resume_lines(reader: _Reader, checkpoint: Checkpoint | None, key: str | None,
+                  spool_dir: Path) -> tuple[Iterator[tuple[int, bytes]], int]:
+    """The lines to triage, and how many were skipped as covered by ``checkpoint``.
+
+    A file is recognised by ``key``. Stdin cannot be: its first ``lines_done`` lines are
+    read into a spool, and skipped only if their hash chain is the checkpoint's (the input
+    was sent again from its start); otherwise they are triaged like the rest, where dedup
+    takes what was already triaged as repeats.
+    """
+    if checkpoint is None or not checkpoint.lines_done:
+        return reader, 0
+    done = checkpoint.lines_done
+    if key is not None:
+        if checkpoint.input_key != key:
+            return reader, 0
+        for number, _ in reader:
+            if number >= done:
+                break
+        return reader, done
+    if checkpoint.input_key is not None or not checkpoint.input_hash:
+        return reader, 0
+    spool = tempfile.TemporaryFile(dir=spool_dir, prefix="triage-replay-")  # noqa: SIM115 (closed by _spooled)
+    number = 0
+    for number, line in reader:
+        spool.write(line)
+        if number >= done:
+            break
+    if number == done and reader.digest.hex() == checkpoint.input_hash:
+        spool.close()
+        return reader, done
+    spool.seek(0)
+    return itertools.chain(enumerate(_spooled(spool), start=1), reader), 0
+
+
+def _spooled(spool: BinaryIO) -> Iterator[bytes]:
+    with spool:
+        yield from spool
 
 
 def run_embedded(
@@ -103,11 +159,8 @@ def run_embedded(
             pipeline.on_change = engine.add_change
 
         key = input_key(Path(input_path)) if input_path != "-" else None
-        skip = 0
         resume: dict[str, tuple[str | None, int]] = {}
         if checkpoint is not None:
-            if key is not None and checkpoint.input_key == key:
-                skip = checkpoint.lines_done
             resume = checkpoint.sinks
 
         targets = {"output": output, "outcomes": outcomes or "-",
@@ -131,6 +184,10 @@ def run_embedded(
         sinks["dead_letter"] = dlq
         fh: BinaryIO = (sys.stdin.buffer if input_path == "-"
                         else stack.enter_context(open(input_path, "rb")))
+        reader = _Reader(fh, progress)
+        lines_in, skip = _resume_lines(
+            reader, checkpoint, key,
+            state_path.resolve().parent if state_path else Path(tempfile.gettempdir()))
 
         sync = durability == "power"
 
@@ -141,7 +198,8 @@ def run_embedded(
                 if state is not None:
                     state.commit(pipeline, Checkpoint(
                         input_key=key, lines_done=lines_done,
-                        sinks={name: (s.path, s.size) for name, s in sinks.items()}), engine)
+                        sinks={name: (s.path, s.size) for name, s in sinks.items()},
+                        input_hash=reader.digest.hex()), engine)
             except (OSError, sqlite3.Error) as exc:
                 where = (f"; the state holds everything up to line {state_line[0]:,}: run "
                          "the same command again to resume from there" if state is not None
@@ -157,7 +215,7 @@ def run_embedded(
         events = failures = lines = 0
         last_line = saved_line = skip
         saved_at = time.monotonic()
-        for number, line in _lines(fh, skip, progress):
+        for number, line in lines_in:
             last_line = number
             lines += 1
             line = line.rstrip(b"\r\n")  # the raw payload kept for dead letters is the line

@@ -53,6 +53,7 @@ class Checkpoint:
     input_key: str | None
     lines_done: int
     sinks: dict[str, tuple[str | None, int]]
+    input_hash: str | None = None  # hash chain of the lines up to lines_done (triage run)
 
 
 Row = tuple[bytes, int]  # (value, crc)
@@ -221,7 +222,8 @@ class StateFile:
         if not checkpoint:
             return None
         sinks = {k: (v[0], v[1]) for k, v in checkpoint["sinks"].items()}
-        return Checkpoint(checkpoint["input_key"], checkpoint["lines_done"], sinks)
+        return Checkpoint(checkpoint["input_key"], checkpoint["lines_done"], sinks,
+                          checkpoint.get("input_hash"))
 
     # -- writing -------------------------------------------------------------------------
 
