@@ -104,6 +104,7 @@ class StateFile:
         self.durability = durability
         self._carry: Pending | None = None  # a batch whose write failed
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             # One writer at a time, possibly from a worker thread (triage serve commits
             # off the event loop); the caller serialises.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -119,6 +120,8 @@ class StateFile:
                 f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, rec BLOB NOT NULL, "
                 "crc INTEGER NOT NULL);" for t in TABLES))
             version = self._meta("format_version")
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create the state file ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: not a triage state file, or a corrupt one "
                              f"({exc})") from None
