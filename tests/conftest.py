@@ -57,3 +57,20 @@ def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
     return {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "triage",
             "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
             "externalURL": "http://am", "alerts": list(alerts)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the xdist controller, or no xdist
+        from tests.faults import report
+        report.REPORT.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.faults import report
+    rows = report.read()
+    if not rows:
+        return
+    terminalreporter.section("fault injection: losses (must all be 0)")
+    for fault, expected, kept in rows:
+        terminalreporter.write_line(f"{fault:<66} expected {expected:>5}  kept {kept:>5}  "
+                                    f"lost {expected - kept}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from triage.statefile import StateFile
 from triage.storm import demo_storm, repeat_storm
 
 pytestmark = pytest.mark.slow
@@ -113,12 +114,10 @@ def _big_storm(path: Path) -> None:
 
 def _lines_done(state: Path) -> int:
     try:
-        with sqlite3.connect(state, timeout=0.05) as db:
-            row = db.execute("SELECT rec FROM meta WHERE key = 'checkpoint'").fetchone()
+        checkpoint = StateFile.last_checkpoint(state)
     except sqlite3.Error:
         return 0
-    cp = orjson.loads(row[0]) if row else None
-    return cp["lines_done"] if cp else 0
+    return checkpoint.lines_done if checkpoint else 0
 
 
 def _kill_mid_run(args: list[str], state: Path) -> None:

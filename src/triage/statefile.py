@@ -6,8 +6,12 @@ much output was written. Each commit is one transaction, so after ``kill -9`` th
 exactly the last checkpoint: the runtime cuts output written after it and resumes reading the
 input right after the last line it covers.
 
-**A commit is one unit.** ``take`` moves what changed out of memory into a ``Pending`` batch
-(encoded rows); ``write`` applies a batch in one transaction. If the write fails (disk full,
+**A commit is one row.** ``take`` moves what changed out of memory into a ``Pending`` batch;
+``write`` appends it to the ``log`` table as one row (one JSON document, one checksum), in one
+transaction. Rows keyed per alert, incident, change and silence are the *base*; ``fold`` moves
+logged batches into it (newest wins), when the runtime is idle, at a clean close, and at the
+latest every ``FOLD_AT`` batches, so a storm pays one insert per commit rather than one per
+alert. ``restore`` reads the base, then the log on top. If the write fails (disk full,
 I/O error), ``give_back`` keeps the batch and the next ``take`` merges it with what changed
 since, newest first: a record marked saved in memory is never lost by a failed commit. The
 runtimes write their outputs before the state (``triage.sinks``), so nothing is marked in the
@@ -27,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,8 +44,9 @@ from triage.core.pipeline import Pipeline
 from triage.core.silences import Silence
 from triage.errors import StateError
 
-FORMAT_VERSION = 2  # 2: a CRC-32 per row
+FORMAT_VERSION = 2  # 2: a CRC-32 per row, and the commit log
 TABLES = ("meta", "alerts", "silences", "incidents", "changes")
+FOLD_AT = 2000  # logged batches at most before a commit folds them into the base
 Durability = Literal["power", "process"]
 
 
@@ -61,23 +66,48 @@ Row = tuple[bytes, int]  # (value, crc)
 
 @dataclass(slots=True)
 class Pending:
-    """Rows taken from memory and not durable yet: per table, key -> row, or None to
-    delete it. ``silences`` replaces the whole table when not None."""
+    """State taken from memory and not durable yet: per table, key -> value (``put``) or
+    deleted keys (``gone``); ``silences`` replaces the whole table when not None."""
 
-    rows: dict[str, dict[str, Row | None]] = field(
+    put: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {t: {} for t in TABLES if t != "silences"})
-    silences: list[tuple[str, Row]] | None = None
+    gone: dict[str, set[str]] = field(
+        default_factory=lambda: {t: set() for t in TABLES if t != "silences"})
+    silences: list[tuple[str, Any]] | None = None
 
     def merge_newer(self, newer: Pending) -> Pending:
         """This batch (older) overlaid by ``newer``, as one batch."""
-        for table, rows in newer.rows.items():
-            self.rows[table].update(rows)
+        for table, rows in newer.put.items():
+            self.put[table].update(rows)
+            self.gone[table] -= rows.keys()
+        for table, keys in newer.gone.items():
+            for key in keys:
+                self.put[table].pop(key, None)
+            self.gone[table] |= keys
         if newer.silences is not None:
             self.silences = newer.silences
         return self
 
+    def encode(self) -> bytes:
+        return orjson.dumps({"put": self.put, "gone": {t: sorted(k) for t, k in
+                                                       self.gone.items() if k},
+                             "silences": self.silences})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Pending:
+        doc = orjson.loads(data)
+        batch = cls()
+        for table, rows in doc["put"].items():
+            batch.put[table] = rows
+        for table, keys in doc["gone"].items():
+            batch.gone[table] = set(keys)
+        if doc["silences"] is not None:
+            batch.silences = [(k, v) for k, v in doc["silences"]]
+        return batch
+
     def __len__(self) -> int:
-        return sum(len(r) for r in self.rows.values()) + (self.silences is not None)
+        return (sum(len(r) for r in self.put.values())
+                + sum(len(g) for g in self.gone.values()) + (self.silences is not None))
 
 
 def _row(key: str, value: Any) -> Row:
@@ -109,6 +139,8 @@ class StateFile:
             # off the event loop); the caller serialises.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # the whole working set in cache: a storm rewrites rows all over the table
+            self._db.execute("PRAGMA cache_size=-262144")  # KiB: up to 256 MiB
             self._db.execute(
                 f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
             fresh = self._db.execute(
@@ -118,7 +150,10 @@ class StateFile:
                 self._upgrade()
             self._db.executescript("".join(
                 f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, rec BLOB NOT NULL, "
-                "crc INTEGER NOT NULL);" for t in TABLES))
+                "crc INTEGER NOT NULL);" for t in TABLES)
+                + "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, batch BLOB NOT NULL,"
+                  " crc INTEGER NOT NULL);")
+            self.logged = self._db.execute("SELECT count(*) FROM log").fetchone()[0]
             version = self._meta("format_version")
         except OSError as exc:
             raise StateError(f"{path}: cannot create the state file ({exc})") from None
@@ -168,7 +203,9 @@ class StateFile:
         self.close()
 
     def close(self) -> None:
-        """Close the database."""
+        """Fold the log into the base (if the disk lets it: the log is as good) and close."""
+        with contextlib.suppress(sqlite3.Error, OSError, StateError):
+            self.fold()
         self._db.close()
 
     # -- reading -------------------------------------------------------------------------
@@ -197,29 +234,75 @@ class StateFile:
         self._db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)",
                          (key, *_row(key, value)))
 
+    @staticmethod
+    def last_checkpoint(path: Path) -> Checkpoint | None:
+        """The checkpoint of the last commit in ``path``, read without loading the state
+        (cheap: for watching a running process)."""
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            row = db.execute("SELECT batch FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is not None:
+                cp = orjson.loads(row[0])["put"]["meta"].get("checkpoint")
+            else:
+                base = db.execute("SELECT rec FROM meta WHERE key = 'checkpoint'").fetchone()
+                cp = orjson.loads(base[0]) if base else None
+        finally:
+            db.close()
+        if not cp:
+            return None
+        return Checkpoint(cp["input_key"], cp["lines_done"],
+                          {k: (v[0], v[1]) for k, v in cp["sinks"].items()},
+                          cp.get("input_hash"))
+
+    def _log(self) -> Iterator[Pending]:
+        for seq, data, crc in self._db.execute("SELECT seq, batch, crc FROM log ORDER BY seq"):
+            if zlib.crc32(data) != crc:
+                raise StateError(
+                    f"{self.path}: corrupt commit in the log, batch {seq}: its checksum does "
+                    "not match (a flipped bit or a torn write). Restore the file from a "
+                    "backup, or start over with a new --state (and --force)")
+            yield Pending.decode(data)
+
+    def _state(self) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+        """Every table as key -> value: the base with the log applied in order."""
+        tables = {t: dict(self._rows(t)) for t in TABLES if t != "silences"}
+        silences: list[Any] | None = None
+        for batch in self._log():
+            for table, rows in batch.put.items():
+                tables[table].update(rows)
+            for table, keys in batch.gone.items():
+                for key in keys:
+                    tables[table].pop(key, None)
+            if batch.silences is not None:
+                silences = [v for _, v in batch.silences]
+        if silences is None:
+            silences = [v for _, v in self._rows("silences")]
+        return tables, silences
+
     def restore(self, pipeline: Pipeline, engine: IncidentEngine | None = None
                 ) -> Checkpoint | None:
         """Load saved state into ``pipeline`` (and ``engine``); returns the last checkpoint."""
         try:
+            tables, silences = self._state()
+            meta = tables["meta"]
             if engine is not None:
-                for _, rec in self._rows("changes"):
+                for rec in tables["changes"].values():
                     engine.changes.add(ChangeRecord(**rec))
                 engine.changes.take_new()
-                engine.load((rec for _, rec in self._rows("incidents")),
-                            self._meta("engine_timers") or [])
-                engine.counts.update(self._meta("engine_counts") or {})
+                engine.load(iter(tables["incidents"].values()), meta.get("engine_timers") or [])
+                engine.counts.update(meta.get("engine_counts") or {})
                 engine.take_changes()
-            pipeline.dedup.load(self._rows("alerts"))
-            for _, rec in self._rows("silences"):
+            pipeline.dedup.load(iter(tables["alerts"].items()))
+            for rec in silences:
                 pipeline.silences.add(Silence.from_record(rec))
-            clock = self._meta("clock")
+            clock = meta.get("clock")
             if clock is not None:
                 pipeline.watermark, pipeline.next_sweep = clock
-            counts = self._meta("counts")
+            counts = meta.get("counts")
             if counts:
                 pipeline.counts.update(counts)
             pipeline.dedup.take_changes()  # what was just loaded is already saved
-            checkpoint = self._meta("checkpoint")
+            checkpoint = meta.get("checkpoint")
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state ({exc})") from None
         if not checkpoint:
@@ -236,53 +319,81 @@ class StateFile:
         over a batch whose write failed. Cheap and synchronous: call it where the state
         lives (the event loop); ``write`` may run elsewhere."""
         batch = Pending()
-        rows = batch.rows
+        put, gone = batch.put, batch.gone
         if engine is not None:
             incidents, forgotten = engine.take_changes()
-            out = rows["incidents"]
-            for i in forgotten:
-                out[i] = None
-            for i, r in incidents.items():
-                out[i] = _row(i, r)
+            gone["incidents"] |= forgotten
+            put["incidents"].update(incidents)
             for c in engine.changes.take_new():
-                rows["changes"][c.id] = _row(c.id, asdict(c))
-            rows["meta"]["engine_timers"] = _row("engine_timers", engine.timers())
-            rows["meta"]["engine_counts"] = _row("engine_counts", dict(engine.counts))
+                put["changes"][c.id] = asdict(c)
+            put["meta"]["engine_timers"] = engine.timers()
+            put["meta"]["engine_counts"] = dict(engine.counts)
         changed, removed = pipeline.dedup.take_changes()
-        alerts = rows["alerts"]
-        for fp in removed:
-            alerts[fp] = None
-        for fp, rec in changed.items():
-            alerts[fp] = _row(fp, rec)
+        gone["alerts"] |= removed
+        put["alerts"].update(changed)
         if pipeline.silences_changed:
-            batch.silences = [(s.id, _row(s.id, s.to_record())) for s in pipeline.silences]
+            batch.silences = [(s.id, s.to_record()) for s in pipeline.silences]
             pipeline.silences_changed = False
-        meta = rows["meta"]
-        for key, value in (("clock", [pipeline.watermark, pipeline.next_sweep]),
-                           ("counts", dict(pipeline.counts)),
-                           ("checkpoint", asdict(checkpoint) if checkpoint else None)):
-            meta[key] = _row(key, value)
+        put["meta"].update(clock=[pipeline.watermark, pipeline.next_sweep],
+                           counts=dict(pipeline.counts),
+                           checkpoint=asdict(checkpoint) if checkpoint else None)
         if self._carry is not None:
             batch = self._carry.merge_newer(batch)
             self._carry = None
         return batch
 
     def write(self, batch: Pending) -> None:
-        """Apply ``batch`` in one transaction. Raises ``sqlite3.Error`` (or ``OSError``) if
-        it could not be made durable; nothing of it is then in the file."""
+        """Append ``batch`` to the log in one transaction (folding the log first if it is
+        long). Raises ``sqlite3.Error`` (or ``OSError``) if it could not be made durable;
+        nothing of it is then in the file."""
+        data = batch.encode()
+        if self.logged >= FOLD_AT:
+            self.fold()
+        self._transaction(lambda db: db.execute(
+            "INSERT INTO log (batch, crc) VALUES (?, ?)", (data, zlib.crc32(data))))
+        self.logged += 1
+
+    def fold(self) -> int:
+        """Move every logged batch into the base tables (one transaction); returns how
+        many. The runtimes call it when idle and at a clean close."""
+        if not self.logged:
+            return 0
+        merged = Pending()
+        seqs = []
+        for seq, data, crc in self._db.execute("SELECT seq, batch, crc FROM log ORDER BY seq"):
+            if zlib.crc32(data) != crc:
+                raise StateError(f"{self.path}: corrupt commit in the log, batch {seq}")
+            merged.merge_newer(Pending.decode(data))
+            seqs.append(seq)
+        if not seqs:  # folded by another opener of the file
+            self.logged = 0
+            return 0
+
+        def apply(db: sqlite3.Connection) -> None:
+            for table, keys in merged.gone.items():
+                if keys:
+                    db.executemany(f"DELETE FROM {table} WHERE key = ?", ((k,) for k in keys))
+            for table, rows in merged.put.items():
+                # an upsert updates in place; REPLACE deletes and re-inserts (7x slower for
+                # a storm's updates to rows spread over the table)
+                db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT(key) DO "
+                               "UPDATE SET rec = excluded.rec, crc = excluded.crc",
+                               ((k, *_row(k, v)) for k, v in rows.items()))
+            if merged.silences is not None:
+                db.execute("DELETE FROM silences")
+                db.executemany("INSERT INTO silences VALUES (?, ?, ?)",
+                               ((k, *_row(k, v)) for k, v in merged.silences))
+            db.execute("DELETE FROM log WHERE seq <= ?", (seqs[-1],))
+
+        self._transaction(apply)
+        self.logged = 0
+        return len(seqs)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for table, rows in batch.rows.items():
-                gone = [(k,) for k, r in rows.items() if r is None]
-                if gone:
-                    db.executemany(f"DELETE FROM {table} WHERE key = ?", gone)
-                db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)",
-                               ((k, r[0], r[1]) for k, r in rows.items() if r is not None))
-            if batch.silences is not None:
-                db.execute("DELETE FROM silences")
-                db.executemany("INSERT INTO silences VALUES (?, ?, ?)",
-                               ((k, r[0], r[1]) for k, r in batch.silences))
+            work(db)
             db.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (SQLITE_FULL): "cannot rollback" otherwise

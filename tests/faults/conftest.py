@@ -19,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.faults.report import Losses
 
 TRIAGE = [sys.executable, "-m", "triage.cli"]
 
@@ -39,32 +40,9 @@ correlation:
 """
 
 
-@dataclass
-class Losses:
-    """What each fault test lost; printed in the terminal summary."""
-
-    rows: list[tuple[str, int, int]] = field(default_factory=list)
-
-    def record(self, fault: str, expected: int, kept: int) -> int:
-        self.rows.append((fault, expected, kept))
-        return expected - kept
-
-
-_LOSSES = Losses()
-
-
 @pytest.fixture
 def losses() -> Losses:
-    return _LOSSES
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _LOSSES.rows:
-        return
-    terminalreporter.section("fault injection: losses (must all be 0)")
-    for fault, expected, kept in _LOSSES.rows:
-        terminalreporter.write_line(f"{fault:<62} expected {expected:>6}  kept {kept:>6}  "
-                                    f"lost {expected - kept}")
+    return Losses()
 
 
 class Disk:

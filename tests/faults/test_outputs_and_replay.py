@@ -12,12 +12,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.faults.conftest import FAST_PAGES, TRIAGE, Losses
 from tests.faults.test_disk_full import alert, run, storm_file
 from tests.http.tools import free_port, http
+from triage.statefile import StateFile
 
 pytestmark = pytest.mark.slow
 
@@ -127,9 +127,7 @@ def test_stdin_replayed_from_the_start_after_kill_9_gives_the_clean_output(
 
 def _lines_done(state: Path) -> int:
     try:
-        with sqlite3.connect(state, timeout=0.05) as db:
-            row = db.execute("SELECT rec FROM meta WHERE key = 'checkpoint'").fetchone()
+        checkpoint = StateFile.last_checkpoint(state)
     except sqlite3.Error:
         return 0
-    checkpoint = orjson.loads(row[0]) if row else None
-    return int(checkpoint["lines_done"]) if checkpoint else 0
+    return checkpoint.lines_done if checkpoint else 0
