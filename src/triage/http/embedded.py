@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import sys
@@ -201,15 +202,20 @@ class EmbeddedBackend:
             failed = await self.durable()
             if failed is not None:
                 return self._unavailable(failed)
-        try:
-            orjson.loads(body)
-            raw = envelope(body, received_at)
-        except orjson.JSONDecodeError:
-            # Not JSON, so it cannot be wrapped: the pipeline still takes it as it is, since
-            # it is the one boundary that dead-letters bad input with its exact bytes and
-            # counts it.
-            raw = body
-        outcomes, events = self._triage(raw)
+        payload: Any = None
+        raw = body
+        if len(body) <= self.pipeline.limits.max_payload_bytes:  # else the pipeline refuses it
+            try:
+                payload = orjson.loads(body)  # parsed once: the pipeline takes it decoded
+                raw = envelope(body, received_at)
+                if not isinstance(payload, dict | list):  # a bare string is read as text
+                    payload = None
+            except orjson.JSONDecodeError:
+                # Not JSON, so it cannot be wrapped: the pipeline still takes it as it is,
+                # since it is the one boundary that dead-letters bad input with its exact
+                # bytes and counts it.
+                payload = None
+        outcomes, events = self._triage(raw, payload, received_at)
         failed = await self.durable()
         if failed is not None:
             return self._unavailable(failed)
@@ -242,13 +248,25 @@ class EmbeddedBackend:
         return Accepted(counts={"records": len(feedback), "stored": stored,
                                 "repeats": len(feedback) - stored})
 
-    def _triage(self, raw: bytes) -> tuple[list[Outcome], int]:
-        """Run both stages on ``raw``, write and commit. Returns the outcomes of the input
-        (without the changes the pipeline's clock made on the way) and the events written."""
+    def _triage(self, raw: bytes, payload: Any = None, received_at: float | None = None
+                ) -> tuple[list[Outcome], int]:
+        """Run both stages on ``raw`` (the envelope; or ``payload``, the body already
+        decoded, received at ``received_at``), and stage the writes. Returns the outcomes of
+        the input (without the changes the pipeline's clock made on the way) and the events
+        written."""
         pipeline = self.pipeline
         swept_before = pipeline.counts["swept"]
         started = time.perf_counter()
-        results = pipeline.process(raw)
+        if payload is None:
+            results = pipeline.process(raw)
+        else:
+            results = pipeline.process(payload, received_at)
+            if len(results) == 1 and isinstance(results[0], Failed):
+                # a body that failed as a whole is dead-lettered as its envelope, its exact
+                # bytes and receive time, like one read from a file
+                text = raw.decode("utf-8", "backslashreplace")
+                if results[0].raw == orjson.dumps(payload).decode():
+                    results = [dataclasses.replace(results[0], raw=text)]
         intake_done = time.perf_counter()
         events = self.engine.observe(results, pipeline.watermark)
         done = time.perf_counter()
