@@ -189,7 +189,8 @@ def main() -> None:
                         f"{args.senders} senders; median of {args.repeats} fresh starts")
     for col in ("receiver", "new alerts/s", "p50 / p99 ms", "vs AM", "repeats alerts/s",
                 "p50 / p99 ms", "vs AM"):
-        table.add_column(col, justify="right" if col != "receiver" else "left")
+        table.add_column(col, justify="right" if col != "receiver" else "left",
+                         no_wrap=col == "receiver")
     am = results.get("alertmanager")
     for kind, row in results.items():
         new, rep = statistics.median(row["new"]), statistics.median(row["repeats"])
