@@ -132,8 +132,9 @@ def start(kind: str, tmp: Path, binary: str | None) -> tuple[subprocess.Popen[by
                 "--output", str(tmp / "incidents.jsonl"),
                 "--dead-letter", str(tmp / "dead.jsonl")]
         if kind != "triage-nostate":
-            args += ["--state", str(tmp / "state.db"),
-                     "--durability", kind.removeprefix("triage-state-")]
+            args += ["--state", str(tmp / "state.db")]
+        if kind.startswith("triage-state-"):  # plain triage-state: the default level
+            args += ["--durability", kind.removeprefix("triage-state-")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, proc)
     return proc, port
