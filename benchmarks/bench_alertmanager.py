@@ -321,6 +321,14 @@ def main() -> None:
                                           format="alertmanager-api-v2"))
         print("\n1. ingest, the same bodies to both, in one run:")
         results["ingest"] = ingest(storm, binary, args.repeats, args.batch)
+        print("\n1b. a storm of new alerts, then repeats, 4 senders, batch 100, crash-safe "
+              "triage serve (bench_receiver.py):")
+        import bench_receiver
+        kinds = [k for k in ("alertmanager", "triage-state-process", "triage-state-power",
+                             "triage-nostate") if k != "alertmanager" or binary]
+        results["receiver"] = bench_receiver.report(
+            bench_receiver.measure(kinds, binary, args.alerts, 100, 4, args.repeats),
+            args.alerts, 100, 4, args.repeats)
         print(f"\n2. memory per active alert, {args.memory_alerts:,} distinct firing alerts:")
         results["memory"] = memory(storm, binary, args.memory_alerts)
         print("\n3. what gets paged, Alertmanager grouping (emulated, default timers) vs "

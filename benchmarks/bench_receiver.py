@@ -145,27 +145,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--alerts", type=int, default=100_000)
-    ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--senders", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--receivers", default="alertmanager,triage-state-process,"
-                    "triage-state-power,triage-nostate")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    kinds = [k for k in args.receivers.split(",") if k != "alertmanager" or binary]
-    if binary is None:
-        console.print("[yellow]Alertmanager not installed (apt-get install "
-                      "prometheus-alertmanager): no peer in this run[/]")
-    bodies = storm_bodies(args.alerts, args.batch)
-    n = args.alerts
+def measure(kinds: list[str], binary: str | None, n: int, batch: int, senders: int,
+            repeats: int) -> dict[str, dict[str, Any]]:
+    """Per receiver: alerts/s of each fresh start and every request's latency, for ``n``
+    new alerts and then the same again."""
+    bodies = storm_bodies(n, batch)
     results: dict[str, dict[str, Any]] = {}
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("receivers", total=len(kinds) * args.repeats)
-        for rep in range(args.repeats):
+        task = bar.add_task("receivers", total=len(kinds) * repeats)
+        for rep in range(repeats):
             for kind in kinds:  # interleaved, so drift on the machine hits all alike
                 bar.update(task, description=f"{kind} (run {rep + 1})")
                 with tempfile.TemporaryDirectory() as tmp:
@@ -173,21 +161,26 @@ def main() -> None:
                     try:
                         row = results.setdefault(kind, {"new": [], "repeats": [],
                                                         "lat_new": [], "lat_rep": []})
-                        sec, lat = post_all(port, bodies, args.senders)
+                        sec, lat = post_all(port, bodies, senders)
                         row["new"].append(n / sec)
                         row["lat_new"] += lat
-                        sec, lat = post_all(port, bodies, args.senders)
+                        sec, lat = post_all(port, bodies, senders)
                         row["repeats"].append(n / sec)
                         row["lat_rep"] += lat
                     finally:
                         proc.terminate()
                         proc.wait(timeout=60)
                 bar.advance(task)
-    summary: dict[str, Any] = {"machine": machine(), "alerts": n, "batch": args.batch,
-                               "senders": args.senders, "repeats": args.repeats,
-                               "receivers": {}}
-    table = Table(title=f"{n:,} new alerts, then the same again; batch {args.batch}, "
-                        f"{args.senders} senders; median of {args.repeats} fresh starts")
+    return results
+
+
+def report(results: dict[str, dict[str, Any]], n: int, batch: int, senders: int,
+           repeats: int) -> dict[str, Any]:
+    """The table, printed, and its figures."""
+    summary: dict[str, Any] = {"machine": machine(), "alerts": n, "batch": batch,
+                               "senders": senders, "repeats": repeats, "receivers": {}}
+    table = Table(title=f"{n:,} new alerts, then the same again; batch {batch}, "
+                        f"{senders} senders; median of {repeats} fresh starts")
     for col in ("receiver", "new alerts/s", "p50 / p99 ms", "vs AM", "repeats alerts/s",
                 "p50 / p99 ms", "vs AM"):
         table.add_column(col, justify="right" if col != "receiver" else "left",
@@ -211,8 +204,28 @@ def main() -> None:
                       f"{rep:,.0f}",
                       f"{entry['repeat_p50_ms']:.1f} / {entry['repeat_p99_ms']:.1f}",
                       f"{entry.get('repeats_vs_alertmanager', float('nan')):.2f}x")
+    Console(width=120).print(table)
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--alerts", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--receivers", default="alertmanager,triage-state-process,"
+                    "triage-state-power,triage-nostate")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    kinds = [k for k in args.receivers.split(",") if k != "alertmanager" or binary]
+    if binary is None:
+        console.print("[yellow]Alertmanager not installed (apt-get install "
+                      "prometheus-alertmanager): no peer in this run[/]")
+    results = measure(kinds, binary, args.alerts, args.batch, args.senders, args.repeats)
     print(f"machine: {machine()}\ncommand: python {' '.join(sys.argv)}")
-    Console().print(table)
+    summary = report(results, args.alerts, args.batch, args.senders, args.repeats)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
