@@ -6,6 +6,7 @@ with errors that name the key.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -178,7 +179,9 @@ class HttpSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(9094, ge=0, le=65535)
-    token: str | None = None  # bearer token; TRIAGE_HTTP__TOKEN. None: no auth
+    # bearer token; TRIAGE_HTTP__TOKEN. None: no auth. An empty or blank token is an error,
+    # not "no auth" and not "anyone sending `Bearer` with nothing after it".
+    token: str | None = Field(None, min_length=1, pattern=r"^\S+$")
     max_body_bytes: int = Field(10 << 20, gt=0)
     mode: str = Field("embedded", pattern="^(embedded|kafka)$")
 
@@ -258,7 +261,14 @@ def load_settings(path: Path | None) -> Settings:
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
         key = key.lstrip(".") or "(root)"
         where = f"{path}: " if path else ""
-        raise ConfigError(key, f"{where}{err['msg']} (got {err.get('input')!r})") from None
+        if _SECRET.search(key):  # never echo a secret, right or wrong, into a log
+            got = f"a {type(err.get('input')).__name__}"
+        else:
+            got = repr(err.get("input"))
+        raise ConfigError(key, f"{where}{err['msg']} (got {got})") from None
+
+
+_SECRET = re.compile(r"(token|password|secret|key)$", re.IGNORECASE)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

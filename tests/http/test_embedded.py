@@ -45,7 +45,8 @@ def test_api_v2_alerts_answers_like_alertmanager_and_triages(tmp_path: Path) -> 
                          "generatorURL": "http://prometheus/graph"}]
             resp = await client.post("/api/v2/alerts", data=orjson.dumps(postable))
             assert resp.status == 200
-            assert await resp.read() == b""  # Alertmanager's answer: 200, no body
+            # 200 like Alertmanager (whose clients ignore the body), saying what was done
+            assert (await resp.json())["counts"]["accepted"] == len(postable)
             # the same alert again (Prometheus re-sends every evaluation): a repeat
             resp = await client.post("/api/v2/alerts", data=orjson.dumps(postable))
             assert resp.status == 200
@@ -192,7 +193,10 @@ def test_body_size_limits(tmp_path: Path) -> None:
             resp = await client.post("/api/v1/alerts", data=medium)
             assert resp.status == 413
             assert (await resp.json())["error"] == "OversizeError"
-        assert [d["error"] for d in records(tmp_path / "dead.jsonl")] == ["OversizeError"]
+        # every refused body is dead-lettered: the two over the HTTP limit (their first
+        # bytes), the one over the pipeline's
+        assert [d["error"] for d in records(tmp_path / "dead.jsonl")] == [
+            "PayloadTooLarge", "PayloadTooLarge", "OversizeError"]
 
     asyncio.run(body())
 

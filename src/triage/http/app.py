@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from triage.errors import DecodeError, InputError, SchemaError
-from triage.http.intake import Accepted, Backend, Rejected, too_large
+from triage.http.intake import MAX_DEAD_LETTER_BYTES, Accepted, Backend, Rejected, too_large
 from triage.metrics import TriageMetrics
 from triage.models.feedback import Feedback, feedback_from_dict
 
@@ -78,8 +78,11 @@ def create_app(
         if token is None:
             return True
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                                  token.encode())
+        # the header's bytes come as latin-1 text: encode them back as such, since a token
+        # is ASCII and a byte such as 0xFF must be refused, not crash the comparison
+        given_bytes = given.strip().encode("latin-1", "replace")
+        return (scheme.lower() == "bearer" and bool(given_bytes)
+                and hmac.compare_digest(given_bytes, token.encode()))
 
     async def read_body(request: web.Request) -> bytes | web.Response:
         """The body, or the answer refusing it (no or wrong token, too large)."""
@@ -88,13 +91,21 @@ def create_app(
                                   "missing or wrong bearer token (Authorization: Bearer "
                                   "<http.token>)", headers={"WWW-Authenticate": "Bearer"})
         if request.content_length is not None and request.content_length > max_body_bytes:
-            return rejected(too_large(request.content_length, max_body_bytes,
-                                      "http.max_body_bytes"))
+            return await oversize(request, request.content_length)
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:  # no Content-Length (chunked) and too big
-            return rejected(too_large(max_body_bytes + 1, max_body_bytes,
-                                      "http.max_body_bytes"))
+            return await oversize(request, None)
+
+    async def oversize(request: web.Request, declared: int | None) -> web.Response:
+        """413, and the body's first bytes dead-lettered with the reason."""
+        answer = too_large(declared or max_body_bytes + 1, max_body_bytes,
+                           "http.max_body_bytes")
+        head = await request.content.read(min(max_body_bytes, MAX_DEAD_LETTER_BYTES))
+        size = f"{declared:,} bytes declared" if declared is not None else "chunked"
+        await backend.dead_letter(head, answer.error, f"{answer.message}; {size}, the first "
+                                  f"{len(head):,} kept here ({request.method} {request.path})")
+        return rejected(answer)
 
     def alerts_handler(name: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -204,13 +215,22 @@ def rejected(result: Rejected) -> web.Response:
 def accepted(route: str, result: Accepted) -> web.Response:
     """The answer for a body taken in.
 
-    ``/api/v2/alerts`` answers like Alertmanager: 200 and an empty body. The others answer
-    200 with the stage-1 counts (embedded), or 202 once Kafka has the body (Kafka mode).
+    ``/api/v2/alerts`` answers 200 like Alertmanager (whose clients ignore the body), with
+    what happened to each alert in input order: ``accepted``, ``deduplicated``,
+    ``suppressed`` (with the reason) or ``refused`` (with the error, field and reason).
+    The others answer 200 with the stage-1 counts (embedded), or 202 once Kafka has the
+    body (Kafka mode).
     Alerts that failed inside a good payload are dead-lettered and listed in ``errors``;
     the request still succeeds, as Alertmanager would accept them.
     """
     if route == "api_v2_alerts":
-        return web.Response(status=200)
+        if result.queued:  # Kafka mode: the workers decide; Alertmanager's empty 200
+            return web.Response(status=200)
+        counts = {"accepted": 0, "deduplicated": 0, "suppressed": 0, "refused": 0}
+        for r in result.results:
+            counts[r["outcome"]] += 1
+        return web.json_response({"status": "success", "alerts": result.results,
+                                  "counts": counts})
     if result.queued:
         return web.json_response({"status": "accepted", "queued": True}, status=202)
     return web.json_response({"status": "success", "alerts": result.alerts, **result.counts,

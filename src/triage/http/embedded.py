@@ -54,7 +54,7 @@ import orjson
 from triage.core.incidents import Event, IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_outcome
-from triage.core.types import Failed, Outcome
+from triage.core.types import Failed, Outcome, Suppressed
 from triage.errors import OutputConflict
 from triage.http.intake import Accepted, Rejected, envelope
 from triage.metrics import TriageMetrics, track_embedded_state
@@ -67,6 +67,7 @@ log = logging.getLogger("triage.http")
 INPUT_KEY = "triage serve"  # the checkpoint's input: HTTP requests, not a file
 MAX_ERRORS_SHOWN = 10
 RETRY_AFTER = 5.0  # seconds, in the 503 answered while storage fails
+_ANSWER = {"triaged": "accepted", "deduplicated": "deduplicated", "suppressed": "suppressed"}
 
 
 @dataclass(slots=True)
@@ -226,11 +227,33 @@ class EmbeddedBackend:
         counts: dict[str, int] = {"triaged": 0, "deduplicated": 0, "suppressed": 0,
                                   "failed": 0}
         errors: list[dict[str, Any]] = []
-        for o in outcomes:
+        results: list[dict[str, Any]] = []
+        for i, o in enumerate(outcomes):
             counts[o.kind] += 1
-            if isinstance(o, Failed) and len(errors) < MAX_ERRORS_SHOWN:
-                errors.append({"error": o.error, "field": o.field or None, "reason": o.reason})
-        return Accepted(alerts=len(outcomes), counts=counts, events=events, errors=errors)
+            if isinstance(o, Failed):
+                if len(errors) < MAX_ERRORS_SHOWN:
+                    errors.append({"error": o.error, "field": o.field or None,
+                                   "reason": o.reason})
+                results.append({"index": i, "outcome": "refused", "error": o.error,
+                                "field": o.field or None, "reason": o.reason})
+                continue
+            entry: dict[str, Any] = {"index": i, "fingerprint": o.alert.fingerprint,
+                                     "outcome": _ANSWER[o.kind]}
+            if isinstance(o, Suppressed):
+                entry["reason"] = o.reason
+                entry["detail"] = o.detail
+            results.append(entry)
+        return Accepted(alerts=len(outcomes), counts=counts, events=events, errors=errors,
+                        results=results)
+
+    async def dead_letter(self, raw: bytes, error: str, reason: str) -> None:
+        """Dead-letter a body refused at the door (too large), durably before the answer."""
+        record = render_outcome(Failed(error, "", reason,
+                                       raw.decode("utf-8", "backslashreplace")),
+                                max(self.clock(), self.pipeline.watermark))
+        assert record is not None
+        self._sinks["dead_letter"].write(record)
+        await self.durable()
 
     async def accept_feedback(self, records: list[Any], feedback: list[Feedback]
                               ) -> Accepted | Rejected:

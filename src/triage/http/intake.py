@@ -30,6 +30,9 @@ class Accepted:
     events: int = 0
     # per-alert failures inside an otherwise good payload (dead-lettered), first few
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # what happened to each alert, in input order (embedded): index, fingerprint, outcome
+    # (accepted, deduplicated, suppressed, refused) and the reason when there is one
+    results: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,11 @@ class Backend(Protocol):
         """Take validated feedback (``records`` as sent, ``feedback`` as validated)."""
         ...
 
+    async def dead_letter(self, raw: bytes, error: str, reason: str) -> None:
+        """Keep a body refused at the door (too large) with the reason, for the operators:
+        nothing sent is dropped without a trace."""
+        ...
+
 
 def envelope(body: bytes, received_at: float) -> bytes:
     """Wrap a body that is valid JSON in an envelope, keeping its bytes.
@@ -92,6 +100,9 @@ def check_format(payload: Any) -> InputError | None:
     except InputError as exc:
         return exc
     return None
+
+
+MAX_DEAD_LETTER_BYTES = 1 << 20  # of an oversize body, the first this many are kept
 
 
 def too_large(size: int, limit: int, key: str) -> Rejected:

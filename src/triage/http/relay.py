@@ -117,6 +117,17 @@ class KafkaBackend:
                             retry_after=self.publisher.retry_after)
         return Accepted(queued=True, counts={"records": len(records)})
 
+    async def dead_letter(self, raw: bytes, error: str, reason: str) -> None:
+        """Publish a body refused at the door to the dead-letter topic (best effort: the
+        sender was told either way)."""
+        failed = Failed(error, "", reason, raw.decode("utf-8", "backslashreplace"))
+        self.metrics.observe_outcomes([failed])
+        try:
+            await self.publisher.publish("deadletter", orjson.dumps(
+                render_failure(failed, self.clock())))
+        except PublishError as exc:
+            log.warning("could not dead-letter a refused body (%s): %s", error, exc)
+
     async def _refuse(self, body: bytes, error: str, field: str, reason: str) -> Rejected:
         failed = Failed(error, field, reason, body.decode("utf-8", "backslashreplace"))
         # counted here: the workers never see this body

@@ -88,6 +88,10 @@ def _alert(
             starts_at = ends_at
         elif updated_at is not None:
             starts_at = updated_at
+        elif source == "alertmanager-api-v2":
+            # optional in API v2 (Alertmanager takes "now"): 0 is "no time given", which
+            # the pipeline turns into the receive time
+            starts_at = 0.0
         else:
             raise SchemaError(f"{field}.startsAt", "missing")
     at = starts_at

@@ -1,0 +1,111 @@
+"""The red-team findings on `triage serve` (issue 15), each as the request that broke it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.http.conftest import Clock, embedded_backend, fresh_metrics, records, served
+from triage.errors import ConfigError
+from triage.settings import load_settings
+
+
+async def raw_request(client: Any, data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` as it is on a new connection; the status and the body."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(data)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_a_non_ascii_authorization_header_is_a_401_not_a_500(tmp_path: Path) -> None:
+    async def body() -> None:
+        metrics, clock = fresh_metrics(), Clock()
+        backend = embedded_backend(tmp_path, metrics, clock)
+        async with served(backend, metrics, clock=clock, token="s3cret") as client:
+            alert = b'{"alertname": "DiskFull", "service": "db"}'
+            for auth in (b"Bearer \xff\xfe", b"\xff", b"Bearer s3cret\xff", b"Bearer ",
+                         b"Bearer"):
+                status, answer = await raw_request(client, (
+                    b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    b"application/json\r\nAuthorization: " + auth + b"\r\nContent-Length: "
+                    + str(len(alert)).encode() + b"\r\nConnection: close\r\n\r\n" + alert))
+                assert status == 401, (auth, answer)
+                assert orjson.loads(answer)["error"] == "Unauthorized"
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("value", ["", "   ", "two words"])
+def test_an_empty_or_blank_token_is_a_config_error(value: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`TRIAGE_HTTP__TOKEN=` used to admit `Bearer` with nothing after it."""
+    monkeypatch.setenv("TRIAGE_HTTP__TOKEN", value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None)
+    assert "http.token" in str(exc.value)
+
+
+def test_a_token_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    config = tmp_path / "triage.yaml"
+    config.write_text("http:\n  token: [hunter2-very-secret]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config)
+    assert "hunter2" not in str(exc.value)
+    assert "http.token" in str(exc.value) and "list" in str(exc.value)
+    # and through the CLI, as a user sees it
+    proc = subprocess.run([sys.executable, "-m", "triage.cli", "serve", "--config",
+                           str(config)], capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 2 and b"hunter2" not in proc.stderr + proc.stdout
+
+
+def test_api_v2_alerts_answers_what_happened_to_each_alert(tmp_path: Path) -> None:
+    async def body() -> None:
+        metrics, clock = fresh_metrics(), Clock()
+        backend = embedded_backend(tmp_path, metrics, clock)
+        alerts: list[dict[str, Any]] = [
+            {"labels": {"alertname": "A", "service": "db"}, "startsAt": "2027-01-15T07:59:00Z"},
+            {"labels": {"alertname": "B", "service": "db"}},  # no startsAt: now
+            {"labels": "not a map", "startsAt": "2027-01-15T07:59:00Z"},
+            {"labels": {"alertname": "A", "service": "db"}, "startsAt": "2027-01-15T07:59:00Z"},
+        ]
+        async with served(backend, metrics, clock=clock) as client:
+            resp = await client.post("/api/v2/alerts", data=orjson.dumps(alerts))
+            assert resp.status == 200
+            got = await resp.json()
+        outcomes = [r["outcome"] for r in got["alerts"]]
+        assert outcomes == ["accepted", "accepted", "refused", "deduplicated"]
+        assert got["alerts"][2]["reason"] and got["alerts"][2]["field"]
+        assert got["alerts"][0]["fingerprint"] == got["alerts"][3]["fingerprint"]
+        assert got["counts"] == {"accepted": 2, "deduplicated": 1, "suppressed": 0,
+                                 "refused": 1}
+        dead = records(tmp_path / "dead.jsonl")
+        assert len(dead) == 1 and "labels" in dead[0]["field"]
+
+    asyncio.run(body())
+
+
+def test_an_oversize_body_is_dead_lettered(tmp_path: Path) -> None:
+    async def body() -> None:
+        metrics, clock = fresh_metrics(), Clock()
+        backend = embedded_backend(tmp_path, metrics, clock)
+        big = b'[{"labels": {"alertname": "' + b"x" * 5000 + b'"}}]'
+        async with served(backend, metrics, clock=clock, max_body_bytes=1000) as client:
+            resp = await client.post("/api/v2/alerts", data=big)
+            assert resp.status == 413
+        dead = records(tmp_path / "dead.jsonl")
+        assert len(dead) == 1
+        assert dead[0]["error"] == "PayloadTooLarge"
+        assert str(len(big)) in dead[0]["reason"]
+        assert big.decode().startswith(dead[0]["raw"][:500])  # its first bytes are kept
+
+    asyncio.run(body())
