@@ -118,6 +118,7 @@ class TriageMetrics:
     refetched: Counter
     recovery_restarts: Counter
     noise_model: Info
+    noise_model_failures: Counter
     http_requests: Counter
     http_seconds: Histogram
 
@@ -181,6 +182,11 @@ class TriageMetrics:
             noise_model=Info(
                 "triage_noise_model", "The noise model in use (version none: no model).",
                 registry=r),
+            noise_model_failures=Counter(
+                "triage_noise_model_failures",
+                "Noise models that could not be used: refused at load (load) or failing "
+                "while scoring (score); intake went on with the previous model or none.",
+                ["version", "stage"], registry=r),
             http_requests=Counter(
                 "triage_http_requests", "HTTP requests answered, by handler and status code.",
                 ["handler", "code"], registry=r),
@@ -294,6 +300,10 @@ class TriageMetrics:
     def set_model_version(self, version: str | None) -> None:
         """The noise model version in use; ``None`` when there is none."""
         self.noise_model.info({"version": version or "none"})
+
+    def noise_model_failed(self, version: str, stage: str) -> None:
+        """A noise model refused at load or failing while scoring (intake went on)."""
+        self.noise_model_failures.labels(version, stage).inc()
 
     def observe_http(self, handler: str, code: int, seconds: float) -> None:
         """One HTTP request answered."""

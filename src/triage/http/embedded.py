@@ -153,6 +153,9 @@ class EmbeddedBackend:
                        for name, target in targets.items()}
         self._io = ThreadPoolExecutor(1, thread_name_prefix="triage-commit")
         track_embedded_state(self.metrics, self.pipeline, self.engine)
+        scorer = self.pipeline.noise_scorer
+        if scorer is not None and hasattr(scorer, "on_failure"):
+            scorer.on_failure = self.metrics.noise_model_failed  # a model that cannot be used
         self._update_model_version()
         if self.tick_interval > 0:
             self._timer = asyncio.create_task(self._run_timers(), name="triage-serve-timers")

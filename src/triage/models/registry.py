@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 import platform
 import shutil
@@ -65,6 +67,9 @@ TRUSTED_TYPES: Final = frozenset({
 })
 
 
+log = logging.getLogger("triage.models")
+
+
 class ModelError(TriageError):
     """A model artifact is missing, unverifiable (hash mismatch, untrusted types) or invalid."""
 
@@ -93,6 +98,47 @@ class LoadedModel:
         return {str(k): float(v) for k, v in self.metadata.get("thresholds", {}).items()}
 
 
+def schema_problems(model: Any, metadata: dict[str, Any] | None = None) -> list[str]:
+    """What keeps ``model`` from scoring the pipeline's alerts: the features it was fitted
+    on (names, count), its classes (two: actionable, noise), and a smoke test on one
+    synthetic alert. Checked at train, promote and load; empty when it fits.
+
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> m = LogisticRegression().fit(np.array([[0, 1, 2], [1, 0, 2]]), [0, 1])
+    >>> schema_problems(m)[0]  # the red team's: numeric columns, not the pipeline's
+    'fitted on 3 features, the pipeline sends 11'
+    """
+    problems: list[str] = []
+    if metadata is not None and list(metadata.get("features", [])) != list(FEATURES):
+        problems.append(f"metadata lists features {metadata.get('features')}, the pipeline "
+                        f"sends {list(FEATURES)}")
+    if not hasattr(model, "predict_proba"):
+        return [*problems, "not a probabilistic classifier (no predict_proba)"]
+    names = getattr(model, "feature_names_in_", None)
+    count = getattr(model, "n_features_in_", None)
+    if names is not None and list(names) != list(FEATURES):
+        problems.append(f"fitted on columns {list(names)}, the pipeline sends "
+                        f"{list(FEATURES)}")
+    elif count is not None and count != len(FEATURES):
+        problems.append(f"fitted on {count} features, the pipeline sends {len(FEATURES)}")
+    classes = getattr(model, "classes_", None)
+    if classes is not None and len(classes) != 2:
+        problems.append(f"{len(classes)} classes; a noise model has two (actionable, noise)")
+    if problems:
+        return problems
+    probe = Alert(labels={"alertname": "SchemaProbe", "service": "probe"}, annotations={},
+                  status="firing", starts_at=0.0, ends_at=None, at=0.0, source="generic")
+    try:
+        proba = np.asarray(model.predict_proba(pd.DataFrame(
+            [alert_features(probe, None, 0.0, thresholds={})])))
+    except Exception as exc:  # whatever the estimator raises: it cannot score
+        return [f"fails on an alert: {type(exc).__name__}: {exc}"]
+    if proba.shape != (1, 2) or not all(0.0 <= float(p) <= 1.0 and math.isfinite(float(p))
+                                        for p in proba[0]):
+        problems.append(f"scores an alert as {proba.tolist()}, not one probability per class")
+    return problems
+
+
 def library_versions() -> dict[str, str]:
     """The versions a model was trained with (recorded, and compared on load)."""
     return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
@@ -108,6 +154,10 @@ def register_model(registry: Path, trained: TrainedModel, *, registered_at: floa
     never sees half a version. ``report(trained, dir)`` may add report files.
     """
     registry = Path(registry)
+    problems = schema_problems(trained.model)
+    if problems:
+        raise ModelError(f"refusing to register a model the pipeline cannot use: "
+                         f"{'; '.join(problems)}")
     registry.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry))
     try:
@@ -212,8 +262,9 @@ def load_model(registry: Path, version: str) -> LoadedModel:
         model = sio.load(artifact, trusted=sorted(untrusted))
     except Exception as exc:
         raise ModelError(f"{artifact}: cannot load ({exc})") from None
-    if not hasattr(model, "predict_proba"):
-        raise ModelError(f"{artifact}: not a probabilistic classifier")
+    problems = schema_problems(model, metadata)
+    if problems:
+        raise ModelError(f"{path}: the pipeline cannot use this model: {'; '.join(problems)}")
     return LoadedModel(version, model, metadata)
 
 
@@ -233,7 +284,11 @@ class ReloadingNoiseScorer:
         self.recent_changes = recent_changes
         self.cache_size = cache_size
         self.current: LoadedModel | None = None
+        self.previous: LoadedModel | None = None  # what a failing model drops back to
         self.last_error: str | None = None
+        # called with (version, "load" | "score") when a model cannot be used (a metric)
+        self.on_failure: Callable[[str, str], None] | None = None
+        self._refused: set[str] = set()  # versions refused already (logged once each)
         self.last_check: float | None = None
         self._cache: OrderedDict[tuple[str, str, int], float] = OrderedDict()
         self._thresholds: dict[str, float] = {}
@@ -246,14 +301,22 @@ class ReloadingNoiseScorer:
     def refresh(self, now: float) -> bool:
         """Re-read the promoted pointer; load a new version. Returns whether it changed."""
         self.last_check = now
+        version: str | None = None
         try:
             version = promoted_version(self.registry)
-            if version is None or version == self.version:
+            if version is None or version == self.version or version in self._refused:
                 return False
             loaded = load_model(self.registry, version)
         except ModelError as exc:
             self.last_error = str(exc)  # keep scoring with the model we have
+            name = version or PROMOTED
+            if name not in self._refused:
+                self._refused.add(name)
+                log.warning("noise model %s is promoted but refused, still scoring with %s: "
+                            "%s", name, self.version or "no model", exc)
+                self._failed(name, "load")
             return False
+        self.previous = self.current
         self.current, self._thresholds = loaded, loaded.thresholds
         self._cache.clear()
         self.last_error = None
@@ -287,7 +350,11 @@ class ReloadingNoiseScorer:
                                            recent_changes=self.recent_changes))
             scores.append(cached)
         if rows:
-            fresh = current.model.predict_proba(pd.DataFrame(rows))[:, 1]
+            try:
+                fresh = current.model.predict_proba(pd.DataFrame(rows))[:, 1]
+            except Exception as exc:  # fail open: intake never stops for a model
+                self._drop(current, exc)
+                return self.score_batch(alerts, states, now)
             for i, score in zip(missing, fresh, strict=True):
                 state = states[i]
                 key = (current.version, alerts[i].fingerprint,
@@ -296,6 +363,23 @@ class ReloadingNoiseScorer:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return [s if s is not None else 0.0 for s in scores]
+
+
+    def _drop(self, failing: LoadedModel, exc: BaseException) -> None:
+        """Stop using ``failing``: back to the model before it, or to none (alerts pass)."""
+        self._refused.add(failing.version)
+        fallback = self.previous if self.previous is not failing else None
+        log.error("noise model %s failed while scoring (%s: %s); scoring with %s from now "
+                  "on", failing.version, type(exc).__name__, exc,
+                  fallback.version if fallback else "no model (every alert passes the gate)")
+        self.current, self.previous = fallback, None
+        self._thresholds = fallback.thresholds if fallback else {}
+        self._cache.clear()
+        self._failed(failing.version, "score")
+
+    def _failed(self, version: str, stage: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(version, stage)
 
 
 def load_noise_scorer(registry_dir: Path, *, check_every: float = 60.0,
