@@ -184,6 +184,13 @@ class HttpSettings(_Section):
     token: str | None = Field(None, min_length=1, pattern=r"^\S+$")
     max_body_bytes: int = Field(10 << 20, gt=0)
     mode: str = Field("embedded", pattern="^(embedded|kafka)$")
+    # A connection must send a whole request's headers within header_timeout of opening (or
+    # of its last answer: the keep-alive idle limit), and its body within body_timeout; at
+    # most max_connections are open at once (more are closed as they come): slow or idle
+    # clients cannot hold the file descriptors real senders need.
+    header_timeout: Duration = Field(15.0, gt=0)
+    body_timeout: Duration = Field(30.0, gt=0)
+    max_connections: int = Field(512, gt=0)
 
 
 class FeedbackSettings(_Section):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import orjson
 import pytest
 
 from tests.http.conftest import Clock, embedded_backend, fresh_metrics, records, served
+from tests.http.tools import free_port, http, triage_serve
 from triage.errors import ConfigError
 from triage.settings import load_settings
 
@@ -109,3 +113,119 @@ def test_an_oversize_body_is_dead_lettered(tmp_path: Path) -> None:
         assert big.decode().startswith(dead[0]["raw"][:500])  # its first bytes are kept
 
     asyncio.run(body())
+
+
+HARDENED = "http:\n  header_timeout: 2s\n  body_timeout: 1s\n  max_connections: 40\n"
+
+
+def _connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s
+
+
+def _answer(s: socket.socket) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next((h.split(b":", 1)[1] for h in head.split(b"\r\n")
+                       if h.lower().startswith(b"content-length:")), b"0"))
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_trickling_clients_are_cut_off_and_real_senders_get_through(tmp_path: Path) -> None:
+    """1,000 slowloris connections used to be kept forever, blocking real senders."""
+    port = free_port()
+    with triage_serve(tmp_path, port=port, config=HARDENED) as proc:
+        tricklers = []
+        for _ in range(60):  # more than max_connections
+            s = _connect(port)
+            s.sendall(b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\n")
+            tricklers.append(s)
+        started = time.monotonic()
+        closed: set[int] = set()
+        served_at = None
+        body = orjson.dumps([{"labels": {"alertname": "Real", "service": "db"}}])
+        while time.monotonic() - started < 10 and (served_at is None or
+                                                   len(closed) < len(tricklers)):
+            for i, s in enumerate(tricklers):  # one header byte at a time, forever
+                if i in closed:
+                    continue
+                try:
+                    s.sendall(b"X")
+                    s.setblocking(False)
+                    if s.recv(1) == b"":
+                        closed.add(i)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    closed.add(i)
+                finally:
+                    s.setblocking(True)
+            if served_at is None:
+                with contextlib.suppress(OSError):
+                    status, _ = http("POST", f"http://127.0.0.1:{port}/api/v2/alerts", body,
+                                     timeout=2)
+                    if status == 200:
+                        served_at = time.monotonic() - started
+            time.sleep(0.2)
+        for s in tricklers:
+            s.close()
+        assert proc.poll() is None
+    assert len(closed) == len(tricklers)  # every trickler cut off (timeout or cap)
+    assert served_at is not None and served_at < 6  # within the header timeout and then some
+
+
+def test_malformed_framing_is_a_json_400_without_a_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    requests = [
+        b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Content-Length: 7\r\n\r\n[]",
+        b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n[]",
+    ]
+    with triage_serve(tmp_path, port=port, config=HARDENED):
+        for raw in requests:
+            s = _connect(port)
+            s.sendall(raw)
+            status, body = _answer(s)
+            s.close()
+            assert status == 400, body
+            got = orjson.loads(body)
+            assert got["code"] == 400 and "malformed HTTP request" in got["message"]
+        # a body that trickles: 408 after http.body_timeout
+        s = _connect(port)
+        s.sendall(b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[{")
+        status, body = _answer(s)
+        s.close()
+        assert status == 408 and orjson.loads(body)["error"] == "RequestTimeout"
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_a_flood_of_garbage_is_logged_in_a_few_lines(tmp_path: Path) -> None:
+    """About 97k tracebacks (43 MB) in 12 s, before."""
+    port = free_port()
+    with triage_serve(tmp_path, port=port, config=HARDENED) as proc:
+        for i in range(400):
+            with contextlib.suppress(OSError):
+                s = _connect(port)
+                s.sendall(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                          if i % 2 else b"\x16\x03\x01garbage\r\n\r\n")
+                with contextlib.suppress(OSError):
+                    s.recv(4096)
+                s.close()
+        assert proc.poll() is None
+        assert http("GET", f"http://127.0.0.1:{port}/-/healthy")[0] == 200
+    lines = (tmp_path / "serve.log").read_text().splitlines()
+    assert len(lines) < 80, lines[-5:]
+    assert not any("Traceback" in line for line in lines)

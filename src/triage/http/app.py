@@ -7,6 +7,7 @@ no request can crash the process: anything unexpected is logged and answered 500
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -42,6 +43,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = 10 << 20,
     clock: Callable[[], float] = time.time,
+    body_timeout: float = 30.0,
 ) -> web.Application:
     """The application; ``backend`` is started and stopped with it.
 
@@ -93,9 +95,15 @@ def create_app(
         if request.content_length is not None and request.content_length > max_body_bytes:
             return await oversize(request, request.content_length)
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), body_timeout)
         except web.HTTPRequestEntityTooLarge:  # no Content-Length (chunked) and too big
             return await oversize(request, None)
+        except TimeoutError:  # a client trickling its body holds a connection: not forever
+            response = error_response(408, "RequestTimeout",
+                                      f"the body did not arrive within {body_timeout:g} s "
+                                      "(http.body_timeout)")
+            response.force_close()
+            return response
 
     async def oversize(request: web.Request, declared: int | None) -> web.Response:
         """413, and the body's first bytes dead-lettered with the reason."""

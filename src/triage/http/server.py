@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from triage.bootstrap import build_fingerprinter
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
-from triage.http.app import create_app
+from triage.http.app import create_app, error_response
 from triage.http.embedded import EmbeddedBackend
 from triage.http.intake import Backend
 from triage.http.relay import KafkaBackend
@@ -64,12 +67,107 @@ def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetr
                            durability=options.durability, force=options.force)
 
 
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, answering what its parser refuses (malformed framing:
+    Content-Length with Transfer-Encoding, two Content-Lengths, a garbage request line) with
+    a JSON 400 and one log line, not a text page and a traceback."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        reason = (getattr(exc, "message", None) or message or str(exc or "")).strip()
+        log.warning("refused a malformed request from %s: %s", request.remote,
+                    reason.splitlines()[0][:200] if reason else "bad request")
+        response = error_response(status, type(exc).__name__ if exc else "BadRequest",
+                                  f"malformed HTTP request: {reason[:500]}")
+        response.force_close()
+        return response
+
+
+class _Server(Server):
+    """aiohttp's server with the connection cap and the JSON framing errors."""
+
+    max_connections = 512
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self._connections) > self.max_connections:
+            log.warning("over http.max_connections (%d): closing a new connection from %s",
+                        self.max_connections, transport.get_extra_info("peername"))
+            transport.close()
+
+
+class _Runner(web.AppRunner):
+    def __init__(self, app: web.Application, *, max_connections: int, **kwargs: object
+                 ) -> None:
+        super().__init__(app, **kwargs)  # type: ignore[arg-type]
+        self._max_connections = max_connections
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # the same object, with the two behaviours above
+        server.max_connections = self._max_connections  # type: ignore[attr-defined]
+        return server
+
+
+class RateLimitFilter(logging.Filter):
+    """At most ``burst`` records per ``window`` seconds per logger; then one line saying how
+    many were dropped. A client sending garbage as fast as it can must not fill the disk
+    with tracebacks (asyncio and aiohttp log one per bad connection)."""
+
+    def __init__(self, burst: int = 20, window: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst, self.window, self.clock = burst, window, clock
+        self._start = clock()
+        self._seen = 0
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        if now - self._start >= self.window:
+            dropped, self._dropped = self._dropped, 0
+            self._start, self._seen = now, 0
+            if dropped:
+                record.msg = (f"({dropped} similar log lines dropped in the last "
+                              f"{self.window:.0f} s) {record.getMessage()}")
+                record.args = ()
+        self._seen += 1
+        if self._seen > self.burst:
+            self._dropped += 1
+            return False
+        return True
+
+
+NOISY_LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.internal", "aiohttp.web",
+                 "asyncio", "triage.http")
+
+
+def install_log_limits() -> None:
+    """Rate-limit the loggers a hostile client can make talk (idempotent)."""
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+            logger.addFilter(RateLimitFilter())
+
+
 async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,
                 stop: asyncio.Event | None = None) -> None:
     """Listen on ``settings.http.host:port`` until ``stop`` is set or a SIGTERM/SIGINT."""
     http = settings.http
-    app = create_app(backend, metrics, token=http.token, max_body_bytes=http.max_body_bytes)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    install_log_limits()
+    app = create_app(backend, metrics, token=http.token, max_body_bytes=http.max_body_bytes,
+                     body_timeout=http.body_timeout)
+    # keepalive_timeout: aiohttp closes a connection that has not sent a whole request
+    # this long after it opened or was last answered: the header (and idle) timeout
+    runner = _Runner(app, access_log=None, handle_signals=False,
+                     keepalive_timeout=http.header_timeout,
+                     max_connections=http.max_connections)
     await runner.setup()  # starts the backend: state restored before the port opens
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
