@@ -49,10 +49,11 @@ def embedded_backend(tmp_path: Path, metrics: TriageMetrics, clock: Clock, *,
 
 @asynccontextmanager
 async def served(backend: Backend, metrics: TriageMetrics, *, clock: Clock,
-                 token: str | None = None, max_body_bytes: int = 1 << 20
-                 ) -> AsyncIterator[TestClient[Any, Any]]:
+                 token: str | None = None, max_body_bytes: int = 1 << 20,
+                 stream_silences: bool = False) -> AsyncIterator[TestClient[Any, Any]]:
     """A test client on the app around ``backend`` (started and stopped with it)."""
-    app = create_app(backend, metrics, token=token, max_body_bytes=max_body_bytes, clock=clock)
+    app = create_app(backend, metrics, token=token, max_body_bytes=max_body_bytes, clock=clock,
+                     stream_silences=stream_silences)
     async with TestClient(TestServer(app)) as client:
         yield client
 

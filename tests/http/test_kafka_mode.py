@@ -154,7 +154,7 @@ def test_silences_and_change_records_pass_the_door() -> None:
     async def body() -> None:
         metrics, clock, producer = fresh_metrics(), Clock(), StubProducer()
         async with served(kafka_backend(producer, metrics, clock), metrics,
-                          clock=clock) as client:
+                          clock=clock, stream_silences=True) as client:  # a trusted stream
             for doc in (silence, change):
                 assert (await client.post("/api/v1/alerts", json=doc)).status == 202
         assert len(producer.sent) == 2
@@ -230,7 +230,7 @@ def test_each_body_is_keyed_so_one_alert_lands_on_one_partition() -> None:
     async def body() -> None:
         metrics, clock, producer = fresh_metrics(), Clock(), StubProducer()
         async with served(kafka_backend(producer, metrics, clock), metrics,
-                          clock=clock) as client:
+                          clock=clock, stream_silences=True) as client:
             for path, payload, _ in cases:
                 resp = await client.post(path, data=orjson.dumps(payload))
                 assert resp.status in (200, 202), await resp.text()

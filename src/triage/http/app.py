@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from triage.errors import DecodeError, InputError, SchemaError
+from triage.http import amapi
 from triage.http.intake import MAX_DEAD_LETTER_BYTES, Accepted, Backend, Rejected, too_large
 from triage.metrics import TriageMetrics
 from triage.models.feedback import Feedback, feedback_from_dict
@@ -44,6 +45,8 @@ def create_app(
     max_body_bytes: int = 10 << 20,
     clock: Callable[[], float] = time.time,
     body_timeout: float = 30.0,
+    admin_token: str | None = None,
+    stream_silences: bool = False,
 ) -> web.Application:
     """The application; ``backend`` is started and stopped with it.
 
@@ -115,11 +118,36 @@ def create_app(
                                   f"{len(head):,} kept here ({request.method} {request.path})")
         return rejected(answer)
 
+    def admin(request: web.Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        given_bytes = given.strip().encode("latin-1", "replace")
+        return (admin_token is not None and scheme.lower() == "bearer" and bool(given_bytes)
+                and hmac.compare_digest(given_bytes, admin_token.encode()))
+
+    async def untrusted_silence(request: web.Request, body: bytes) -> web.Response | None:
+        """A silence object in the alert stream, from a sender not trusted with silences."""
+        if stream_silences or b'"matchers"' not in body or admin(request):
+            return None
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not (isinstance(payload, dict) and "matchers" in payload and "createdBy" in payload):
+            return None
+        reason = ("a silence in the alert stream: not taken from alert senders; POST it to "
+                  "/api/v2/silences with http.admin_token (or trust the stream: "
+                  "http.stream_silences: true)")
+        await backend.dead_letter(body, "UntrustedSilence", reason)
+        return error_response(403, "UntrustedSilence", reason)
+
     def alerts_handler(name: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             body = await read_body(request)
             if isinstance(body, web.Response):
                 return body
+            refused = await untrusted_silence(request, body)
+            if refused is not None:
+                return refused
             result = await backend.accept(body, received_at=clock())
             if isinstance(result, Rejected):
                 return rejected(result)
@@ -166,6 +194,8 @@ def create_app(
     for path, name in ALERT_ROUTES:
         app.router.add_post(path, alerts_handler(name), name=name)
     app.router.add_post(FEEDBACK_ROUTE[0], feedback_handler, name=FEEDBACK_ROUTE[1])
+    amapi.register(app, backend, error_response, token=token, admin_token=admin_token,
+                   clock=clock)
     app.router.add_get("/metrics", metrics_handler, name="metrics")
     app.router.add_get("/-/healthy", healthy, name="healthy")
     app.router.add_get("/-/ready", ready, name="ready")

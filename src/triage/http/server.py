@@ -162,7 +162,8 @@ async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,
     http = settings.http
     install_log_limits()
     app = create_app(backend, metrics, token=http.token, max_body_bytes=http.max_body_bytes,
-                     body_timeout=http.body_timeout)
+                     body_timeout=http.body_timeout, admin_token=http.admin_token,
+                     stream_silences=http.stream_silences)
     # keepalive_timeout: aiohttp closes a connection that has not sent a whole request
     # this long after it opened or was last answered: the header (and idle) timeout
     runner = _Runner(app, access_log=None, handle_signals=False,
