@@ -275,3 +275,13 @@ def test_noise_scorer_suppresses_above_threshold_and_records_score() -> None:
     assert isinstance(real, Triaged)
     p.process(b'{"alertname": "Real", "at": 1800000030}')
     assert seen[:2] == [None, None] and seen[2] is not None  # the repeat sees its dedup state
+
+
+def test_api_v2_alert_without_starts_at_starts_when_received() -> None:
+    """Alertmanager takes "now" for an API v2 alert without ``startsAt``; so does triage,
+    with the envelope's receive time, instead of refusing it."""
+    body = [{"labels": CART}, {"labels": {**CART, "instance": "c-1"}, "startsAt": iso(T - 60)}]
+    envelope = {"received_at": iso(T), "payload": body}
+    first, second = Pipeline().process(orjson.dumps(envelope))
+    assert isinstance(first, Triaged) and first.alert.starts_at == T
+    assert isinstance(second, Triaged) and second.alert.starts_at == T - 60

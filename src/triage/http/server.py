@@ -8,10 +8,12 @@ import logging
 import signal
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -86,20 +88,49 @@ class _Handler(RequestHandler):
         return response
 
 
+class _OverCap(asyncio.Protocol):
+    """A connection over ``http.max_connections``: answered 503 and closed before aiohttp
+    builds a handler for it (closing it later, inside aiohttp's own ``connection_made``,
+    left a handler task to fail on the closed connection and log a traceback)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.answer)
+        transport.close()
+
+
+def _over_cap_answer(limit: int) -> bytes:
+    body = orjson.dumps({"status": "error", "code": 503, "error": "TooManyConnections",
+                         "message": f"{limit} connections are open (http.max_connections); "
+                                    "retry"})
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 class _Server(Server):
     """aiohttp's server with the connection cap and the JSON framing errors."""
 
     max_connections = 512
+    _accepted: weakref.WeakSet[RequestHandler]  # made, not yet connected (see __call__)
 
-    def __call__(self) -> RequestHandler:
-        return _Handler(self, loop=self._loop, **self._kwargs)
+    def __call__(self) -> asyncio.BaseProtocol:  # type: ignore[override]
+        # the protocol factory, called once per accepted socket; asyncio connects a batch of
+        # them (up to the listen backlog) later, so those count too or the cap overshoots
+        if len(self._connections) + len(self._accepted) >= self.max_connections:
+            log.warning("over http.max_connections (%d): refusing a new connection",
+                        self.max_connections)
+            return _OverCap(_over_cap_answer(self.max_connections))
+        handler = _Handler(self, loop=self._loop, **self._kwargs)
+        self._accepted.add(handler)
+        return handler
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        self._accepted.discard(handler)
         super().connection_made(handler, transport)
-        if len(self._connections) > self.max_connections:
-            log.warning("over http.max_connections (%d): closing a new connection from %s",
-                        self.max_connections, transport.get_extra_info("peername"))
-            transport.close()
 
 
 class _Runner(web.AppRunner):
@@ -112,6 +143,7 @@ class _Runner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = _Server  # the same object, with the two behaviours above
         server.max_connections = self._max_connections  # type: ignore[attr-defined]
+        server._accepted = weakref.WeakSet()  # type: ignore[attr-defined]
         return server
 
 
@@ -138,6 +170,12 @@ class RateLimitFilter(logging.Filter):
                               f"{self.window:.0f} s) {record.getMessage()}")
                 record.args = ()
         self._seen += 1
+        if self._seen == self.burst + 1:
+            # said at once: if the flood stops, no later record would carry the count
+            record.msg = (f"{record.getMessage()} (more lines like this are dropped for up "
+                          f"to {self.window:.0f} s; their count follows)")
+            record.args = ()
+            return True
         if self._seen > self.burst:
             self._dropped += 1
             return False

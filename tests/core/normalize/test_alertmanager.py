@@ -150,3 +150,16 @@ def test_webhook_alerts_not_a_list_raises(payload: Load) -> None:
     with pytest.raises(SchemaError) as info:
         alertmanager.normalize_webhook(body)
     assert info.value.field == "alerts"
+
+
+def test_api_v2_alert_without_starts_at_is_taken_with_no_time(payload: Load) -> None:
+    """``startsAt`` is optional in API v2 (Alertmanager takes "now"): 0 marks "no time
+    given", which the pipeline replaces by the receive time. Webhook alerts still need it
+    (Alertmanager always sends it there): see test_webhook_bad_alert_becomes_failed."""
+    body = payload("alertmanager-api-v2-postable.json")
+    del body[1]["startsAt"]
+
+    crash, cpu = alerts_of(alertmanager.normalize_api_v2(body))
+
+    assert crash.starts_at == parse_timestamp("2024-05-14T10:02:00Z")
+    assert (cpu.starts_at, cpu.at) == (0.0, 0.0)
