@@ -182,11 +182,14 @@ class HttpSettings(_Section):
     # bearer token; TRIAGE_HTTP__TOKEN. None: no auth. An empty or blank token is an error,
     # not "no auth" and not "anyone sending `Bearer` with nothing after it".
     token: str | None = Field(None, min_length=1, pattern=r"^\S+$")
-    # silences (GET/POST/DELETE /api/v2/silences) need this one; the senders' token does
-    # not grant it. TRIAGE_HTTP__ADMIN_TOKEN
+    # silence writes (POST /api/v2/silences, DELETE /api/v2/silence/{id}) need this one; the
+    # senders' token only reads. Neither token set: writes from loopback clients only.
+    # TRIAGE_HTTP__ADMIN_TOKEN
     admin_token: str | None = Field(None, min_length=1, pattern=r"^\S+$")
     # silence objects POSTed to the alert endpoints: refused (403, dead-lettered) unless
-    # the stream is trusted here or the request carries the admin token
+    # the stream is trusted here (whatever token the request carries: silences have their
+    # own endpoint). `triage run` and the Kafka workers read the operator's own input and
+    # always take them.
     stream_silences: bool = False
     max_body_bytes: int = Field(10 << 20, gt=0)
     mode: str = Field("embedded", pattern="^(embedded|kafka)$")

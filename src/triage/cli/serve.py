@@ -73,6 +73,8 @@ def serve(
                        "and `triage feedback ingest` the feedback history")
         engine = build_engine(settings, report=notes) if embedded else None
         pipeline = build_pipeline(settings, changes=engine.changes) if engine else None
+        if pipeline is not None:  # alert senders are not trusted with silences (issue 15)
+            pipeline.trust_stream_silences = settings.http.stream_silences
     except ConfigError as exc:
         raise fail(str(exc)) from None
     for note in notes:

@@ -40,7 +40,12 @@ from triage.core.changes import ChangeRecord, change_from_dict, is_change_record
 from triage.core.dedup import AlertState, DedupStore, Hold
 from triage.core.fingerprint import Fingerprinter
 from triage.core.normalize._common import failed
-from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
+from triage.core.silences import (
+    Silence,
+    SilenceSet,
+    is_silence_object,
+    silence_from_alertmanager,
+)
 from triage.core.thresholds import Thresholds
 from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Suppressed
@@ -95,6 +100,12 @@ class Pipeline:
     >>> [o.kind for o in p.process(b'{"alertname": "DiskFull", "service": "db", "at": 130}')]
     ['deduplicated']
     """
+
+    # Whether a silence object on the input is taken in. True for the operator's own input
+    # (``triage run`` files, the Kafka workers); ``triage serve`` sets it from
+    # ``http.stream_silences`` so an alert sender cannot mute alerts: an untrusted silence is
+    # dead-lettered ("UntrustedSilence") with its payload instead.
+    trust_stream_silences: bool = True
 
     def __init__(
         self,
@@ -158,7 +169,11 @@ class Pipeline:
                 if received is not None:
                     now = received if now is None else now
                 payload = payload["payload"]
-            if isinstance(payload, dict) and "matchers" in payload and "createdBy" in payload:
+            if is_silence_object(payload):
+                if not self.trust_stream_silences:
+                    return Read(None, done=tuple(self._count([Failed(
+                        "UntrustedSilence", "", UNTRUSTED_SILENCE, _raw_text(raw),
+                        "alertmanager-silence")])))
                 return self._add_silence(payload, raw)
             if is_change_record(payload):
                 return Read(None, done=tuple(self._add_change(payload, raw)))
@@ -405,6 +420,11 @@ class Pipeline:
                 counts["suppressed." + o.reason] += 1
             counts[o.kind] += 1
         return outcomes
+
+
+UNTRUSTED_SILENCE = ("a silence on the alert input, which is not trusted with silences: "
+                     "POST it to /api/v2/silences (http.admin_token), or trust the stream "
+                     "(http.stream_silences: true)")
 
 
 def _raw_text(raw: Any) -> str:

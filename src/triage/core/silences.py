@@ -253,6 +253,17 @@ def silence_from_alertmanager(obj: Mapping[str, object]) -> Silence:
     )
 
 
+def is_silence_object(payload: object) -> bool:
+    """Whether a decoded input payload is an Alertmanager silence rather than alerts: the one
+    test ``Pipeline.read`` dispatches on and the HTTP receiver refuses untrusted silences by,
+    so a body cannot look like alerts to one and like a silence to the other.
+
+    >>> is_silence_object({"matchers": [], "createdBy": "ops"}), is_silence_object([{}])
+    (True, False)
+    """
+    return isinstance(payload, dict) and "matchers" in payload and "createdBy" in payload
+
+
 def _content_id(
     matchers: Iterable[Matcher], starts_at: float, ends_at: float, created_by: str, comment: str
 ) -> str:

@@ -2,11 +2,14 @@
 Grafana's Alertmanager data source work against triage:
 
 * ``GET/POST /api/v2/silences``, ``GET/DELETE /api/v2/silence/{id}``: silences, with their
-  own permission. When ``http.admin_token`` is set, these need ``Bearer <admin_token>``; the
-  senders' ``http.token`` does not grant them. With a sender token and no admin token,
-  writes are refused (403): who may post alerts may not silence them. With no token at all
-  (a laptop) they are open. Expiring keeps the silence, ended now, as Alertmanager does.
-  A silence that matches every alert is refused unless ``?force=true``.
+  own permission. When ``http.admin_token`` is set, writes need ``Bearer <admin_token>``; the
+  senders' ``http.token`` only reads. With a sender token and no admin token, writes are
+  refused (403): who may post alerts may not silence them. With no token at all (a laptop)
+  writes are taken from the same machine only (loopback clients). Expiring keeps the
+  silence, ended now, as Alertmanager does. A silence that matches every alert is refused
+  unless ``?force=true``. Maintenance windows are config, not silences: not listed here.
+* Silences on the alert routes (``carries_silence``): refused unless
+  ``http.stream_silences`` (app.py), whoever sends them.
 * ``GET /api/v2/alerts`` (the active alerts triage holds, with ``filter``, ``active``,
   ``silenced``) and ``GET /api/v2/status``: readable with either token.
 
@@ -17,6 +20,7 @@ answer, like alerts. In Kafka mode the state lives in the workers: these answer 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -26,7 +30,8 @@ import orjson
 from aiohttp import web
 
 from triage.core.matchers import Matcher, parse_matchers
-from triage.core.silences import Silence, silence_from_alertmanager
+from triage.core.pipeline import UNTRUSTED_SILENCE
+from triage.core.silences import Silence, is_silence_object, silence_from_alertmanager
 from triage.core.timeutil import format_timestamp
 from triage.errors import InputError
 
@@ -35,6 +40,33 @@ ErrorFn = Callable[..., web.Response]
 STARTED = time.time()
 # label values no real alert could all avoid: a silence accepting all of them mutes everything
 _PROBES = ("x", "prod", "api-7f9c", "0", "Z_z")
+UNTRUSTED = UNTRUSTED_SILENCE
+# the config Alertmanager's /api/v2/status shows: what triage is, in Alertmanager's terms
+# (every alert goes to one receiver, "triage", as GET /api/v2/alerts says)
+STATUS_CONFIG = ("# triage serve: routing, grouping and inhibition are triage's own (see its\n"
+                 "# YAML config); in Alertmanager's terms, one receiver takes every alert\n"
+                 "route:\n  receiver: triage\nreceivers:\n  - name: triage\n")
+
+
+def carries_silence(body: bytes) -> bool:
+    """Whether a body POSTed to an alert route is a silence, as ``Pipeline.read`` would take
+    it: an Alertmanager silence object, bare or in an envelope (``received_at``,
+    ``payload``), its keys possibly written with JSON escapes (``"\\u006datchers"``).
+
+    >>> carries_silence(b'{"received_at": "", "payload": {"matchers": [], "createdBy": ""}}')
+    True
+    >>> carries_silence(b'[{"labels": {"alertname": "matchers"}}]')
+    False
+    """
+    if b"matchers" not in body and b"\\u" not in body:  # the key, plain or escaped
+        return False
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if isinstance(payload, dict) and "payload" in payload and "received_at" in payload:
+        payload = payload["payload"]  # an envelope, which Pipeline.read unwraps
+    return is_silence_object(payload)
 
 
 def matches_everything(silence: Silence) -> bool:
@@ -71,10 +103,16 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
         return given.strip().encode("latin-1", "replace") if scheme.lower() == "bearer" else b""
 
     def allowed(request: web.Request, write: bool) -> web.Response | None:
+        """None if the request may go on, else the 401/403 saying which token it needs."""
+        if token is None and admin_token is None:  # no auth configured: a laptop
+            if not write or _loopback(request):
+                return None
+            return error_response(403, "Forbidden", "silences from another machine need "
+                                  "their own permission: set http.admin_token "
+                                  "(TRIAGE_HTTP__ADMIN_TOKEN) and send it as a bearer token")
         given = bearer(request)
-        admin = admin_token is not None and bool(given) and hmac.compare_digest(
-            given, admin_token.encode())
-        if admin or (token is None and admin_token is None):
+        if admin_token is not None and given and hmac.compare_digest(given,
+                                                                     admin_token.encode()):
             return None
         sender = token is not None and bool(given) and hmac.compare_digest(given,
                                                                            token.encode())
@@ -88,10 +126,8 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
             return error_response(403, "Forbidden", "silences need their own permission: "
                                   "set http.admin_token (TRIAGE_HTTP__ADMIN_TOKEN); the "
                                   "senders' token does not grant it")
-        return error_response(401 if not given else 403,
-                              "Unauthorized" if not given else "Forbidden",
-                              "silences need Authorization: Bearer <http.admin_token>",
-                              headers={"WWW-Authenticate": "Bearer"})
+        return error_response(403, "Forbidden", "silences need Authorization: Bearer "
+                              "<http.admin_token>; the senders' token only reads")
 
     def embedded() -> web.Response | None:
         if getattr(backend, "mode", "") != "embedded":
@@ -118,16 +154,26 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
                if s.kind == "silence" and _silence_matches(s, wanted)]
         return web.json_response(out)
 
+    def find(silence_id: str) -> Silence | None:
+        """A silence by id; maintenance windows are config, not silences: not found here."""
+        found: Silence | None = backend.pipeline.silences.get(silence_id)
+        return found if found is not None and found.kind == "silence" else None
+
+    def not_found(silence_id: str) -> web.Response:
+        return error_response(404, "NotFound", f"no silence {silence_id!r} (maintenance "
+                              "windows are changed in the config, not here)")
+
     @guard(write=False)
     async def get_silence(request: web.Request) -> web.StreamResponse:
-        found = backend.pipeline.silences.get(request.match_info["id"])
+        found = find(request.match_info["id"])
         if found is None:
-            return error_response(404, "NotFound", f"no silence {request.match_info['id']}")
+            return not_found(request.match_info["id"])
         return web.json_response(gettable_silence(found, clock()))
 
-    def refuse(status: int, error: str, message: str, **kw: Any) -> web.Response:
+    def refuse(status: int, error: str, message: str, *,
+               headers: dict[str, str] | None = None) -> web.Response:
         # Alertmanager's API (and so amtool) reads a silence error as one JSON string
-        return web.json_response(f"{error}: {message}", status=status)
+        return web.json_response(f"{error}: {message}", status=status, headers=headers)
 
     @guard(write=True)
     async def post_silence(request: web.Request) -> web.StreamResponse:
@@ -137,32 +183,31 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
         except orjson.JSONDecodeError as exc:
             return refuse(400, "DecodeError", f"not JSON: {exc}")
         except InputError as exc:
-            return refuse(400, type(exc).__name__, f"silence {exc}",
-                                  field=exc.field or None)
+            return refuse(400, type(exc).__name__, f"silence {exc}")
         except ValueError as exc:
             return refuse(400, "SchemaError", f"silence: {exc}")
         if matches_everything(silence) and request.query.get("force") != "true":
             return refuse(400, "SilencesEverything",
-                                  f"{', '.join(map(str, silence.matchers))} matches every "
-                                  "alert; send it again with ?force=true if that is meant")
+                          f"{', '.join(map(str, silence.matchers))} matches every "
+                          "alert; send it again with ?force=true if that is meant")
         if not body.get("id"):  # a new silence gets a fresh id, as in Alertmanager
             silence = replace(silence, id=f"{silence.id}-{int(clock() * 1000):x}")
+        elif find(silence.id) is None:  # an update (amtool silence update) of a silence
+            return refuse(404, "NotFound", f"no silence {silence.id!r} to update")
         backend.pipeline.add_silence(silence)
         failed = await backend.durable()
         if failed is not None:
             return refuse(503, "StorageUnavailable", f"not saved: {failed}; retry",
-                                  headers={"Retry-After": "5"})
+                          headers={"Retry-After": "5"})
         return web.json_response({"silenceID": silence.id})
 
     @guard(write=True)
     async def expire_silence(request: web.Request) -> web.StreamResponse:
-        silences = backend.pipeline.silences
-        found = silences.get(request.match_info["id"])
+        found = find(request.match_info["id"])
         if found is None:
-            return error_response(404, "NotFound", f"no silence {request.match_info['id']}")
+            return not_found(request.match_info["id"])
         now = clock()
         if not found.expired(now):
-            silences.remove(found.id)
             start = min(found.starts_at, now)
             backend.pipeline.add_silence(replace(found, starts_at=start,
                                                  ends_at=max(now, start + 0.001),
@@ -186,7 +231,9 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
         for fp, st in backend.pipeline.dedup.states.items():
             if st.status != "firing" or not all(m.matches(st.labels) for m in wanted):
                 continue
-            by = [s.id for s in silences if s.matches(st.labels, now)] if len(silences) else []
+            # the indexed lookup first: only an alert some silence mutes costs a full scan
+            by = ([s.id for s in silences if s.matches(st.labels, now)]
+                  if silences.match(st.labels, now) is not None else [])
             if (by and not show_silenced) or (not by and not show_active):
                 continue
             out.append({
@@ -220,8 +267,7 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
             "cluster": {"status": "disabled", "peers": []},
             "versionInfo": {"version": __version__, "revision": "", "branch": "",
                             "buildUser": "", "buildDate": "", "goVersion": "triage (Python)"},
-            "config": {"original": "# triage: see its YAML config; Alertmanager routing "
-                                   "is not used\n"},
+            "config": {"original": STATUS_CONFIG},
             "uptime": format_timestamp(STARTED)})
 
     app.router.add_get("/api/v2/silences", list_silences, name="api_v2_silences")
@@ -231,6 +277,16 @@ def register(app: web.Application, backend: Any, error_response: ErrorFn, *,
     app.router.add_get("/api/v2/alerts", list_alerts, name="api_v2_alerts_get")
     app.router.add_get("/api/v2/alerts/groups", alert_groups, name="api_v2_alert_groups")
     app.router.add_get("/api/v2/status", status, name="api_v2_status")
+
+
+def _loopback(request: web.Request) -> bool:
+    """Whether the client is on this machine (the only one trusted without a token)."""
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:  # a unix socket, or no peer address
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _filter(request: web.Request, error_response: ErrorFn) -> list[Matcher] | web.Response:
@@ -245,6 +301,12 @@ def _filter(request: web.Request, error_response: ErrorFn) -> list[Matcher] | we
 
 
 def _silence_matches(silence: Silence, wanted: list[Matcher]) -> bool:
-    """amtool's silence query filter: every wanted matcher is one of the silence's."""
-    mine = {str(m) for m in silence.matchers}
-    return all(str(w) in mine for w in wanted)
+    """amtool's silence query filter, as Alertmanager applies it: each wanted matcher
+    accepts the value (the pattern, for a regex) the silence gives that label name.
+
+    >>> s = Silence("s", parse_matchers('alertname="DiskFull",env=~"prod.*"'), 0.0, 1.0)
+    >>> [_silence_matches(s, parse_matchers(f)) for f in ("alertname=~Disk.*", "env=x")]
+    [True, False]
+    """
+    mine = {m.name: m.value for m in silence.matchers}
+    return all(w.matches(mine) for w in wanted)

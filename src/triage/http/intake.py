@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from triage.core import normalize as normalizers
 from triage.core.changes import is_change_record
+from triage.core.silences import is_silence_object
 from triage.core.timeutil import format_timestamp
 from triage.errors import InputError
 from triage.models.feedback import Feedback
@@ -91,7 +92,7 @@ def check_format(payload: Any) -> InputError | None:
     >>> type(check_format({"hello": 1})).__name__
     'UnknownFormatError'
     """
-    if isinstance(payload, dict) and "matchers" in payload and "createdBy" in payload:
+    if is_silence_object(payload):
         return None
     if is_change_record(payload):
         return None
