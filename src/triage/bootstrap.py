@@ -109,20 +109,19 @@ def load_thresholds(path: Path | None) -> Thresholds | None:
 def build_noise_gate(settings: Settings, changes: ChangeIndex | None
                      ) -> tuple[NoiseScorer | None, float]:
     """The noise scorer over the configured model registry (hot-reloaded on promotion) and
-    the suppression threshold; ``(None, 1.0)`` when no registry is configured."""
+    the suppression threshold; ``(None, 1.0)`` when no registry is configured. A promoted
+    model that does not verify is not a config error: it is refused with a warning and
+    scoring starts without it (fail open, docs/learning.md)."""
     noise = settings.noise
     if noise.registry is None:
         return None, 1.0
-    from triage.models.registry import ModelError, load_noise_scorer
+    from triage.models.registry import load_noise_scorer
 
     def recent_changes(service: str, now: float) -> int:
         return len(changes.between(service, now - 7200.0, now)) if changes is not None else 0
 
-    try:
-        scorer = load_noise_scorer(noise.registry, check_every=noise.check_every,
-                                   recent_changes=recent_changes)
-    except ModelError as exc:
-        raise ConfigError("noise.registry", str(exc)) from None
+    scorer = load_noise_scorer(noise.registry, check_every=noise.check_every,
+                               recent_changes=recent_changes)
     threshold = noise.threshold
     if threshold is None:
         current = getattr(scorer, "current", None)

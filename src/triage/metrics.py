@@ -31,6 +31,9 @@ metric                                                 what
 ``triage_recovery_restarts_total``                     table recoveries restarted by the
                                                        worker's watchdog (no progress)
 ``triage_noise_model_info{version}``                   the noise model in use (``none``)
+``triage_noise_model_failures_total{version,stage}``   models not used: refused at ``load``,
+                                                       dropped at ``score``, or ``features``
+                                                       not built (intake went on)
 ``triage_http_requests_total{handler,code}``           requests answered by ``triage serve``
 ``triage_http_request_seconds{handler}``               their latency
 ``triage_feedback_messages_total{outcome}``            ``triage feedback ingest``: stored |
@@ -184,8 +187,9 @@ class TriageMetrics:
                 registry=r),
             noise_model_failures=Counter(
                 "triage_noise_model_failures",
-                "Noise models that could not be used: refused at load (load) or failing "
-                "while scoring (score); intake went on with the previous model or none.",
+                "Noise models that could not be used: refused at load (load), failing "
+                "while scoring (score), or features not built (features); intake went on "
+                "with the previous model or none.",
                 ["version", "stage"], registry=r),
             http_requests=Counter(
                 "triage_http_requests", "HTTP requests answered, by handler and status code.",

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -87,6 +88,8 @@ def run(
         raise fail(str(exc), code=75) from None  # EX_TEMPFAIL: try again later
     if not quiet:
         print_summary(result)
+        for line in getattr(pipeline.noise_scorer, "fallbacks", ()):  # the model fell back
+            err.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
         unknown = engine.unknown_services
         if unknown:
             names = ", ".join(f"{name} ({n})" for name, n in unknown.most_common(8))

@@ -1,4 +1,5 @@
-"""Learning-stage commands: feedback, tune, train, model list|promote (docs/learning.md).
+"""Learning-stage commands: feedback, tune, train, model list|promote|status
+(docs/learning.md).
 
 Exit codes: 0 ok; 2 bad usage or input (a missing file, an invalid record or history);
 3 a model that cannot be verified or loaded.
@@ -263,6 +264,24 @@ def model_list(registry: RegistryOpt,
                       _pct(metrics.get("at_floor_actionable_recall")),
                       _num(metrics.get("at_floor_threshold")), _days(window))
     Console().print(table)
+    if any(m.promoted for m in models):
+        _warn_if_refused(registry)
+
+
+@model_app.command("status")
+def model_status(registry: RegistryOpt) -> None:
+    """The promoted version, checked as serve and run load it. Exit 3 if it is refused
+    (they then score with the model they had, or none: every alert passes the gate)."""
+    from triage.models.registry import check_promoted
+
+    version, problem = check_promoted(registry)
+    if problem is None:
+        print(f"promoted: {version}" if version else "promoted: none (every alert passes "
+              "the noise gate)")
+        return
+    print(f"promoted: {version or '?'} REFUSED")
+    raise fail(f"{problem}; serve and run keep the model they had, or score with none "
+               "(every alert passes the noise gate)", code=3)
 
 
 @model_app.command("promote")
@@ -276,6 +295,14 @@ def model_promote(version: Annotated[str, typer.Argument(help="e.g. v0002")],
     except ModelError as exc:
         raise fail(str(exc), code=3) from None
     err.print(f"[green]promoted[/] {version} in {registry}")
+
+
+def _warn_if_refused(registry: Path) -> None:
+    from triage.models.registry import check_promoted
+
+    version, problem = check_promoted(registry)
+    if problem is not None:
+        err.print(f"[red]promoted {version or '?'} is refused[/]: {problem}", highlight=False)
 
 
 def _num(value: object) -> str:

@@ -9,6 +9,7 @@ module                    holds
 ``tuning``                ``ThresholdClassifier`` and ``tune_thresholds``: thresholds file
 ``nab``                   the NAB before/after evaluation of threshold tuning
 ``noise``                 noise-classifier features, training, evaluation
+``schema``                the features, types and classes a noise model must fit
 ``registry``              versioned artifacts, promotion, safe loading, ``load_noise_scorer``
 ``report``                PNG/JSON reports (matplotlib, Agg)
 ========================  ==============================================================

@@ -7,8 +7,9 @@ Layout::
       PROMOTED            {"version": "v0002"}   (replaced atomically by ``promote``)
       v0001/
         model.skops       the fitted Pipeline, in skops format (no pickle)
-        metadata.json     version, training window, features, metrics, params, library
-                          versions, static thresholds, and the artifact's SHA-256
+        metadata.json     version, training window, schema (features, types, classes),
+                          metrics, params, library versions, static thresholds, and the
+                          artifact's SHA-256
         report.json  pr_curve.png  calibration.png
 
 Trust model. Loading never unpickles. ``model.skops`` is read with ``skops.io``, which builds
@@ -23,6 +24,11 @@ Hot reload. ``load_noise_scorer`` returns a scorer that re-reads ``PROMOTED`` at
 ``check_every`` seconds of the *event time* ``now`` it is called with (no wall clock), and
 swaps in a newly promoted version; a version that fails to load is reported in
 ``last_error`` and the previous model keeps scoring.
+
+Fail open. A model is held to the pipeline's schema (``triage.models.schema``) at
+``register_model``, ``promote`` and every load; one that is refused, or fails while scoring,
+never stops intake: scoring goes on with the model before it, or none (see
+``ReloadingNoiseScorer``).
 """
 
 from __future__ import annotations
@@ -30,12 +36,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import shutil
 import tempfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +56,8 @@ from triage.core.dedup import AlertState
 from triage.core.pipeline import NoiseScorer
 from triage.core.types import Alert
 from triage.errors import TriageError
-from triage.models.noise import FEATURES, TrainedModel, alert_features
+from triage.models.noise import TrainedModel, alert_features
+from triage.models.schema import pipeline_schema, schema_problems
 
 ARTIFACT: Final = "model.skops"
 METADATA: Final = "metadata.json"
@@ -98,47 +104,6 @@ class LoadedModel:
         return {str(k): float(v) for k, v in self.metadata.get("thresholds", {}).items()}
 
 
-def schema_problems(model: Any, metadata: dict[str, Any] | None = None) -> list[str]:
-    """What keeps ``model`` from scoring the pipeline's alerts: the features it was fitted
-    on (names, count), its classes (two: actionable, noise), and a smoke test on one
-    synthetic alert. Checked at train, promote and load; empty when it fits.
-
-    >>> from sklearn.linear_model import LogisticRegression
-    >>> m = LogisticRegression().fit(np.array([[0, 1, 2], [1, 0, 2]]), [0, 1])
-    >>> schema_problems(m)[0]  # the red team's: numeric columns, not the pipeline's
-    'fitted on 3 features, the pipeline sends 11'
-    """
-    problems: list[str] = []
-    if metadata is not None and list(metadata.get("features", [])) != list(FEATURES):
-        problems.append(f"metadata lists features {metadata.get('features')}, the pipeline "
-                        f"sends {list(FEATURES)}")
-    if not hasattr(model, "predict_proba"):
-        return [*problems, "not a probabilistic classifier (no predict_proba)"]
-    names = getattr(model, "feature_names_in_", None)
-    count = getattr(model, "n_features_in_", None)
-    if names is not None and list(names) != list(FEATURES):
-        problems.append(f"fitted on columns {list(names)}, the pipeline sends "
-                        f"{list(FEATURES)}")
-    elif count is not None and count != len(FEATURES):
-        problems.append(f"fitted on {count} features, the pipeline sends {len(FEATURES)}")
-    classes = getattr(model, "classes_", None)
-    if classes is not None and len(classes) != 2:
-        problems.append(f"{len(classes)} classes; a noise model has two (actionable, noise)")
-    if problems:
-        return problems
-    probe = Alert(labels={"alertname": "SchemaProbe", "service": "probe"}, annotations={},
-                  status="firing", starts_at=0.0, ends_at=None, at=0.0, source="generic")
-    try:
-        proba = np.asarray(model.predict_proba(pd.DataFrame(
-            [alert_features(probe, None, 0.0, thresholds={})])))
-    except Exception as exc:  # whatever the estimator raises: it cannot score
-        return [f"fails on an alert: {type(exc).__name__}: {exc}"]
-    if proba.shape != (1, 2) or not all(0.0 <= float(p) <= 1.0 and math.isfinite(float(p))
-                                        for p in proba[0]):
-        problems.append(f"scores an alert as {proba.tolist()}, not one probability per class")
-    return problems
-
-
 def library_versions() -> dict[str, str]:
     """The versions a model was trained with (recorded, and compared on load)."""
     return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
@@ -167,7 +132,8 @@ def register_model(registry: Path, trained: TrainedModel, *, registered_at: floa
             "name": name,
             "registered_at": registered_at,
             "training_window": list(trained.training_window),
-            "features": list(FEATURES),
+            "features": [f["name"] for f in pipeline_schema()["features"]],
+            "schema": pipeline_schema(),
             "metrics": trained.metrics,
             "params": trained.params,
             "recommended_threshold": trained.metrics.get("at_floor_threshold"),
@@ -241,13 +207,19 @@ def load_model(registry: Path, version: str) -> LoadedModel:
         metadata = json.loads((path / METADATA).read_text())
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model version") from None
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(f"{path}/{METADATA}: unreadable ({exc})") from None
-    expected = metadata.get("artifact", {}).get("sha256")
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{path}/{METADATA}: not a JSON object")
+    recorded = metadata.get("artifact")
+    expected = recorded.get("sha256") if isinstance(recorded, dict) else None
     artifact = path / ARTIFACT
     if not artifact.is_file():
         raise ModelError(f"{artifact}: missing")
-    actual = _sha256(artifact)
+    try:
+        actual = _sha256(artifact)
+    except OSError as exc:
+        raise ModelError(f"{artifact}: unreadable ({exc})") from None
     if not isinstance(expected, str) or actual != expected:
         raise ModelError(f"{artifact}: SHA-256 {actual[:12]}... does not match the "
                          f"{str(expected)[:12]}... recorded at training; refusing to load")
@@ -268,12 +240,36 @@ def load_model(registry: Path, version: str) -> LoadedModel:
     return LoadedModel(version, model, metadata)
 
 
+def check_promoted(registry: Path) -> tuple[str | None, str | None]:
+    """The promoted version and why it is refused (None when it loads, or none is
+    promoted): what ``triage model status`` shows, checked as a worker would load it."""
+    try:
+        version = promoted_version(Path(registry))
+    except ModelError as exc:
+        return None, str(exc)
+    if version is None:
+        return None, None
+    try:
+        load_model(Path(registry), version)
+    except ModelError as exc:
+        return version, str(exc)
+    return version, None
+
+
 class ReloadingNoiseScorer:
     """A ``NoiseScorer`` over the registry's promoted model, reloaded on promotion.
 
     Scores are cached per (model version, fingerprint, occurrence): repeats of a firing alert
     in a storm are answered from the cache (an LRU of ``cache_size``). With no model
-    promoted yet, every alert scores 0.0 (never suppressed).
+    every alert scores 0.0: it passes the noise gate.
+
+    Fail open: nothing a model does stops intake. A promoted version that is missing, fails
+    its hash or its schema is refused (one warning; ``on_failure(version, "load")``) and the
+    model already loaded goes on scoring, or none. A model that raises while scoring, or
+    answers anything but one probability per class, is dropped for the one before it, or
+    none (one error line; ``on_failure(version, "score")``), and the batch is scored again.
+    A refused version is tried again only when ``PROMOTED`` is written again. ``fallbacks``
+    keeps one line per such event, for a run's summary.
     """
 
     def __init__(self, registry: Path, *, check_every: float = 60.0,
@@ -286,9 +282,12 @@ class ReloadingNoiseScorer:
         self.current: LoadedModel | None = None
         self.previous: LoadedModel | None = None  # what a failing model drops back to
         self.last_error: str | None = None
-        # called with (version, "load" | "score") when a model cannot be used (a metric)
-        self.on_failure: Callable[[str, str], None] | None = None
-        self._refused: set[str] = set()  # versions refused already (logged once each)
+        self.fallbacks: list[str] = []
+        self._on_failure: Callable[[str, str], None] | None = None
+        self._unreported: Counter[tuple[str, str]] = Counter()  # before on_failure was set
+        # refused versions, with the PROMOTED file as it was then: retried once rewritten
+        self._refused: dict[str, tuple[int, int, int] | None] = {}
+        self._failing_features: set[str] = set()  # exception types logged already
         self.last_check: float | None = None
         self._cache: OrderedDict[tuple[str, str, int], float] = OrderedDict()
         self._thresholds: dict[str, float] = {}
@@ -298,23 +297,43 @@ class ReloadingNoiseScorer:
         """The version scoring now, or None."""
         return self.current.version if self.current is not None else None
 
-    def refresh(self, now: float) -> bool:
-        """Re-read the promoted pointer; load a new version. Returns whether it changed."""
-        self.last_check = now
+    @property
+    def on_failure(self) -> Callable[[str, str], None] | None:
+        """Called with ``(version, stage)`` when a model cannot be used (a metric). Set after
+        start-up, so failures before it are reported to it when it is set."""
+        return self._on_failure
+
+    @on_failure.setter
+    def on_failure(self, callback: Callable[[str, str], None] | None) -> None:
+        self._on_failure = callback
+        if callback is not None:
+            pending, self._unreported = self._unreported, Counter()
+            for (version, stage), times in pending.items():
+                for _ in range(times):
+                    callback(version, stage)
+
+    def refresh(self, now: float | None) -> bool:
+        """Re-read the promoted pointer; load a new version. Returns whether it changed.
+        ``now`` (event time) is when it was looked at; None at start-up."""
+        if now is not None:
+            self.last_check = now
+        stamp = self._promoted_stamp()
         version: str | None = None
         try:
             version = promoted_version(self.registry)
-            if version is None or version == self.version or version in self._refused:
+            if version is None or version == self.version or (
+                    version in self._refused and self._refused[version] == stamp):
                 return False
             loaded = load_model(self.registry, version)
-        except ModelError as exc:
+        except Exception as exc:  # ModelError, or whatever a hand-made registry throws up
             self.last_error = str(exc)  # keep scoring with the model we have
             name = version or PROMOTED
-            if name not in self._refused:
-                self._refused.add(name)
-                log.warning("noise model %s is promoted but refused, still scoring with %s: "
-                            "%s", name, self.version or "no model", exc)
-                self._failed(name, "load")
+            if name not in self._refused or self._refused[name] != stamp:
+                self._refused[name] = stamp
+                what = f"{name} is promoted but refused" if version else \
+                    f"pointer {PROMOTED} is unreadable"
+                self._failed(name, "load", f"noise model {what}; scoring with "
+                             f"{self._describe(self.current)}: {exc}", logging.WARNING)
             return False
         self.previous = self.current
         self.current, self._thresholds = loaded, loaded.thresholds
@@ -328,34 +347,49 @@ class ReloadingNoiseScorer:
     def score_batch(self, alerts: Sequence[Alert], states: Sequence[AlertState | None],
                     now: float) -> list[float]:
         """Scores for several alerts with one model call for the ones not cached: a model
-        call costs milliseconds whatever the number of rows, so the pipeline batches."""
+        call costs milliseconds whatever the number of rows, so the pipeline batches.
+        Never raises: a failing model is dropped and the batch scored again without it."""
         last = self.last_check
         if last is None or now - last >= self.check_every or now < last:
             self.refresh(now)
-        current = self.current
-        if current is None:
-            return [0.0] * len(alerts)
+        while (current := self.current) is not None:
+            try:
+                return self._score_with(current, alerts, states, now)
+            except _ModelFailed as failed:  # fail open: intake never stops for a model
+                self._drop(current, failed.__cause__ or failed)
+        return [0.0] * len(alerts)
+
+    def _score_with(self, current: LoadedModel, alerts: Sequence[Alert],
+                    states: Sequence[AlertState | None], now: float) -> list[float]:
         scores: list[float | None] = []
         missing: list[int] = []
         rows: list[dict[str, Any]] = []
-        for i, (alert, state) in enumerate(zip(alerts, states, strict=True)):
-            key = (current.version, alert.fingerprint,
-                   state.occurrence if state is not None else 0)
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-            else:
-                missing.append(i)
-                rows.append(alert_features(alert, state, now, thresholds=self._thresholds,
-                                           recent_changes=self.recent_changes))
-            scores.append(cached)
+        try:
+            for i, (alert, state) in enumerate(zip(alerts, states, strict=True)):
+                key = (current.version, alert.fingerprint,
+                       state.occurrence if state is not None else 0)
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                else:
+                    missing.append(i)
+                    rows.append(alert_features(alert, state, now, thresholds=self._thresholds,
+                                               recent_changes=self.recent_changes))
+                scores.append(cached)
+        except Exception as exc:  # not the model's fault: no model can score these
+            self._features_failed(current.version, exc)
+            return [0.0] * len(alerts)
         if rows:
             try:
-                fresh = current.model.predict_proba(pd.DataFrame(rows))[:, 1]
-            except Exception as exc:  # fail open: intake never stops for a model
-                self._drop(current, exc)
-                return self.score_batch(alerts, states, now)
-            for i, score in zip(missing, fresh, strict=True):
+                proba = np.asarray(current.model.predict_proba(pd.DataFrame(rows)),
+                                   dtype=float)
+                if proba.shape != (len(rows), 2) or not np.all(
+                        np.isfinite(proba) & (proba >= 0.0) & (proba <= 1.0)):
+                    raise ModelError(f"answered {len(rows)} alerts with an array of shape "
+                                     f"{proba.shape}, not a probability per class each")
+            except Exception as exc:
+                raise _ModelFailed from exc
+            for i, score in zip(missing, proba[:, 1], strict=True):
                 state = states[i]
                 key = (current.version, alerts[i].fingerprint,
                        state.occurrence if state is not None else 0)
@@ -364,22 +398,54 @@ class ReloadingNoiseScorer:
                 self._cache.popitem(last=False)
         return [s if s is not None else 0.0 for s in scores]
 
-
     def _drop(self, failing: LoadedModel, exc: BaseException) -> None:
         """Stop using ``failing``: back to the model before it, or to none (alerts pass)."""
-        self._refused.add(failing.version)
+        self._refused[failing.version] = self._promoted_stamp()
         fallback = self.previous if self.previous is not failing else None
-        log.error("noise model %s failed while scoring (%s: %s); scoring with %s from now "
-                  "on", failing.version, type(exc).__name__, exc,
-                  fallback.version if fallback else "no model (every alert passes the gate)")
         self.current, self.previous = fallback, None
         self._thresholds = fallback.thresholds if fallback else {}
         self._cache.clear()
-        self._failed(failing.version, "score")
+        self._failed(failing.version, "score",
+                     f"noise model {failing.version} failed while scoring "
+                     f"({type(exc).__name__}: {exc}); scoring with "
+                     f"{self._describe(fallback)} from now on", logging.ERROR)
 
-    def _failed(self, version: str, stage: str) -> None:
-        if self.on_failure is not None:
-            self.on_failure(version, stage)
+    def _features_failed(self, version: str, exc: Exception) -> None:
+        """Features could not be built (a bug, not a model): these alerts pass the gate;
+        logged with its traceback once per exception type."""
+        kind = type(exc).__name__
+        if kind not in self._failing_features:
+            self._failing_features.add(kind)
+            log.error("noise gate: could not build features (%s: %s); such alerts pass the "
+                      "gate unscored", kind, exc, exc_info=exc)
+        self._report(version, "features")
+
+    def _failed(self, version: str, stage: str, message: str, level: int) -> None:
+        log.log(level, "%s", message)
+        self.fallbacks.append(message)
+        self._report(version, stage)
+
+    def _report(self, version: str, stage: str) -> None:
+        if self._on_failure is not None:
+            self._on_failure(version, stage)
+        else:
+            self._unreported[version, stage] += 1
+
+    def _promoted_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.registry / PROMOTED).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @staticmethod
+    def _describe(model: LoadedModel | None) -> str:
+        return model.version if model is not None else \
+            "no model (every alert passes the noise gate)"
+
+
+class _ModelFailed(Exception):
+    """The model raised or answered nonsense while scoring (its cause says how)."""
 
 
 def load_noise_scorer(registry_dir: Path, *, check_every: float = 60.0,
@@ -387,17 +453,15 @@ def load_noise_scorer(registry_dir: Path, *, check_every: float = 60.0,
                       ) -> NoiseScorer:
     """The scorer for ``Pipeline(noise_scorer=...)``: the promoted model, hot-reloaded.
 
-    Fails fast (``ModelError``) if a promoted version exists but does not verify; with none
-    promoted it scores 0.0 until one is. ``recent_changes(service, now)`` counts changes to a
-    service in the last two hours (e.g. from a ``ChangeIndex``); without it the feature is
-    missing and the model treats it as unknown.
+    Never fails on a model: a promoted version that does not verify is refused with a
+    warning (see ``ReloadingNoiseScorer``) and scoring starts without a model, so every
+    alert passes the gate until a good version is promoted. ``recent_changes(service,
+    now)`` counts changes to a service in the last two hours (e.g. from a ``ChangeIndex``);
+    without it the feature is missing and the model treats it as unknown.
     """
     scorer = ReloadingNoiseScorer(registry_dir, check_every=check_every,
                                   recent_changes=recent_changes)
-    version = promoted_version(Path(registry_dir))
-    if version is not None:
-        scorer.current = load_model(Path(registry_dir), version)
-        scorer._thresholds = scorer.current.thresholds
+    scorer.refresh(None)
     return scorer
 
 

@@ -622,7 +622,10 @@ def wire(
     after_incidents: Callable[[], None] | None = None
     if metrics is not None:
         intake.observe = incidents.observe = True
-        version = getattr(intake.template.noise_scorer, "version", None)
+        scorer = intake.template.noise_scorer  # one, shared by every partition's pipeline
+        if scorer is not None and hasattr(scorer, "on_failure"):
+            scorer.on_failure = metrics.noise_model_failed  # a model that cannot be used
+        version = getattr(scorer, "version", None)
         metrics.set_model_version(version if isinstance(version, str) else None)
 
         def after_intake() -> None:
