@@ -93,3 +93,20 @@ def test_format_1_files_are_upgraded_with_checksums(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT rec FROM meta WHERE key = 'format_version'").fetchone()
     assert int(version[0]) == FORMAT_VERSION
+
+
+def test_a_fold_in_steps_keeps_the_newer_batches_on_top(tmp_path: Path) -> None:
+    # a storm folds the oldest batches a step at a time (the writer is held for one step):
+    # what is left in the log is newer than the base, and restore reads it on top
+    path = tmp_path / "s.db"
+    p = Pipeline()
+    sf = StateFile(path)
+    for k in range(6):
+        feed(p, k * 100, 100)
+        sf.commit(p, None)
+        feed(p, k * 100 + 7, 50)  # the same fingerprints again, changed (50 names x 7)
+        sf.commit(p, None)
+    assert sf.fold(5) == 5 and sf.logged == 7 and rows(path, "log") == 7
+    assert rows(path, "alerts") > 0
+    expected = sorted(p.dedup.records()), p.watermark, dict(p.counts)
+    assert restored(path) == expected

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import orjson
+
 from triage.core.dedup import DedupPolicy, DedupStore, FlapPolicy
 from triage.core.types import Alert, Deduplicated, Suppressed, Triaged
 
@@ -125,3 +127,43 @@ def test_state_round_trips_through_records(alert_factory: AlertFactory) -> None:
     restored.load(changed.items())
     assert isinstance(restored.observe(alert_factory(), now=1010.0), Deduplicated)
     assert store.take_changes() == ({}, set())
+
+
+def test_labels_keep_their_order_and_the_record_format(alert_factory: AlertFactory) -> None:
+    # kept compactly in memory, but a record is what state files already hold: a dict
+    store = DedupStore(DedupPolicy(resolve_timeout=60.0))
+    alert = alert_factory(severity="critical", instance="10.0.0.1:9100", source="generic")
+    labels = dict(alert.labels)
+    store.observe(alert, now=1000.0)
+    st = store.get(alert.fingerprint)
+    assert st is not None and list(st.labels.items()) == list(labels.items())
+    record = st.to_record()
+    assert record[10] == labels
+    restored = DedupStore(DedupPolicy(resolve_timeout=60.0))
+    restored.load([(alert.fingerprint, orjson.loads(orjson.dumps(record)))])
+    (timed_out,) = restored.sweep(now=1060.0)  # rebuilt from the compact labels
+    assert timed_out.alert.labels == labels and timed_out.reason == "resolve_timeout"
+    # a resolve that carries only part of the labels is passed on with the ones it fired with
+    partial = Alert(labels={"alertname": "HighErrorRate"}, annotations={}, status="resolved",
+                    starts_at=1000.0, ends_at=1020.0, at=1020.0, source="pagerduty",
+                    fingerprint="pd")
+    store.observe(alert_factory(fingerprint="pd", severity="critical"), now=1000.0)
+    out = store.observe(partial, now=1020.0)
+    assert isinstance(out, Triaged) and out.alert.labels["severity"] == "critical"
+
+
+def test_a_store_nobody_saves_does_not_remember_what_it_forgot(
+        alert_factory: AlertFactory) -> None:
+    # serve or run without --state: forgotten alerts must not pile up in memory
+    store = DedupStore(DedupPolicy(retention=60.0))
+    for i in range(100):
+        store.observe(alert_factory(instance=f"i{i}", starts_at=0.0), now=0.0)
+        store.observe(alert_factory(instance=f"i{i}", status="resolved", ends_at=10.0), now=10.0)
+    store.sweep(now=100.0)
+    assert len(store) == 0 and not store._removed and not store._dirty
+    store.observe(alert_factory(instance="kept", starts_at=200.0), now=200.0)
+    # saved for the first time: every state there is, nothing to delete
+    changed, removed = store.take_changes()
+    assert list(changed) == [alert_factory(instance="kept").fingerprint] and removed == set()
+    store.observe(alert_factory(instance="next", starts_at=210.0), now=210.0)
+    assert list(store.take_changes()[0]) == [alert_factory(instance="next").fingerprint]

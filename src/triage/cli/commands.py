@@ -15,6 +15,7 @@ from triage import __version__
 from triage.bootstrap import build_engine, build_pipeline
 from triage.cli.app import app, err, fail
 from triage.errors import ConfigError, OutputConflict, StateError, StorageError
+from triage.gctune import tune_gc
 from triage.runtime import RunResult, run_embedded
 from triage.settings import load_settings
 
@@ -65,6 +66,7 @@ def run(
     if input != "-" and not Path(input).is_file():
         raise fail(f"--input {input}: no such file")
     show_progress = not quiet and input != "-" and err.is_terminal
+    tune_gc()  # replays hold every active alert too (triage.gctune)
     try:
         if show_progress:
             total = Path(input).stat().st_size

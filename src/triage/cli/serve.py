@@ -48,6 +48,7 @@ def serve(
     ] = False,
 ) -> None:
     """Receive alerts over HTTP: Alertmanager API v2, Alertmanager/Grafana webhooks, generic."""
+    from triage.gctune import tune_gc
     from triage.http.server import ServeOptions, run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
@@ -82,6 +83,7 @@ def serve(
     level = durability or settings.state.durability
     if level not in ("power", "process"):
         raise fail(f"--durability {level}: expected power or process")
+    tune_gc()  # a long-lived process holding every active alert (triage.gctune)
     try:
         run(settings, ServeOptions(state=state, output=output, dead_letter=dead_letter,
                                    outcomes=outcomes, durability=level,  # type: ignore[arg-type]

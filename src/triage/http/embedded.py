@@ -60,7 +60,7 @@ from triage.http.intake import Accepted, Rejected, envelope
 from triage.metrics import TriageMetrics, track_embedded_state
 from triage.models.feedback import Feedback, FeedbackStore
 from triage.sinks import JsonLinesSink, check_outputs
-from triage.statefile import Checkpoint, Durability, Pending, StateFile
+from triage.statefile import FOLD_STEP, Checkpoint, Durability, Pending, StateFile
 
 log = logging.getLogger("triage.http")
 
@@ -339,7 +339,8 @@ class EmbeddedBackend:
             return
         loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError, sqlite3.Error):  # the next quiet tick tries again
-            await loop.run_in_executor(self._io, state.fold)
+            # a step at a time: a request arriving meanwhile waits for one step at most
+            await loop.run_in_executor(self._io, state.fold, FOLD_STEP)
 
     def _update_model_version(self) -> None:
         version = getattr(self.pipeline.noise_scorer, "version", None)

@@ -58,7 +58,13 @@ from triage.core.incidents.evidence import (
     page_worthy,
     severity_level,
 )
-from triage.core.incidents.model import AlertInfo, Incident
+from triage.core.incidents.model import (
+    AlertInfo,
+    Incident,
+    alert_row,
+    alert_row_key,
+    is_alert_row,
+)
 from triage.core.incidents.priority import (
     Classification,
     PriorityPolicy,
@@ -159,6 +165,14 @@ class IncidentEngine:
         self.unknown_services: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
+        # An incident's alerts are persisted as rows of their own, so a commit costs the
+        # alerts that changed, not every alert of a storm's incident: incident id -> the
+        # fingerprints changed since ``take_changes``, and the rows to delete. Kept only
+        # once the engine is saved or loaded (``_tracking``): an engine nobody saves (serve
+        # or run without --state) would otherwise remember every alert it ever saw.
+        self._dirty_alerts: dict[str, set[str]] = {}
+        self._gone_alerts: set[str] = set()
+        self._tracking = False
         self._pending: list[Incident] = []  # merged or split away, to announce
 
     # -- input ---------------------------------------------------------------------------
@@ -227,12 +241,14 @@ class IncidentEngine:
             self.counts["flapping_held"] += 1
             if inc is not None and inc.status == "open" and fp in inc.alerts:
                 self._flapped(inc, inc.alerts[fp], now)
+                self._alert_changed(inc.id, fp)
                 return inc.id
             return None  # a flapping alert never opens an incident
         if alert.status == "resolved":
             if inc is None or inc.status != "open" or fp not in inc.alerts:
                 return None
             self._resolved(inc, inc.alerts[fp], now)
+            self._alert_changed(inc.id, fp)
             return inc.id
         # firing: a new occurrence, or a flapping alert that settled firing
         labels = alert.labels
@@ -283,6 +299,7 @@ class IncidentEngine:
         inc.touch()
         self.alert_incident[fp] = inc.id
         self._dirty.add(inc.id)
+        self._alert_changed(inc.id, fp)
         if service not in inc.first_seen:
             inc.first_seen[service] = now
             inc.needs_decision = True
@@ -415,6 +432,8 @@ class IncidentEngine:
         for fp, info in absorbed.alerts.items():
             into.alerts.setdefault(fp, info)
             self.alert_incident[fp] = into.id
+        if self._tracking:
+            self._dirty_alerts.setdefault(into.id, set()).update(absorbed.alerts)
         for service, t in absorbed.first_seen.items():
             into.first_seen[service] = min(t, into.first_seen.get(service, t))
         for service, t in absorbed.onsets.items():
@@ -452,6 +471,9 @@ class IncidentEngine:
             if info.service in services:
                 new.alerts[fp] = inc.alerts.pop(fp)
                 self.alert_incident[fp] = new.id
+        if self._tracking:
+            self._dirty_alerts.setdefault(new.id, set()).update(new.alerts)
+            self._gone_alerts.update(alert_row_key(inc.id, fp) for fp in new.alerts)
         for s in services:
             if s in inc.first_seen:
                 new.first_seen[s] = inc.first_seen.pop(s)
@@ -806,7 +828,19 @@ class IncidentEngine:
                 del self.alert_incident[fp]
         self.incidents.pop(inc.id, None)
         self._dirty.discard(inc.id)
-        self._removed.add(inc.id)
+        self._dirty_alerts.pop(inc.id, None)
+        if self._tracking:
+            self._removed.add(inc.id)
+            self._gone_alerts.update(alert_row_key(inc.id, fp) for fp in inc.alerts)
+
+    def _alert_changed(self, inc_id: str, fp: str) -> None:
+        """``fp``'s record in incident ``inc_id`` changed: its row goes in the next commit."""
+        if not self._tracking:
+            return
+        fps = self._dirty_alerts.get(inc_id)
+        if fps is None:
+            fps = self._dirty_alerts[inc_id] = set()
+        fps.add(fp)
 
     def _schedule(self, at: float, inc_id: str) -> None:
         entry = (at, inc_id)
@@ -828,17 +862,50 @@ class IncidentEngine:
     # -- persistence ---------------------------------------------------------------------
 
     def take_changes(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
-        """Incidents changed and forgotten since the last call (then resets)."""
-        changed = {i: self.incidents[i].to_record() for i in self._dirty if i in self.incidents}
-        removed = self._removed
+        """Records changed and keys forgotten since the last call (then resets): each
+        changed incident without its alerts, keyed by its id, and each changed alert of an
+        incident as a row of its own (``model.alert_row``, keyed ``incident-id/fp``). So a
+        commit costs what changed, however many alerts a storm's incident holds. The first
+        call, on an engine never loaded, returns everything: nothing was saved."""
+        incidents = self.incidents
+        if not self._tracking:
+            self._tracking = True
+            self._dirty = set(incidents)
+            self._dirty_alerts = {i: set(inc.alerts) for i, inc in incidents.items()}
+        changed = {i: incidents[i].to_record(with_alerts=incidents[i].alerts_inline)
+                   for i in self._dirty if i in incidents}
+        for inc_id, fps in self._dirty_alerts.items():
+            inc = incidents.get(inc_id)
+            if inc is None:
+                continue
+            for fp in fps:
+                info = inc.alerts.get(fp)
+                if info is not None:
+                    changed[alert_row_key(inc_id, fp)] = alert_row(inc_id, fp, info)
+        removed = (self._removed | self._gone_alerts) - changed.keys()
         self._dirty, self._removed = set(), set()
+        self._dirty_alerts, self._gone_alerts = {}, set()
         return changed, removed
 
     def load(self, records: Iterable[dict[str, Any]], timers: Iterable[list[Any]]) -> None:
-        """Restore incidents (and their timers) saved with ``take_changes``."""
+        """Restore incidents (and their timers) saved with ``take_changes``: incident
+        records and alert rows in any order; records of the older format, with the alerts
+        inside, too. Changes are tracked from here on."""
+        self._tracking = True
+        loaded: list[Incident] = []
+        rows: list[dict[str, Any]] = []
         for rec in records:
-            inc = Incident.from_record(rec)
+            if is_alert_row(rec):
+                rows.append(rec)
+            else:
+                loaded.append(Incident.from_record(rec))
+        for inc in loaded:
             self.incidents[inc.id] = inc
+        for row in rows:
+            owner = self.incidents.get(row["incident"])
+            if owner is not None:
+                owner.alerts[row["fp"]] = AlertInfo.from_record(row["alert"])
+        for inc in loaded:
             if inc.status in ("open", "resolved"):
                 for fp in inc.alerts:
                     self.alert_incident[fp] = inc.id

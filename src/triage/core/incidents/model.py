@@ -13,7 +13,9 @@ from triage.core.incidents.evidence import SEVERITY_NAMES
 from triage.core.incidents.rootcause import Evidence, RootCause, Suspect
 from triage.core.topology import Topology
 
-RECORD_VERSION = 2  # 1: before evidence kinds, episodes and splits
+# 1: before evidence kinds, episodes and splits; 2: alerts inside the incident's record;
+# 3: alerts may be rows of their own (``alert_row``), so a commit writes what changed
+RECORD_VERSION = 3
 
 
 class AlertInfo:
@@ -113,6 +115,9 @@ class Incident:
         self.decided_at: float | None = None
         self.update_pending = False
         self.emitted: tuple[Any, ...] = ()
+        # restored from a record that held its alerts (format 2): its alerts have no rows of
+        # their own, so its record keeps carrying them until it is forgotten
+        self.alerts_inline = False
 
     # -- views ----------------------------------------------------------------------------
 
@@ -192,11 +197,15 @@ class Incident:
 
     # -- records --------------------------------------------------------------------------
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self, *, with_alerts: bool = True) -> dict[str, Any]:
+        """The incident as a JSON-ready dict. ``with_alerts=False`` leaves its alerts out:
+        the engine persists them as rows of their own (``alert_row``), since a record that
+        holds them all costs O(alerts) at each change of a storm's incident."""
         # copies: a record must not change with the live incident it was taken from
         rec = {k: _copy(getattr(self, k)) for k in _PLAIN}
         rec["v"] = RECORD_VERSION
-        rec["alerts"] = {fp: a.to_record() for fp, a in self.alerts.items()}
+        if with_alerts:
+            rec["alerts"] = {fp: a.to_record() for fp, a in self.alerts.items()}
         rec["root"] = asdict(self.root) if self.root else None
         rec["suspects"] = [asdict(s) for s in self.suspects]
         rec["emitted"] = list(self.emitted)
@@ -207,19 +216,36 @@ class Incident:
         version = rec.get("v", 1)
         if version == 1:
             rec = _upgrade_v1(rec)
-        elif version != RECORD_VERSION:
+        elif version not in (2, RECORD_VERSION):
             raise ValueError(f"incident record version {version}, expected {RECORD_VERSION} "
                              "(written by a newer triage?)")
         inc = cls(rec["id"], rec["opened_at"])
         for k in _PLAIN:
             setattr(inc, k, rec[k])
-        inc.alerts = {fp: AlertInfo.from_record(a) for fp, a in rec["alerts"].items()}
+        if "alerts" in rec:
+            inc.alerts = {fp: AlertInfo.from_record(a) for fp, a in rec["alerts"].items()}
+            inc.alerts_inline = True
         root = rec["root"]
         inc.root = (RootCause(**{**root, "candidates": tuple(root.get("candidates", ()))})
                     if root else None)
         inc.suspects = [Suspect(**s) for s in rec["suspects"]]
         inc.emitted = _tuplify(rec["emitted"])
         return inc
+
+
+def alert_row_key(incident_id: str, fp: str) -> str:
+    """The key of an alert's row beside its incident's record (``incident-id/fingerprint``)."""
+    return f"{incident_id}/{fp}"
+
+
+def alert_row(incident_id: str, fp: str, info: AlertInfo) -> dict[str, Any]:
+    """One alert of an incident as a record of its own (``is_alert_row`` tells it apart)."""
+    return {"incident": incident_id, "fp": fp, "alert": info.to_record()}
+
+
+def is_alert_row(rec: dict[str, Any]) -> bool:
+    """Whether a stored record is an ``alert_row`` rather than an incident."""
+    return "alert" in rec and "incident" in rec
 
 
 _PLAIN = ("id", "seq", "status", "opened_at", "last_seen", "resolved_at", "quiet_since",
