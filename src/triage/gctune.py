@@ -30,12 +30,8 @@ YOUNG_THRESHOLD = 20_000
 
 
 def tune_gc() -> None:
-    """Freeze what start-up built and raise the young-generation threshold.
-
-    >>> tune_gc()  # doctest: +SKIP  (process-wide: entry points only)
-    >>> gc.get_threshold()[0] >= YOUNG_THRESHOLD  # doctest: +SKIP
-    True
-    """
+    """Freeze what start-up built and raise the young-generation threshold (process-wide:
+    call it from an entry point only, once its start-up is done)."""
     gc.collect()
     gc.freeze()
     young, middle, old = gc.get_threshold()
