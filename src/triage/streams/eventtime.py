@@ -1,0 +1,142 @@
+"""Stage 2's clock over several upstream partitions: a watermark per stage-1 partition, the
+clock their minimum, and the records that arrived ahead of it held back until it passes
+them. No Kafka and no event loop here.
+
+**Why.** Every stage-1 partition of ``alerts.raw`` has its own event-time clock (its
+pipeline's watermark), and each sends its records, and a clock record now and then, to the
+stage-2 partitions. One stage-2 partition so hears from all of them, each in order but
+interleaved however the consumers happened to read: with a backlog on six partitions one
+stage-1 partition can be two hours of event time ahead of another. A stage-2 clock that
+follows the fastest of them made every alert of the others "late", and the incidents
+depended on the interleaving (issue 12).
+
+**How** (as Flink's watermarks with idleness):
+
+* each record names its upstream partition, how many there are, and whether that upstream
+  is idle (caught up with its input): ``"up": [partition, partitions, idle]``;
+* the clock is the minimum of the watermarks of the upstreams that are *live*: not idle, and
+  heard from within ``idle_timeout`` seconds of wall time (an upstream never heard from
+  counts as live, with no watermark, until ``idle_timeout`` after the partition started);
+  with no live upstream it is the largest watermark heard. It never goes back;
+* a record stamped after the clock is *held*; held records are released in event-time order
+  (time, upstream, arrival) once the clock reaches them, so stage 2 sees the stream of all
+  upstreams merged in event time, whatever the interleaving;
+* a record stamped before the clock (its upstream was idle or silent, and the clock moved
+  on without it) is *late*: applied at once at the clock, and counted. Nothing is dropped.
+
+One upstream partition: every record is at the clock, nothing is held, and stage 2 is what
+it was. The held records are part of the partition's state (``snapshot``/``restore``), so a
+crash between a record's arrival and its release loses nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+IDLE_TIMEOUT = 30.0  # wall seconds of silence after which an upstream stops holding the clock
+
+
+@dataclass(order=True, slots=True)
+class Held:
+    """A record waiting for the clock: ordered by (time, upstream, arrival)."""
+
+    t: float
+    upstream: int
+    seq: int
+    offset: int = field(compare=False)
+    value: bytes = field(compare=False)
+    item: Any = field(compare=False, default=None)  # the decoded record (not persisted)
+
+
+class UpstreamClock:
+    """Per-upstream watermarks, the clock they allow, and the records held for it.
+
+    >>> c = UpstreamClock(started=0.0)
+    >>> c.note(0, 2, 10.0, False, wall=0.0); c.note(1, 2, 4.0, False, wall=0.0)
+    >>> c.safe_time(0.0, wall=0.0)   # the slower upstream holds the clock
+    4.0
+    >>> c.note(1, 2, 12.0, True, wall=1.0)  # it caught up, and says it is idle
+    >>> c.safe_time(4.0, wall=1.0)
+    10.0
+    """
+
+    def __init__(self, *, started: float, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.idle_timeout = idle_timeout
+        self.started = started
+        self.upstreams = 0  # how many stage-1 partitions there are (the largest heard)
+        self.marks: dict[int, float] = {}
+        self.idle: dict[int, bool] = {}
+        self.heard: dict[int, float] = {}
+        self.held: list[Held] = []
+        self._seq = 0
+        self.changed = False  # held records added or released since the last snapshot
+
+    def note(self, upstream: int, upstreams: int, t: float, idle: bool, *, wall: float) -> None:
+        """A record from ``upstream`` (of ``upstreams``) stamped ``t``."""
+        if upstreams > self.upstreams:
+            self.upstreams = upstreams
+        if t > self.marks.get(upstream, float("-inf")):
+            self.marks[upstream] = t
+        self.idle[upstream] = idle
+        self.heard[upstream] = wall
+
+    def live(self, wall: float) -> list[int]:
+        """The upstreams that hold the clock back now."""
+        out = []
+        for u in range(self.upstreams):
+            if self.idle.get(u, False):
+                continue
+            if wall - self.heard.get(u, self.started) < self.idle_timeout:
+                out.append(u)
+        return out
+
+    def safe_time(self, clock: float, *, wall: float) -> float:
+        """The clock the upstreams allow (never less than ``clock``)."""
+        live = self.live(wall)
+        if live:
+            candidate = min(self.marks.get(u, float("-inf")) for u in live)
+        else:
+            candidate = max(self.marks.values(), default=clock)
+        return candidate if candidate > clock else clock
+
+    def hold(self, t: float, upstream: int, offset: int, value: bytes, item: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self.held, Held(t, upstream, self._seq, offset, value, item))
+        self.changed = True
+
+    def due(self, clock: float) -> list[Held]:
+        """Held records stamped at or before ``clock``, in event-time order."""
+        out: list[Held] = []
+        held = self.held
+        while held and held[0].t <= clock:
+            out.append(heapq.heappop(held))
+        if out:
+            self.changed = True
+        return out
+
+    # -- state ---------------------------------------------------------------------------
+
+    def marks_record(self) -> dict[str, Any]:
+        """The watermarks, for the partition's meta record."""
+        return {"n": self.upstreams,
+                "marks": {str(u): [t, self.idle.get(u, False)] for u, t in self.marks.items()}}
+
+    def held_record(self) -> list[list[Any]]:
+        """The held records, in order, for the partition's state (then not ``changed``)."""
+        self.changed = False
+        return [[h.t, h.upstream, h.offset, h.value.decode()] for h in sorted(self.held)]
+
+    def restore_marks(self, rec: dict[str, Any], wall: float) -> None:
+        self.upstreams = int(rec.get("n", 0))
+        for u, (t, idle) in (rec.get("marks") or {}).items():
+            self.marks[int(u)] = float(t)
+            self.idle[int(u)] = bool(idle)
+            self.heard[int(u)] = wall
+
+    def restore_held(self, rows: list[list[Any]], decode: Any) -> None:
+        for t, upstream, offset, value in rows:
+            raw = value.encode()
+            self.hold(float(t), int(upstream), int(offset), raw, decode(raw))
+        self.changed = False
