@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quality clean
+.PHONY: demo test tools lint typecheck unit bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## build the environment and triage the bundled storm (no Kafka)
 	$(BIN)/triage demo --out out/demo
 
-test: $(STAMP) lint typecheck unit  ## build the environment and run the whole suite
+test: $(STAMP) tools lint typecheck unit  ## build the environment and run the whole suite
+
+# Java 17+ and Maven (the local Kafka broker), Prometheus, promtool, Alertmanager and amtool:
+# installed as Debian packages when run as root, else named with their install command.
+tools:
+	deploy/test-tools
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
