@@ -49,7 +49,8 @@ their owners take as repeats (dedup) or as the same silence (by id).
 **Clock.** Event time, as in the embedded path: on one raw partition stage 1's clock is the
 pipeline's watermark (envelope ``received_at`` or the alerts' own times); on several it is
 the partition's low mark, the time its own input and every sender forwarding to it have
-passed. Stage 2's clock is the minimum of its upstreams' low marks, and records stamped
+passed, and alerts wait for it to be triaged in event-time order. Stage 2's clock is the
+minimum of its upstreams' low marks, and records stamped
 after it wait for it (``triage.streams.eventtime``; docs/streaming.md). A partition that
 gets no input for ``idle_after`` seconds of wall
 time has its clock moved on by the wall time that passes (``tick_idle``), so timeouts, held
@@ -302,6 +303,8 @@ class IntakeStage:
             elif kind == b"s":
                 for s in rec:
                     pipeline.silences.add(Silence.from_record(s))
+            elif kind == b"h":
+                part.marks.restore_held(rec, _held_alerts)
             elif kind == b"m":
                 part.offset = rec["offset"]
                 pipeline.watermark, pipeline.next_sweep = rec["clock"]
@@ -334,6 +337,8 @@ class IntakeStage:
             self.replayed += 1
             return []
         part.offset = offset
+        if self.raw_partitions > 1:
+            return self._process_held(part, partition, offset, raw, wall, clock)
         pipeline = part.pipeline
         swept_before = pipeline.counts["swept"]
         if self.observe:
@@ -359,6 +364,97 @@ class IntakeStage:
         else:
             self._clock(part, out, partition, idle=False, wall=wall)
             self._tell_senders(part, out, partition, idle=False)
+        return out
+
+    def _process_held(self, part: IntakePartition, partition: int, offset: int,
+                      raw: bytes | None, wall: float, clock: bool) -> list[Output]:
+        """``process`` on several raw partitions. Alerts wait until every stream that can
+        send this partition alerts (its own input, each other partition's forwards) has
+        passed their time (the low mark), then are triaged in event-time order: dedup,
+        timeouts and flapping see them as ``triage run`` sees one stream."""
+        pipeline = part.pipeline
+        n = self.raw_partitions
+        out: list[Output] = []
+        here = pipeline.watermark
+        if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
+            outcomes, _, src, _, _ = self._internal(part, partition, raw, wall, hold=True)
+            out += self._route(outcomes, here, partition, offset, src)
+        else:
+            read = pipeline.read(raw if raw is not None else b"")
+            if read.items is None:
+                if read.silence is not None:  # every partition needs it: copies to the others
+                    copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
+                                   "silence": read.silence.to_record()})
+                    out += [Output("raw", None, copy, q) for q in range(n) if q != partition]
+                out += self._route(list(read.done), here, partition, offset)
+            else:
+                now = read.now if read.now is not None else max(
+                    (a.at for a in read.items if isinstance(a, Alert)), default=part.own)
+                now = part.own = max(part.own, now)
+                part.marks.note(partition, n, now, False, wall=wall)
+                mine: list[Alert] = []
+                bad: list[Alert | Failed] = []
+                partition_of = self.partition_of
+                assert partition_of is not None, "raw_partitions > 1 needs partition_of"
+                for item in read.items:
+                    if isinstance(item, Alert):
+                        key = item.fingerprint.encode()
+                        if partition_of(key) != partition:
+                            out.append(Output("raw", key, _dumps({
+                                "_triage": "alert", "v": 1, "src": [partition, offset],
+                                "t": now, "alert": alert_record(item)})))
+                            pipeline.counts["forwarded"] += 1
+                            continue
+                        mine.append(item)
+                    else:
+                        bad.append(item)  # dead-lettered where received, at once
+                if bad:
+                    out += self._route(pipeline.triage(bad, here, watermark=here), here,
+                                       partition, offset)
+                if mine:
+                    src = [partition, offset]
+                    part.marks.hold(now, partition, offset, _dumps(
+                        {"alerts": [alert_record(a) for a in mine], "src": src}), (mine, src))
+        out += self._release(part, partition, part.marks.safe_time(part.low, wall=wall))
+        if part.changes:
+            for change in part.changes:
+                out.append(Output("changes", change.id.encode(),
+                                  _dumps(render_change(change))))
+            part.changes.clear()
+        if clock:
+            self._clock(part, out, partition, idle=part.idle_sent, wall=wall)
+        else:
+            self._clock(part, out, partition, idle=False, wall=wall)
+            self._tell_senders(part, out, partition, idle=False)
+        return out
+
+    def _release(self, part: IntakePartition, partition: int, low: float) -> list[Output]:
+        """Triage the held alerts up to ``low``, in event-time order, then move the clock
+        there (what expires by then expires, as a payload at that time would make it).
+        Records go out with the low mark before the move: each is at or after it, as stage
+        2 needs (eventtime.py)."""
+        pipeline = part.pipeline
+        out: list[Output] = []
+        before = part.low
+        for held in part.marks.due(low):
+            alerts, src = held.item
+            swept = pipeline.counts["swept"]
+            outcomes = pipeline.triage(alerts, held.t, watermark=held.t)
+            swept = pipeline.counts["swept"] - swept
+            if self.observe:
+                self.observed.swept += swept
+                self.observed.outcomes.extend(outcomes[swept:])
+            out += self._route(outcomes, held.t, partition, held.offset, src,
+                               swept=swept, low=before, swept_at=held.t)
+        if low > part.low:
+            part.low = low
+        if low > pipeline.watermark:
+            swept_before = pipeline.counts["swept"]
+            outcomes = pipeline.triage([], low, watermark=low)
+            if self.observe:
+                self.observed.swept += pipeline.counts["swept"] - swept_before
+            out += self._route(outcomes, low, partition, None, swept=len(outcomes),
+                               low=before, swept_at=low)
         return out
 
     def _intake(self, part: IntakePartition, partition: int, offset: int, raw: bytes | None,
@@ -408,7 +504,8 @@ class IntakeStage:
         outcomes = pipeline.triage(own, now, watermark=low)
         return outcomes, sends, None, max(now, pipeline.watermark), low
 
-    def _internal(self, part: IntakePartition, partition: int, raw: bytes, wall: float
+    def _internal(self, part: IntakePartition, partition: int, raw: bytes, wall: float,
+                  hold: bool = False
                   ) -> tuple[list[Outcome], list[Output], list[Any] | None, float, float]:
         """A forwarded alert (triaged here whatever partition this is: never forwarded
         again), another partition's clock, or a silence copy (added here, never copied
@@ -439,6 +536,8 @@ class IntakeStage:
             if kind == "clock":  # a sender's time: what it forwards from now on is later
                 idle = rec.get("idle") is True
                 part.marks.note(src[0], self.raw_partitions, float(t), idle, wall=wall)
+                if hold:  # the caller releases what the new low mark allows
+                    return [], [], None, here, here
                 low = part.low = part.marks.safe_time(part.low, wall=wall)
                 if low <= pipeline.watermark:
                     return [], [], None, here, here
@@ -458,6 +557,9 @@ class IntakeStage:
                 and self.partition_of(alert.fingerprint.encode()) != partition):
             self.misrouted += 1
         part.marks.note(src[0], self.raw_partitions, float(t), False, wall=wall)
+        if hold:  # waits for the low mark (``_release``)
+            part.marks.hold(float(t), src[0], -1, raw, ([alert], src))
+            return [], [], None, here, here
         low = part.low = part.marks.safe_time(part.low, wall=wall)
         outcomes = pipeline.triage([alert], float(t), watermark=low)
         return outcomes, [], src, max(float(t), pipeline.watermark), low
@@ -507,6 +609,8 @@ class IntakeStage:
         # read leaves a partition as it was, or partitions telling each other would never
         # be caught up
         idle = part.idle_sent or (caught_up and quiet >= min(idle_after, IDLE_GRACE))
+        # alerts still waiting for the low mark will be sent: not idle while any wait
+        idle = idle and not part.marks.held
         if self.raw_partitions > 1:
             return self._tick_senders(part, partition, wall, idle,
                                       caught_up and quiet >= idle_after)
@@ -533,18 +637,12 @@ class IntakeStage:
         if idle:
             part.marks.note(partition, self.raw_partitions, part.own, True, wall=wall)
         low = part.marks.safe_time(part.low, wall=wall)
-        if advance and not part.marks.live(wall):
+        advanced = advance and not part.marks.live(wall)
+        if advanced:
             low = max(low, part.pipeline.watermark) + max(0.0, wall - part.last_advance)
             part.last_advance = wall
-        out: list[Output] = []
         moved = low > part.low
-        if moved:
-            part.low = low
-            outcomes = part.pipeline.triage([], low, watermark=low)
-            if self.observe:
-                self.observed.swept += len(outcomes)
-            out = self._route(outcomes, low, partition, None, idle=idle,
-                              swept=len(outcomes), low=low)
+        out = self._release(part, partition, low) if moved else []
         beat = not idle and wall - part.beat_sent >= HEARTBEAT
         self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat)
         # no beat to the other raw partitions: it would be input there, and partitions that
@@ -554,15 +652,17 @@ class IntakeStage:
 
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
                offset: int | None, src: list[Any] | None = None, idle: bool = False,
-               swept: int = 0, low: float | None = None) -> list[Output]:
+               swept: int = 0, low: float | None = None, swept_at: float | None = None
+               ) -> list[Output]:
         """Keyed records for ``outcomes``: the first ``swept`` (what expired) at ``low``,
         the others at ``now``; each carries ``low``, the time its partition has passed."""
         out: list[Output] = []
         up = [partition, self.raw_partitions, idle]
         mark = now if low is None else low
+        expired_at = mark if swept_at is None else swept_at
         for i, o in enumerate(outcomes):
             if isinstance(o, Triaged):
-                t = mark if i < swept else now
+                t = expired_at if i < swept else now
                 record = render_outcome(o, t)
                 assert record is not None
                 record["t"] = t  # the exact clock: stage 2's event time
@@ -589,6 +689,8 @@ class IntakeStage:
         if pipeline.silences_changed:
             writes.append((prefix + b"s", _dumps([s.to_record() for s in pipeline.silences])))
             pipeline.silences_changed = False
+        if part.marks.changed:
+            writes.append((prefix + b"h", _dumps(part.marks.held_record())))
         writes.append((prefix + b"m", _dumps({
             "offset": part.offset, "clock": [pipeline.watermark, pipeline.next_sweep],
             "clock_sent": part.clock_sent, "idle_sent": part.idle_sent,
@@ -857,6 +959,15 @@ def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any, Upst
     if not isinstance(w, int | float) or isinstance(w, bool) or w > at:
         raise SchemaError("w", "expected the sender's low mark (a number, not after t)")
     return triaged, at, src, (up[0], up[1], up[2], float(w))
+
+
+def _held_alerts(value: bytes) -> tuple[list[Alert], list[Any]]:
+    """A held stage-1 record, decoded again at restore: a forwarded alert, or the alerts
+    of one of this partition's own payloads."""
+    rec = orjson.loads(value)
+    if rec.get("_triage") == "alert":
+        return [alert_from_record(rec["alert"])], rec["src"]
+    return [alert_from_record(a) for a in rec["alerts"]], rec["src"]
 
 
 def _held_item(value: bytes) -> tuple[Triaged, Any]:
