@@ -54,9 +54,11 @@ def silence(value: str, starts: str = "2020-01-01T00:00:00Z",
 
 
 def make_stage(partitions: int = N) -> IntakeStage:
+    # idle_timeout=0: no partition waits for another's clock, so each payload is triaged
+    # as it is read: these tests are about routing; waiting is tests/streams/test_event_time
     stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()),
                         raw_partitions=partitions,
-                        partition_of=key_partitioner(murmur2, partitions))
+                        partition_of=key_partitioner(murmur2, partitions), idle_timeout=0.0)
     for p in range(partitions):
         stage.restore(p, [])
     stage.observe = True
@@ -400,7 +402,7 @@ def test_the_sources_fingerprint_policy_decides_the_owner() -> None:
     policy = FingerprintPolicy(exclude=frozenset({"replica"}))
     stage = IntakeStage(Pipeline(fingerprinter=Fingerprinter(default=policy)),
                         domain_of=domain_mapper(IncidentEngine()), raw_partitions=N,
-                        partition_of=key_partitioner(murmur2, N))
+                        partition_of=key_partitioner(murmur2, N), idle_timeout=0.0)
     for p in ALL:
         stage.restore(p, [])
     topic = RawTopic(stage)

@@ -70,6 +70,7 @@ class UpstreamClock:
         self.idle: dict[int, bool] = {}
         self.heard: dict[int, float] = {}
         self.held: list[Held] = []
+        self._reported: list[float] = []  # every time an upstream reported, not passed yet
         self._seq = 0
         self.changed = False  # held records added or released since the last snapshot
 
@@ -79,6 +80,7 @@ class UpstreamClock:
             self.upstreams = upstreams
         if t > self.marks.get(upstream, float("-inf")):
             self.marks[upstream] = t
+            heapq.heappush(self._reported, t)
         self.idle[upstream] = idle
         self.heard[upstream] = wall
 
@@ -101,6 +103,26 @@ class UpstreamClock:
             candidate = max(self.marks.values(), default=clock)
         return candidate if candidate > clock else clock
 
+    def steps(self, after: float, until: float) -> list[float]:
+        """The times a clock moving from ``after`` to ``until`` passes on the way: every
+        time an upstream reported in between (not only its latest: one upstream may report
+        two times before the clock moves), then ``until``.
+
+        >>> c = UpstreamClock(started=0.0)
+        >>> c.note(0, 2, 5.0, True, wall=0.0); c.note(0, 2, 7.0, True, wall=0.0)
+        >>> c.note(1, 2, 9.0, True, wall=0.0)
+        >>> c.steps(1.0, 20.0), c.steps(20.0, 20.0)
+        ([5.0, 7.0, 9.0, 20.0], [20.0])
+        """
+        reported = self._reported
+        passed = set()
+        while reported and reported[0] <= until:
+            t = heapq.heappop(reported)
+            if t > after:
+                passed.add(t)
+        passed.add(until)
+        return sorted(passed)
+
     def hold(self, t: float, upstream: int, offset: int, value: bytes, item: Any) -> None:
         self._seq += 1
         heapq.heappush(self.held, Held(t, upstream, self._seq, offset, value, item))
@@ -121,7 +143,8 @@ class UpstreamClock:
     def marks_record(self) -> dict[str, Any]:
         """The watermarks, for the partition's meta record."""
         return {"n": self.upstreams,
-                "marks": {str(u): [t, self.idle.get(u, False)] for u, t in self.marks.items()}}
+                "marks": {str(u): [t, self.idle.get(u, False)] for u, t in self.marks.items()},
+                "reported": sorted(self._reported)}
 
     def held_record(self) -> list[list[Any]]:
         """The held records, in order, for the partition's state (then not ``changed``)."""
@@ -130,6 +153,8 @@ class UpstreamClock:
 
     def restore_marks(self, rec: dict[str, Any], wall: float) -> None:
         self.upstreams = int(rec.get("n", 0))
+        self._reported = [float(t) for t in rec.get("reported") or ()]
+        heapq.heapify(self._reported)
         for u, (t, idle) in (rec.get("marks") or {}).items():
             self.marks[int(u)] = float(t)
             self.idle[int(u)] = bool(idle)

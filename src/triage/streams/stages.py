@@ -64,6 +64,7 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -378,6 +379,7 @@ class IntakeStage:
         here = pipeline.watermark
         if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
             outcomes, _, src, _, _ = self._internal(part, partition, raw, wall, hold=True)
+            self._observed(outcomes)
             out += self._route(outcomes, here, partition, offset, src)
         else:
             read = pipeline.read(raw if raw is not None else b"")
@@ -386,6 +388,7 @@ class IntakeStage:
                     copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
                                    "silence": read.silence.to_record()})
                     out += [Output("raw", None, copy, q) for q in range(n) if q != partition]
+                self._observed(read.done)
                 out += self._route(list(read.done), here, partition, offset)
             else:
                 now = read.now if read.now is not None else max(
@@ -409,8 +412,9 @@ class IntakeStage:
                     else:
                         bad.append(item)  # dead-lettered where received, at once
                 if bad:
-                    out += self._route(pipeline.triage(bad, here, watermark=here), here,
-                                       partition, offset)
+                    failed = pipeline.triage(bad, here, watermark=here)
+                    self._observed(failed)
+                    out += self._route(failed, here, partition, offset)
                 if mine:
                     src = [partition, offset]
                     part.marks.hold(now, partition, offset, _dumps(
@@ -428,6 +432,10 @@ class IntakeStage:
             self._tell_senders(part, out, partition, idle=False)
         return out
 
+    def _observed(self, outcomes: Sequence[Outcome]) -> None:
+        if self.observe:
+            self.observed.outcomes.extend(outcomes)
+
     def _release(self, part: IntakePartition, partition: int, low: float) -> list[Output]:
         """Triage the held alerts up to ``low``, in event-time order, then move the clock
         there (what expires by then expires, as a payload at that time would make it).
@@ -436,25 +444,29 @@ class IntakeStage:
         pipeline = part.pipeline
         out: list[Output] = []
         before = part.low
-        for held in part.marks.due(low):
-            alerts, src = held.item
-            swept = pipeline.counts["swept"]
-            outcomes = pipeline.triage(alerts, held.t, watermark=held.t)
-            swept = pipeline.counts["swept"] - swept
-            if self.observe:
-                self.observed.swept += swept
-                self.observed.outcomes.extend(outcomes[swept:])
-            out += self._route(outcomes, held.t, partition, held.offset, src,
-                               swept=swept, low=before, swept_at=held.t)
+        # The clock steps through the times the streams reported on the way (each one the
+        # time of some payload), as ``triage run`` moves line by line: a low mark that jumps
+        # (its senders went idle) must not expire everything at the far end of the jump.
+        for step in part.marks.steps(before, low):
+            for held in part.marks.due(step):
+                alerts, src = held.item
+                swept = pipeline.counts["swept"]
+                outcomes = pipeline.triage(alerts, held.t, watermark=held.t)
+                swept = pipeline.counts["swept"] - swept
+                if self.observe:
+                    self.observed.swept += swept
+                    self.observed.outcomes.extend(outcomes[swept:])
+                out += self._route(outcomes, held.t, partition, held.offset, src,
+                                   swept=swept, low=before, swept_at=held.t)
+            if step > pipeline.watermark:
+                swept_before = pipeline.counts["swept"]
+                outcomes = pipeline.triage([], step, watermark=step)
+                if self.observe:
+                    self.observed.swept += pipeline.counts["swept"] - swept_before
+                out += self._route(outcomes, step, partition, None, swept=len(outcomes),
+                                   low=before, swept_at=step)
         if low > part.low:
             part.low = low
-        if low > pipeline.watermark:
-            swept_before = pipeline.counts["swept"]
-            outcomes = pipeline.triage([], low, watermark=low)
-            if self.observe:
-                self.observed.swept += pipeline.counts["swept"] - swept_before
-            out += self._route(outcomes, low, partition, None, swept=len(outcomes),
-                               low=before, swept_at=low)
         return out
 
     def _intake(self, part: IntakePartition, partition: int, offset: int, raw: bytes | None,
@@ -608,12 +620,12 @@ class IntakeStage:
         # idle until input (not another partition's clock) says otherwise: a clock record
         # read leaves a partition as it was, or partitions telling each other would never
         # be caught up
-        idle = part.idle_sent or (caught_up and quiet >= min(idle_after, IDLE_GRACE))
-        # alerts still waiting for the low mark will be sent: not idle while any wait
-        idle = idle and not part.marks.held
         if self.raw_partitions > 1:
-            return self._tick_senders(part, partition, wall, idle,
+            # its own input is idle (hysteresis as below, kept in ``fwd_idle``)
+            own_idle = part.fwd_idle or (caught_up and quiet >= min(idle_after, IDLE_GRACE))
+            return self._tick_senders(part, partition, wall, own_idle,
                                       caught_up and quiet >= idle_after)
+        idle = part.idle_sent or (caught_up and quiet >= min(idle_after, IDLE_GRACE))
         out: list[Output] = []
         moved = False
         if caught_up and quiet >= idle_after:
@@ -633,8 +645,10 @@ class IntakeStage:
                       advance: bool) -> list[Output] | None:
         """``tick_idle`` with several raw partitions: the low mark moves when the partitions
         it waits for went idle or silent; when none holds it and this one is idle
-        (``advance``), by the wall time that passed."""
-        if idle:
+        (``advance``), by the wall time that passed. ``idle``: its own input is; it tells
+        stage 2 it is idle only once nothing of it waits for the low mark either."""
+        own_idle = idle
+        if own_idle:
             part.marks.note(partition, self.raw_partitions, part.own, True, wall=wall)
         low = part.marks.safe_time(part.low, wall=wall)
         advanced = advance and not part.marks.live(wall)
@@ -643,11 +657,14 @@ class IntakeStage:
             part.last_advance = wall
         moved = low > part.low
         out = self._release(part, partition, low) if moved else []
+        # idle toward stage 2 only when nothing more can come from here at an earlier time:
+        # no alert held, and no sender whose clock may still move this one's low mark
+        idle = own_idle and not part.marks.held and not part.marks.live(wall)
         beat = not idle and wall - part.beat_sent >= HEARTBEAT
         self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat)
         # no beat to the other raw partitions: it would be input there, and partitions that
         # beat each other would never look caught up (the idle timeout covers a sender gone)
-        self._tell_senders(part, out, partition, idle=idle)
+        self._tell_senders(part, out, partition, idle=own_idle)
         return out if out or moved else None
 
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
@@ -820,15 +837,17 @@ class IncidentStage:
     def _advance(self, part: IncidentPartition, run: _Observer, clock: float,
                  wall: float) -> None:
         """Release the held records up to ``clock`` in event-time order, then move the
-        partition's clock (and the engine's timers) to it."""
-        for held in part.upstream.due(clock):
-            triaged, src = held.item
-            run.add(triaged, src, held.t, held.offset)
-        if clock > part.clock:
-            run.flush()
-            part.clock = clock
-            run.out += self._guard(part, run.partition, part.offset, None,
-                                   lambda: part.engine.tick(clock))
+        partition's clock (and the engine's timers) to it, through the times its upstreams
+        reported on the way (as stage 1 does: ``IntakeStage._release``)."""
+        for step in part.upstream.steps(part.clock, clock):
+            for held in part.upstream.due(step):
+                triaged, src = held.item
+                run.add(triaged, src, held.t, held.offset)
+            if step > part.clock:
+                run.flush()
+                part.clock = step
+                run.out += self._guard(part, run.partition, part.offset, None,
+                                       partial(part.engine.tick, step))
 
     def _observe(self, part: IncidentPartition, group: list[Triaged], at: float, offset: int,
                  partition: int) -> list[Output]:
