@@ -28,9 +28,6 @@ metric                                                 what
                                                        (set by the worker)
 ``triage_messages_refetched_total{stage}``             input the Kafka consumer skipped, read
                                                        directly by the worker
-``triage_late_records_total``                          stage-2 records behind its clock (their
-                                                       upstream was idle or silent), applied
-                                                       at the clock (docs/streaming.md)
 ``triage_recovery_restarts_total``                     table recoveries restarted by the
                                                        worker's watchdog (no progress)
 ``triage_noise_model_info{version}``                   the noise model in use (``none``)
@@ -122,7 +119,6 @@ class TriageMetrics:
     silences: Gauge
     consumer_lag: Gauge
     refetched: Counter
-    late_records: Counter
     recovery_restarts: Counter
     noise_model: Info
     noise_model_failures: Counter
@@ -182,10 +178,6 @@ class TriageMetrics:
             refetched=Counter(
                 "triage_messages_refetched", "Input messages the Kafka consumer skipped (or "
                 "committed past) that the worker read directly, by stage.", ["stage"],
-                registry=r),
-            late_records=Counter(
-                "triage_late_records", "Records that reached stage 2 behind its event-time "
-                "clock (their stage-1 partition was idle or silent), applied at the clock.",
                 registry=r),
             recovery_restarts=Counter(
                 "triage_recovery_restarts", "Table recoveries (after a rebalance) that made "

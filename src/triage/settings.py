@@ -159,9 +159,6 @@ class KafkaSettings(_Section):
     app_id: str = "triage"  # faust app id: consumer group and changelog topic prefix
     partitions: int = Field(6, ge=1)
     replication: int = Field(1, ge=1)
-    # wall seconds a stage-1 partition may go unheard before stage 2 stops holding its clock
-    # for it (a worker gone; a live one beats every second): docs/streaming.md, event time
-    idle_timeout: Duration = 30.0
     retention: Duration = 7 * 86400.0
     topics: dict[str, str] = {
         "raw": "alerts.raw", "keyed": "alerts.keyed", "changes": "changes",

@@ -238,23 +238,17 @@ class Pipeline:
             out.append(item)
         return out
 
-    def triage(self, items: list[Alert | Failed], now: float | None = None, *,
-               watermark: float | None = None) -> list[Outcome]:
+    def triage(self, items: list[Alert | Failed], now: float | None = None) -> list[Outcome]:
         """Triage alerts already read (normalized and fingerprinted, as ``read`` leaves
         them; ``Failed`` items pass through), one outcome each, counted, after what the
         clock moving to ``now`` (default: as ``process`` decides it) expired.
-
-        ``watermark``, for a runtime that reads several streams at once (a partitioned stage
-        1): the time every stream has passed. The clock, and so what expires, moves only to
-        it, while ``items`` are observed at ``now``, their own stream's time (never before
-        the clock). The outcomes of what expired come first (``counts["swept"]`` of them).
 
         >>> p = Pipeline()
         >>> items = p.read(b'{"alertname": "A", "at": 5}').items
         >>> [o.kind for o in p.triage(items, 5.0)], p.counts["in"]
         (['triaged'], 1)
         """
-        return self._triage(items, now, watermark)
+        return self._triage(items, now)
 
     def clock(self, items: list[Alert | Failed], now: float | None = None) -> float:
         """The time ``triage(items, now)`` observes ``items`` at: ``now`` if given, else the
@@ -291,16 +285,10 @@ class Pipeline:
                 raise DecodeError("payload", f"not JSON: {exc}") from None
         return raw
 
-    def _triage(self, items: list[Alert | Failed], now: float | None,
-                watermark: float | None = None) -> list[Outcome]:
-        if watermark is None:
-            # the clock never goes backwards (late or replayed input)
-            now = self.watermark = self.clock(items, now)
-        else:
-            if watermark > self.watermark:
-                self.watermark = watermark
-            now = self.clock(items, now)
-        swept = self._sweep(self.watermark) if self.watermark >= self.next_sweep else []
+    def _triage(self, items: list[Alert | Failed], now: float | None) -> list[Outcome]:
+        # the clock never goes backwards (late or replayed input)
+        now = self.watermark = self.clock(items, now)
+        swept = self._sweep(now) if now >= self.next_sweep else []
         match_silence = self.silences.match if len(self.silences) else None
         thresholds = self.thresholds
         observe = self.dedup.observe

@@ -45,7 +45,6 @@ both stages together (see BENCHMARKS.md, issue 5).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -108,8 +107,8 @@ class Stage(Protocol):
     def drop(self, partition: int) -> None: ...
     def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
                      wall: float = 0.0) -> list[Output]: ...
-    def tick_idle(self, partition: int, wall: float, idle_after: float = ...,
-                  caught_up: bool = ...) -> list[Output] | None: ...
+    def tick_idle(self, partition: int, wall: float,
+                  idle_after: float = ...) -> list[Output] | None: ...
     def take_state(self, partition: int) -> list[StateWrite]: ...
 
 
@@ -178,12 +177,8 @@ class StageRunner:
                  idle_after: float = IDLE_AFTER,
                  after: Callable[[], None] | None = None,
                  fetch: Fetch | None = None,
-                 on_refetch: Callable[[int], None] | None = None,
-                 caught_up: Callable[[int], bool] | None = None) -> None:
+                 on_refetch: Callable[[int], None] | None = None) -> None:
         self.name = name
-        # whether a partition's consumer has read up to its end: only then may its clock
-        # move by wall time, or stage 2 stop waiting for it (None: always)
-        self.caught_up = caught_up
         self.fetch = fetch  # reads what the consumer skipped (None: holes are not filled)
         self.on_refetch = on_refetch  # told how many messages were read that way (metrics)
         self.after = after  # called after each delivered batch or tick (metrics)
@@ -347,8 +342,7 @@ class StageRunner:
             for partition in list(self.stage.parts):
                 if owned is not None and partition not in owned:
                     continue
-                up_to_date = self.caught_up is None or self.caught_up(partition)
-                out = self.stage.tick_idle(partition, wall, self.idle_after, up_to_date)
+                out = self.stage.tick_idle(partition, wall, self.idle_after)
                 if out is None:
                     continue
                 moved.append(partition)
@@ -642,13 +636,7 @@ def wire(
             for secs in seen.seconds:
                 metrics.observe_seconds("intake", secs)
 
-        late_seen = [0]
-
         def after_incidents() -> None:
-            late = incidents.counts()["late_records"]
-            if late > late_seen[0]:
-                metrics.late_records.inc(late - late_seen[0])
-            late_seen[0] = late
             seen = incidents.take_observations()
             metrics.observe_events(seen.events)
             for secs in seen.seconds:
@@ -676,38 +664,16 @@ def wire(
     def refetch_counter(stage: str) -> Callable[[int], None] | None:
         return None if metrics is None else metrics.refetched.labels(stage).inc
 
-    def caught_up(topic_name: str, stage: Stage) -> Callable[[int], bool] | None:
-        if send is not None:
-            return None  # wiring tests: no consumer
-
-        def read_to_the_end(partition: int) -> bool:
-            part = stage.parts.get(partition)
-            if part is None:
-                return False
-            high = None
-            for tp in app.consumer.assignment():
-                if tp.topic == topic_name and tp.partition == partition:
-                    with contextlib.suppress(Exception):  # not fetched yet
-                        high = app.consumer.highwater(tp)
-                    break
-            if high is None:  # never fetched: taken as caught up once long without input
-                return bool(time.monotonic() - part.last_input >= settings.kafka.idle_timeout)
-            return bool(part.offset + 1 >= int(high))
-
-        return read_to_the_end
-
     intake_runner = StageRunner(name="intake", stage=intake, data=intake_table.data,
                                 changelog=INTAKE_STATE, send=sender,
                                 assigned=owned(names["raw"]), idle_after=idle_after,
                                 after=after_intake, fetch=reader("raw"),
-                                on_refetch=refetch_counter("intake"),
-                                caught_up=caught_up(names["raw"], intake))
+                                on_refetch=refetch_counter("intake"))
     incident_runner = StageRunner(name="incidents", stage=incidents,
                                   data=incident_table.data, changelog=INCIDENT_STATE,
                                   send=sender, assigned=owned(names["keyed"]),
                                   idle_after=idle_after, after=after_incidents,
-                                  fetch=reader("keyed"), on_refetch=refetch_counter("incidents"),
-                                  caught_up=caught_up(names["keyed"], incidents))
+                                  fetch=reader("keyed"), on_refetch=refetch_counter("incidents"))
 
     async def intake_agent(stream: Any) -> None:  # a faust.Stream
         async for events in stream.take_events(batch_max, within=batch_within):

@@ -46,13 +46,9 @@ cannot undo what newer records did. Forwards and silence
 copies are outputs too: the replay sends the same ones again (same key, same time), which
 their owners take as repeats (dedup) or as the same silence (by id).
 
-**Clock.** Event time, as in the embedded path: on one raw partition stage 1's clock is the
-pipeline's watermark (envelope ``received_at`` or the alerts' own times); on several it is
-the partition's low mark, the time its own input and every sender forwarding to it have
-passed, and alerts wait for it to be triaged in event-time order. Stage 2's clock is the
-minimum of its upstreams' low marks, and records stamped
-after it wait for it (``triage.streams.eventtime``; docs/streaming.md). A partition that
-gets no input for ``idle_after`` seconds of wall
+**Clock.** Event time, as in the embedded path: stage 1's clock is the pipeline's watermark
+(envelope ``received_at`` or the alerts' own times), stage 2's is the largest ``at`` of the
+stage-1 records it has seen. A partition that gets no input for ``idle_after`` seconds of wall
 time has its clock moved on by the wall time that passes (``tick_idle``), so timeouts, held
 alerts and waiting pages are decided without new input. A replay that never pauses that long
 is decided by event time alone, as ``triage run`` decides it.
@@ -64,7 +60,6 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -79,7 +74,6 @@ from triage.core.silences import Silence, SilenceSet
 from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Triaged
 from triage.errors import DecodeError, InputError, SchemaError
-from triage.streams.eventtime import IDLE_TIMEOUT, UpstreamClock
 
 
 class Output(NamedTuple):
@@ -101,13 +95,6 @@ IDLE_AFTER = 1.0  # wall seconds without input before a partition's clock moves 
 # since it last did: stage 2 then decides pages and quiet periods on time even when the
 # input only repeats what is known (repeats send nothing downstream).
 CLOCK_RESOLUTION = 1.0
-# A stage-1 partition sends a clock record at least this often (wall seconds) while it is
-# not idle, so stage 2 keeps waiting for it even while its consumer is busy elsewhere; and
-# it says "idle" once it has been caught up with its input for IDLE_GRACE (stage 2 then
-# stops waiting for it: triage.streams.eventtime).
-HEARTBEAT = 1.0
-IDLE_GRACE = 1.0
-FAR_PAST = -1e300  # before any time (JSON has no infinity)
 
 _dumps = orjson.dumps
 
@@ -115,7 +102,6 @@ _dumps = orjson.dumps
 # Stage 1's own records on ``alerts.raw`` (forwarded alerts, silence copies) start with this
 # (orjson keeps key order), so telling them from input costs a prefix test.
 INTERNAL = b'{"_triage":'
-SENDER_CLOCK = b'{"_triage":"clock"'  # another raw partition's time (``_tell_senders``)
 INTERNAL_SOURCE = "triage-internal"  # the ``source`` of a dead-lettered internal record
 
 
@@ -154,18 +140,6 @@ class IntakePartition(_Part):
     pipeline: Pipeline = field(default_factory=Pipeline)
     changes: list[ChangeRecord] = field(default_factory=list)
     clock_sent: float = 0.0
-    idle_sent: bool = False  # the last clock record said "idle" (caught up with its input)
-    beat_sent: float = 0.0  # wall time of the last clock record
-    # Several raw partitions (forwarding): the time of this partition's own input (its
-    # payloads, and what it forwards), each sender's time as its forwards and clock records
-    # say, and the low mark: the time every one of them has passed (eventtime.py). The
-    # pipeline's clock (what expires) follows the low mark; alerts are observed at their
-    # own stream's time. So no sender that reads ahead moves another's alerts in time.
-    own: float = FAR_PAST
-    low: float = FAR_PAST
-    marks: UpstreamClock = field(default_factory=lambda: UpstreamClock(started=0.0))
-    fwd_sent: float = FAR_PAST  # own time last told the other raw partitions
-    fwd_idle: bool = False
 
 
 @dataclass
@@ -173,7 +147,6 @@ class IncidentPartition(_Part):
     engine: IncidentEngine = field(default_factory=IncidentEngine)
     clock: float = 0.0
     recent: RecentRecords = field(default_factory=lambda: RecentRecords())
-    upstream: UpstreamClock = field(default_factory=lambda: UpstreamClock(started=0.0))
 
 
 class RecentRecords:
@@ -258,10 +231,8 @@ class IntakeStage:
     def __init__(self, template: Pipeline, *,
                  domain_of: Callable[[Mapping[str, str]], str],
                  keyed_partitions: int = 1, raw_partitions: int = 1,
-                 partition_of: Callable[[bytes], int] | None = None,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 partition_of: Callable[[bytes], int] | None = None) -> None:
         self.template = template
-        self.idle_timeout = idle_timeout
         self.domain_of = domain_of
         self.keyed_partitions = keyed_partitions
         self.raw_partitions = raw_partitions
@@ -291,9 +262,7 @@ class IntakeStage:
                 wall: float = 0.0) -> IntakePartition:
         """Build the partition's pipeline from its table entries."""
         pipeline = self.new_pipeline()
-        part = IntakePartition(pipeline=pipeline, last_input=wall, last_advance=wall,
-                               marks=UpstreamClock(started=wall,
-                                                   idle_timeout=self.idle_timeout))
+        part = IntakePartition(pipeline=pipeline, last_input=wall, last_advance=wall)
         pipeline.on_change = part.changes.append
         alerts: list[tuple[str, list[Any]]] = []
         for key, value in items:
@@ -304,18 +273,10 @@ class IntakeStage:
             elif kind == b"s":
                 for s in rec:
                     pipeline.silences.add(Silence.from_record(s))
-            elif kind == b"h":
-                part.marks.restore_held(rec, _held_alerts)
             elif kind == b"m":
                 part.offset = rec["offset"]
                 pipeline.watermark, pipeline.next_sweep = rec["clock"]
                 part.clock_sent = rec.get("clock_sent", 0.0)
-                part.idle_sent = bool(rec.get("idle_sent", False))
-                senders = rec.get("senders")
-                if senders:
-                    part.own, part.low, part.fwd_sent = senders["own"], senders["low"], \
-                        senders["sent"]
-                    part.marks.restore_marks(senders["marks"], wall)
                 pipeline.counts.update(rec["counts"])
         pipeline.dedup.load(alerts)
         pipeline.dedup.take_changes()  # what was just loaded is already saved
@@ -330,29 +291,24 @@ class IntakeStage:
                 wall: float = 0.0) -> list[Output]:
         """Triage one ``alerts.raw`` message; returns what to send."""
         part = self.parts[partition]
-        # another partition's clock is not input: it must not make this one look busy
-        clock = raw is not None and raw[:len(SENDER_CLOCK)] == SENDER_CLOCK
-        if not clock:
-            part.last_input = part.last_advance = wall
+        part.last_input = part.last_advance = wall
         if offset <= part.offset:
             self.replayed += 1
             return []
         part.offset = offset
-        if self.raw_partitions > 1:
-            return self._process_held(part, partition, offset, raw, wall, clock)
         pipeline = part.pipeline
-        swept_before = pipeline.counts["swept"]
         if self.observe:
+            swept_before = pipeline.counts["swept"]
             started = perf_counter()
-            outcomes, sends, src, t, low = self._intake(part, partition, offset, raw, wall)
-            self.observed.seconds.append(perf_counter() - started)
+            outcomes, sends, src = self._intake(pipeline, partition, offset, raw)
+            seen = self.observed
+            seen.seconds.append(perf_counter() - started)
+            swept = pipeline.counts["swept"] - swept_before
+            seen.swept += swept
+            seen.outcomes.extend(outcomes[swept:] if swept else outcomes)
         else:
-            outcomes, sends, src, t, low = self._intake(part, partition, offset, raw, wall)
-        swept = pipeline.counts["swept"] - swept_before
-        if self.observe:
-            self.observed.swept += swept
-            self.observed.outcomes.extend(outcomes[swept:] if swept else outcomes)
-        out = self._route(outcomes, t, partition, offset, src, swept=swept, low=low)
+            outcomes, sends, src = self._intake(pipeline, partition, offset, raw)
+        out = self._route(outcomes, pipeline.watermark, partition, offset, src)
         if sends:
             out += sends
         if part.changes:
@@ -360,127 +316,17 @@ class IntakeStage:
                 out.append(Output("changes", change.id.encode(),
                                   _dumps(render_change(change))))
             part.changes.clear()
-        if clock:
-            self._clock(part, out, partition, idle=part.idle_sent, wall=wall)
-        else:
-            self._clock(part, out, partition, idle=False, wall=wall)
-            self._tell_senders(part, out, partition, idle=False)
+        self._clock(part, out)
         return out
 
-    def _process_held(self, part: IntakePartition, partition: int, offset: int,
-                      raw: bytes | None, wall: float, clock: bool) -> list[Output]:
-        """``process`` on several raw partitions. Alerts wait until every stream that can
-        send this partition alerts (its own input, each other partition's forwards) has
-        passed their time (the low mark), then are triaged in event-time order: dedup,
-        timeouts and flapping see them as ``triage run`` sees one stream."""
-        pipeline = part.pipeline
-        n = self.raw_partitions
-        out: list[Output] = []
-        here = pipeline.watermark
+    def _intake(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes | None
+                ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
+        """Stage 1 proper: outcomes, messages for ``raw`` (forwards, silence copies) and
+        the source its keyed records name (None: this message)."""
         if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
-            outcomes, _, src, _, _ = self._internal(part, partition, raw, wall, hold=True)
-            self._observed(outcomes)
-            out += self._route(outcomes, here, partition, offset, src)
-        else:
-            read = pipeline.read(raw if raw is not None else b"")
-            if read.items is None:
-                if read.silence is not None:  # every partition needs it: copies to the others
-                    copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
-                                   "silence": read.silence.to_record()})
-                    out += [Output("raw", None, copy, q) for q in range(n) if q != partition]
-                self._observed(read.done)
-                out += self._route(list(read.done), here, partition, offset)
-            else:
-                now = read.now if read.now is not None else max(
-                    (a.at for a in read.items if isinstance(a, Alert)), default=part.own)
-                now = part.own = max(part.own, now)
-                part.marks.note(partition, n, now, False, wall=wall)
-                mine: list[Alert] = []
-                bad: list[Alert | Failed] = []
-                partition_of = self.partition_of
-                assert partition_of is not None, "raw_partitions > 1 needs partition_of"
-                for item in read.items:
-                    if isinstance(item, Alert):
-                        key = item.fingerprint.encode()
-                        if partition_of(key) != partition:
-                            out.append(Output("raw", key, _dumps({
-                                "_triage": "alert", "v": 1, "src": [partition, offset],
-                                "t": now, "alert": alert_record(item)})))
-                            pipeline.counts["forwarded"] += 1
-                            continue
-                        mine.append(item)
-                    else:
-                        bad.append(item)  # dead-lettered where received, at once
-                if bad:
-                    failed = pipeline.triage(bad, here, watermark=here)
-                    self._observed(failed)
-                    out += self._route(failed, here, partition, offset)
-                if mine:
-                    src = [partition, offset]
-                    part.marks.hold(now, partition, offset, _dumps(
-                        {"alerts": [alert_record(a) for a in mine], "src": src}), (mine, src))
-        out += self._release(part, partition, part.marks.safe_time(part.low, wall=wall))
-        if part.changes:
-            for change in part.changes:
-                out.append(Output("changes", change.id.encode(),
-                                  _dumps(render_change(change))))
-            part.changes.clear()
-        if clock:
-            self._clock(part, out, partition, idle=part.idle_sent, wall=wall)
-        else:
-            self._clock(part, out, partition, idle=False, wall=wall)
-            self._tell_senders(part, out, partition, idle=False)
-        return out
-
-    def _observed(self, outcomes: Sequence[Outcome]) -> None:
-        if self.observe:
-            self.observed.outcomes.extend(outcomes)
-
-    def _release(self, part: IntakePartition, partition: int, low: float) -> list[Output]:
-        """Triage the held alerts up to ``low``, in event-time order, then move the clock
-        there (what expires by then expires, as a payload at that time would make it).
-        Records go out with the low mark before the move: each is at or after it, as stage
-        2 needs (eventtime.py)."""
-        pipeline = part.pipeline
-        out: list[Output] = []
-        before = part.low
-        # The clock steps through the times the streams reported on the way (each one the
-        # time of some payload), as ``triage run`` moves line by line: a low mark that jumps
-        # (its senders went idle) must not expire everything at the far end of the jump.
-        for step in part.marks.steps(before, low):
-            for held in part.marks.due(step):
-                alerts, src = held.item
-                swept = pipeline.counts["swept"]
-                outcomes = pipeline.triage(alerts, held.t, watermark=held.t)
-                swept = pipeline.counts["swept"] - swept
-                if self.observe:
-                    self.observed.swept += swept
-                    self.observed.outcomes.extend(outcomes[swept:])
-                out += self._route(outcomes, held.t, partition, held.offset, src,
-                                   swept=swept, low=before, swept_at=held.t)
-            if step > pipeline.watermark:
-                swept_before = pipeline.counts["swept"]
-                outcomes = pipeline.triage([], step, watermark=step)
-                if self.observe:
-                    self.observed.swept += pipeline.counts["swept"] - swept_before
-                out += self._route(outcomes, step, partition, None, swept=len(outcomes),
-                                   low=before, swept_at=step)
-        if low > part.low:
-            part.low = low
-        return out
-
-    def _intake(self, part: IntakePartition, partition: int, offset: int, raw: bytes | None,
-                wall: float) -> tuple[list[Outcome], list[Output], list[Any] | None,
-                                      float, float]:
-        """Stage 1 proper: outcomes, messages for ``raw`` (forwards, silence copies), the
-        source its keyed records name (None: this message), the time its alerts were
-        observed at and the low mark (what expired was decided at it)."""
-        pipeline = part.pipeline
-        if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
-            return self._internal(part, partition, raw, wall)
+            return self._internal(pipeline, partition, raw)
         if self.raw_partitions <= 1:
-            outcomes = pipeline.process(raw if raw is not None else b"")
-            return outcomes, [], None, pipeline.watermark, pipeline.watermark
+            return pipeline.process(raw if raw is not None else b""), [], None
         partition_of = self.partition_of
         if partition_of is None:
             raise ValueError("IntakeStage: raw_partitions > 1 needs partition_of")
@@ -492,15 +338,10 @@ class IntakeStage:
                                "silence": read.silence.to_record()})
                 sends = [Output("raw", None, copy, q)
                          for q in range(self.raw_partitions) if q != partition]
-            return list(read.done), sends, None, pipeline.watermark, pipeline.watermark
-        # The payload's time in this partition's own stream, for its alerts here and on
-        # their owners: deterministic (restored with the state), so a replay forwards the
-        # same records again; and never moved by what other partitions forwarded here.
-        now = read.now if read.now is not None else max(
-            (a.at for a in read.items if isinstance(a, Alert)), default=part.own)
-        now = part.own = max(part.own, now)
-        part.marks.note(partition, self.raw_partitions, now, False, wall=wall)
-        low = part.low = part.marks.safe_time(part.low, wall=wall)
+            return list(read.done), sends, None
+        # The payload's time, for its alerts here and on their owners: deterministic (the
+        # clock is restored with the state), so a replay forwards the same records again.
+        now = pipeline.clock(read.items, read.now)
         own: list[Alert | Failed] = []
         for item in read.items:
             if isinstance(item, Alert):
@@ -513,17 +354,12 @@ class IntakeStage:
             own.append(item)  # bad alerts stay here: dead-lettered where they were received
         if sends:
             pipeline.counts["forwarded"] += len(sends)
-        outcomes = pipeline.triage(own, now, watermark=low)
-        return outcomes, sends, None, max(now, pipeline.watermark), low
+        return pipeline.triage(own, now), sends, None
 
-    def _internal(self, part: IntakePartition, partition: int, raw: bytes, wall: float,
-                  hold: bool = False
-                  ) -> tuple[list[Outcome], list[Output], list[Any] | None, float, float]:
+    def _internal(self, pipeline: Pipeline, partition: int, raw: bytes
+                  ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
         """A forwarded alert (triaged here whatever partition this is: never forwarded
-        again), another partition's clock, or a silence copy (added here, never copied
-        again)."""
-        pipeline = part.pipeline
-        here = pipeline.watermark
+        again) or a silence copy (added here, never copied again)."""
         try:
             rec = orjson.loads(raw)
             kind = rec.get("_triage") if isinstance(rec, dict) else None
@@ -539,67 +375,32 @@ class IntakeStage:
                     pipeline.add_silence(Silence.from_record(silence), copy=True)
                 except ValueError as exc:
                     raise SchemaError("silence", str(exc)) from None
-                return [], [], None, here, here
-            if kind not in ("alert", "clock"):
+                return [], [], None
+            if kind != "alert":
                 raise SchemaError("_triage", f"unknown internal record {kind!r}")
             t = rec.get("t")
             if not isinstance(t, int | float) or isinstance(t, bool):
                 raise SchemaError("t", "expected the payload's time (number)")
-            if kind == "clock":  # a sender's time: what it forwards from now on is later
-                idle = rec.get("idle") is True
-                part.marks.note(src[0], self.raw_partitions, float(t), idle, wall=wall)
-                if hold:  # the caller releases what the new low mark allows
-                    return [], [], None, here, here
-                low = part.low = part.marks.safe_time(part.low, wall=wall)
-                if low <= pipeline.watermark:
-                    return [], [], None, here, here
-                return pipeline.triage([], low, watermark=low), [], None, low, low
             alert = alert_from_record(rec.get("alert"))
         except (orjson.JSONDecodeError, InputError) as exc:
             error = exc if isinstance(exc, InputError) else DecodeError("", f"not JSON: {exc}")
             # counted here: it was counted nowhere else
             return pipeline.triage([Failed(type(error).__name__, error.field, error.message,
-                                           _text(raw), INTERNAL_SOURCE)],
-                                   here, watermark=here), [], None, here, here
+                                           _text(raw), INTERNAL_SOURCE)]), [], None
         except Exception as exc:  # the boundary, as in Pipeline.process: never a crash
             return pipeline.triage([Failed(type(exc).__name__, "", f"internal error: {exc!r}",
-                                           _text(raw), INTERNAL_SOURCE)],
-                                   here, watermark=here), [], None, here, here
+                                           _text(raw), INTERNAL_SOURCE)]), [], None
         if (self.raw_partitions > 1 and self.partition_of is not None
                 and self.partition_of(alert.fingerprint.encode()) != partition):
             self.misrouted += 1
-        part.marks.note(src[0], self.raw_partitions, float(t), False, wall=wall)
-        if hold:  # waits for the low mark (``_release``)
-            part.marks.hold(float(t), src[0], -1, raw, ([alert], src))
-            return [], [], None, here, here
-        low = part.low = part.marks.safe_time(part.low, wall=wall)
-        outcomes = pipeline.triage([alert], float(t), watermark=low)
-        return outcomes, [], src, max(float(t), pipeline.watermark), low
+        return pipeline.triage([alert], float(t)), [], src
 
-    def _clock(self, part: IntakePartition, out: list[Output], partition: int, *,
-               idle: bool, wall: float, force: bool = False) -> None:
-        """Tell every stage-2 partition this partition's clock, when it moved by
-        ``CLOCK_RESOLUTION``, when it became idle or busy, or when ``force``d."""
-        now = part.pipeline.watermark if self.raw_partitions <= 1 else part.low
-        if force or idle != part.idle_sent or now - part.clock_sent >= CLOCK_RESOLUTION:
-            part.clock_sent, part.idle_sent, part.beat_sent = now, idle, wall
-            record = _dumps({"schema_version": 1, "kind": "clock", "t": now,
-                             "up": [partition, self.raw_partitions, idle]})
+    def _clock(self, part: IntakePartition, out: list[Output]) -> None:
+        now = part.pipeline.watermark
+        if now - part.clock_sent >= CLOCK_RESOLUTION:
+            part.clock_sent = now
+            record = _dumps({"schema_version": 1, "kind": "clock", "t": now})
             out.extend(Output("keyed", None, record, p) for p in range(self.keyed_partitions))
-
-    def _tell_senders(self, part: IntakePartition, out: list[Output], partition: int, *,
-                      idle: bool, force: bool = False) -> None:
-        """Tell every other raw partition this one's own time (several partitions only):
-        what it forwards to them from now on is stamped later. As ``_clock``."""
-        if self.raw_partitions <= 1:
-            return
-        own = part.own
-        if force or idle != part.fwd_idle or own - part.fwd_sent >= CLOCK_RESOLUTION:
-            part.fwd_sent, part.fwd_idle = own, idle
-            record = _dumps({"_triage": "clock", "v": 1, "src": [partition, -1], "t": own,
-                             "idle": idle})
-            out.extend(Output("raw", None, record, q)
-                       for q in range(self.raw_partitions) if q != partition)
 
     def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
                      wall: float = 0.0) -> list[Output]:
@@ -609,85 +410,35 @@ class IntakeStage:
             out += self.process(partition, offset, raw, wall)
         return out
 
-    def tick_idle(self, partition: int, wall: float, idle_after: float = IDLE_AFTER,
-                  caught_up: bool = True) -> list[Output] | None:
-        """If the partition has been idle (no input for ``idle_after``, and ``caught_up``
-        with its topic), move its clock on by the wall time that passed and return what
-        expired (timeouts, released holds). Either way, tell stage 2 whether it is idle,
-        and beat while it is not (``HEARTBEAT``). None if nothing happened."""
+    def tick_idle(self, partition: int, wall: float,
+                  idle_after: float = IDLE_AFTER) -> list[Output] | None:
+        """If the partition has been idle, move its clock on by the wall time that passed
+        and return what expired (timeouts, released holds); None if it was not idle."""
         part = self.parts[partition]
-        quiet = wall - part.last_input
-        # idle until input (not another partition's clock) says otherwise: a clock record
-        # read leaves a partition as it was, or partitions telling each other would never
-        # be caught up
-        if self.raw_partitions > 1:
-            # its own input is idle (hysteresis as below, kept in ``fwd_idle``)
-            own_idle = part.fwd_idle or (caught_up and quiet >= min(idle_after, IDLE_GRACE))
-            return self._tick_senders(part, partition, wall, own_idle,
-                                      caught_up and quiet >= idle_after)
-        idle = part.idle_sent or (caught_up and quiet >= min(idle_after, IDLE_GRACE))
-        out: list[Output] = []
-        moved = False
-        if caught_up and quiet >= idle_after:
-            elapsed = max(0.0, wall - part.last_advance)
-            part.last_advance = wall
-            pipeline = part.pipeline
-            outcomes = pipeline.tick(pipeline.watermark + elapsed)
-            if self.observe:
-                self.observed.swept += len(outcomes)
-            out = self._route(outcomes, pipeline.watermark, partition, None, idle=idle)
-            moved = True
-        beat = not idle and wall - part.beat_sent >= HEARTBEAT
-        self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat)
-        return out if out or moved else None
-
-    def _tick_senders(self, part: IntakePartition, partition: int, wall: float, idle: bool,
-                      advance: bool) -> list[Output] | None:
-        """``tick_idle`` with several raw partitions: the low mark moves when the partitions
-        it waits for went idle or silent; when none holds it and this one is idle
-        (``advance``), by the wall time that passed. ``idle``: its own input is; it tells
-        stage 2 it is idle only once nothing of it waits for the low mark either."""
-        own_idle = idle
-        if own_idle:
-            part.marks.note(partition, self.raw_partitions, part.own, True, wall=wall)
-        low = part.marks.safe_time(part.low, wall=wall)
-        advanced = advance and not part.marks.live(wall)
-        if advanced:
-            low = max(low, part.pipeline.watermark) + max(0.0, wall - part.last_advance)
-            part.last_advance = wall
-        moved = low > part.low
-        out = self._release(part, partition, low) if moved else []
-        # idle toward stage 2 only when nothing more can come from here at an earlier time:
-        # no alert held, and no sender whose clock may still move this one's low mark
-        idle = own_idle and not part.marks.held and not part.marks.live(wall)
-        beat = not idle and wall - part.beat_sent >= HEARTBEAT
-        self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat)
-        # no beat to the other raw partitions: it would be input there, and partitions that
-        # beat each other would never look caught up (the idle timeout covers a sender gone)
-        self._tell_senders(part, out, partition, idle=own_idle)
-        return out if out or moved else None
+        if wall - part.last_input < idle_after:
+            return None
+        elapsed = max(0.0, wall - part.last_advance)
+        part.last_advance = wall
+        pipeline = part.pipeline
+        outcomes = pipeline.tick(pipeline.watermark + elapsed)
+        if self.observe:
+            self.observed.swept += len(outcomes)
+        out = self._route(outcomes, pipeline.watermark, partition, None)
+        if out:
+            self._clock(part, out)
+        return out
 
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
-               offset: int | None, src: list[Any] | None = None, idle: bool = False,
-               swept: int = 0, low: float | None = None, swept_at: float | None = None
-               ) -> list[Output]:
-        """Keyed records for ``outcomes``: the first ``swept`` (what expired) at ``low``,
-        the others at ``now``; each carries ``low``, the time its partition has passed."""
+               offset: int | None, src: list[Any] | None = None) -> list[Output]:
         out: list[Output] = []
-        up = [partition, self.raw_partitions, idle]
-        mark = now if low is None else low
-        expired_at = mark if swept_at is None else swept_at
-        for i, o in enumerate(outcomes):
+        for o in outcomes:
             if isinstance(o, Triaged):
-                t = expired_at if i < swept else now
-                record = render_outcome(o, t)
+                record = render_outcome(o, now)
                 assert record is not None
-                record["t"] = t  # the exact clock: stage 2's event time
-                record["w"] = mark  # its partition's low mark (eventtime.py)
+                record["t"] = now  # the exact clock: stage 2's event time
                 # the input message it came from: stage 2 observes the records of one
                 # message together, as the embedded runtime observes one line
                 record["src"] = src or [partition, offset]
-                record["up"] = up  # the partition whose clock ``t`` is (eventtime.py)
                 out.append(Output("keyed", self.domain_of(o.alert.labels).encode(),
                                   _dumps(record)))
             elif isinstance(o, Failed):
@@ -706,15 +457,9 @@ class IntakeStage:
         if pipeline.silences_changed:
             writes.append((prefix + b"s", _dumps([s.to_record() for s in pipeline.silences])))
             pipeline.silences_changed = False
-        if part.marks.changed:
-            writes.append((prefix + b"h", _dumps(part.marks.held_record())))
         writes.append((prefix + b"m", _dumps({
             "offset": part.offset, "clock": [pipeline.watermark, pipeline.next_sweep],
-            "clock_sent": part.clock_sent, "idle_sent": part.idle_sent,
-            "senders": None if self.raw_partitions <= 1 else {
-                "own": part.own, "low": part.low, "sent": part.fwd_sent,
-                "marks": part.marks.marks_record()},
-            "counts": dict(pipeline.counts)})))
+            "clock_sent": part.clock_sent, "counts": dict(pipeline.counts)})))
         return writes
 
     def counts(self) -> Counter[str]:
@@ -728,10 +473,8 @@ class IntakeStage:
 class IncidentStage:
     """Stage 2 over the partitions of ``alerts.keyed`` this worker owns."""
 
-    def __init__(self, template: IncidentEngine, *,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(self, template: IncidentEngine) -> None:
         self.template = template
-        self.idle_timeout = idle_timeout  # an upstream silent this long stops the clock no more
         self.changes = template.changes  # shared: every partition sees every change
         self.parts: dict[int, IncidentPartition] = {}
         self.replayed = 0
@@ -755,9 +498,7 @@ class IncidentStage:
                 wall: float = 0.0) -> IncidentPartition:
         """Build the partition's engine from its table entries."""
         engine = self.new_engine()
-        part = IncidentPartition(engine=engine, last_input=wall, last_advance=wall,
-                                 upstream=UpstreamClock(started=wall,
-                                                        idle_timeout=self.idle_timeout))
+        part = IncidentPartition(engine=engine, last_input=wall, last_advance=wall)
         records: list[dict[str, Any]] = []
         timers: list[list[Any]] = []
         for key, value in items:
@@ -765,14 +506,11 @@ class IncidentStage:
             rec = orjson.loads(value)
             if kind == b"i":
                 records.append(rec)
-            elif kind == b"h":
-                part.upstream.restore_held(rec, _held_item)
             elif kind == b"m":
                 part.offset = rec["offset"]
                 part.clock = rec["clock"]
                 timers = rec["timers"]
                 engine.counts.update(rec["counts"])
-                part.upstream.restore_marks(rec.get("upstream") or {}, wall)
         engine.load(records, timers)
         engine.take_changes()
         self.parts[partition] = part
@@ -789,75 +527,60 @@ class IncidentStage:
 
     def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
                      wall: float = 0.0) -> list[Output]:
-        """Correlate consecutive records of one partition, in event-time order over its
-        upstream partitions (``triage.streams.eventtime``): a record stamped after the clock
-        the upstreams allow waits for it. Records that came from the same input message
-        (``src``) are observed together, one decision for all of them, as ``triage run``
-        observes the alerts of one line."""
+        """Correlate consecutive records of one partition. Records that came from the same
+        input message (``src``) are observed together, one decision for all of them, as
+        ``triage run`` observes the alerts of one line."""
         part = self.parts[partition]
         part.last_input = part.last_advance = wall
-        run = _Observer(self, part, partition)
+        out: list[Output] = []
+        group: list[Triaged] = []
+        group_src: Any = None
+        group_offset = -1
         for offset, value in messages:
             if offset <= part.offset:
                 self.replayed += 1
                 continue
-            part.offset = offset
+            if value is not None and not part.recent.add(value):
+                self.resent += 1  # applied already: sent again by a restarted stage 1
+                if not group:
+                    part.offset = offset
+                continue
             try:
-                triaged, at, src, up = _decode_keyed(value)
+                triaged, at, src = _decode_keyed(value)
             except InputError as exc:
-                run.flush()
+                out += self._observe(part, group, group_offset, partition)
+                group = []
                 failure = Failed(type(exc).__name__, exc.field, exc.message,
                                  _text(value), "alerts.keyed")
-                run.out.append(Output("deadletter", None, _dumps(
+                out.append(Output("deadletter", None, _dumps(
                     dead_letter(failure, part.clock, "keyed", partition, offset))))
+                part.offset = offset
                 continue
-            if triaged is not None and value is not None and not part.recent.add(value):
-                self.resent += 1  # applied already: sent again by a restarted stage 1
+            if group and (triaged is None or src is None or src != group_src
+                          or at != part.clock):
+                out += self._observe(part, group, group_offset, partition)
+                group = []
+            part.clock = max(part.clock, at)
+            if triaged is None:  # a clock record: time has passed upstream
+                out += self._guard(part, partition, offset, value,
+                                   lambda: part.engine.tick(part.clock))
+                part.offset = offset
                 continue
-            if up is None:  # from a stage 1 that names no upstream: applied as it comes
-                if triaged is not None and at < part.clock:
-                    part.engine.counts["late_records"] += 1
-                self._advance(part, run, max(part.clock, at), wall)
-                if triaged is not None:
-                    run.add(triaged, src, part.clock, offset)
-                continue
-            upstream = part.upstream
-            upstream.note(up[0], up[1], up[3], up[2], wall=wall)
-            if triaged is not None:
-                if at < part.clock:  # its upstream was idle or silent: late
-                    run.flush()
-                    part.engine.counts["late_records"] += 1
-                    run.add(triaged, src, part.clock, offset)
-                else:
-                    upstream.hold(at, up[0], offset, value or b"", (triaged, src))
-            self._advance(part, run, upstream.safe_time(part.clock, wall=wall), wall)
-        run.flush()
-        return run.out
+            group.append(triaged)
+            group_src, group_offset = src, offset
+        out += self._observe(part, group, group_offset, partition)
+        return out
 
-    def _advance(self, part: IncidentPartition, run: _Observer, clock: float,
-                 wall: float) -> None:
-        """Release the held records up to ``clock`` in event-time order, then move the
-        partition's clock (and the engine's timers) to it, through the times its upstreams
-        reported on the way (as stage 1 does: ``IntakeStage._release``)."""
-        for step in part.upstream.steps(part.clock, clock):
-            for held in part.upstream.due(step):
-                triaged, src = held.item
-                run.add(triaged, src, held.t, held.offset)
-            if step > part.clock:
-                run.flush()
-                part.clock = step
-                run.out += self._guard(part, run.partition, part.offset, None,
-                                       partial(part.engine.tick, step))
-
-    def _observe(self, part: IncidentPartition, group: list[Triaged], at: float, offset: int,
+    def _observe(self, part: IncidentPartition, group: list[Triaged], offset: int,
                  partition: int) -> list[Output]:
         if not group:
             return []
         started = perf_counter()
         out = self._guard(part, partition, offset, None,
-                          lambda: part.engine.observe(group, at))
+                          lambda: part.engine.observe(group, part.clock))
         if self.observe:
             self.observed.seconds.append(perf_counter() - started)
+        part.offset = offset
         return out
 
     def _guard(self, part: IncidentPartition, partition: int, offset: int,
@@ -873,25 +596,18 @@ class IncidentStage:
             self.observed.events.extend(events)
         return _events(events)
 
-    def tick_idle(self, partition: int, wall: float, idle_after: float = IDLE_AFTER,
-                  caught_up: bool = True) -> list[Output] | None:
-        """Release what the upstreams allow now (one may have gone silent), and, if the
-        partition has been idle with no upstream holding it, move its clock by the wall time
-        that passed: pages due, quiet periods over, war-room rules."""
+    def tick_idle(self, partition: int, wall: float,
+                  idle_after: float = IDLE_AFTER) -> list[Output] | None:
+        """As ``IntakeStage.tick_idle``: pages due, quiet periods over, war-room rules."""
         part = self.parts[partition]
-        run = _Observer(self, part, partition)
-        upstream = part.upstream
-        before = part.clock
-        self._advance(part, run, upstream.safe_time(part.clock, wall=wall), wall)
-        if (caught_up and wall - part.last_input >= idle_after
-                and not upstream.live(wall)):
-            clock = part.clock + max(0.0, wall - part.last_advance)
-            part.last_advance = wall
-            self._advance(part, run, clock, wall)
-        run.flush()
-        if not run.out and part.clock == before:
+        if wall - part.last_input < idle_after:
             return None
-        return run.out
+        part.clock += max(0.0, wall - part.last_advance)
+        part.last_advance = wall
+        events = part.engine.tick(part.clock)
+        if self.observe:
+            self.observed.events.extend(events)
+        return _events(events)
 
     def take_state(self, partition: int) -> list[StateWrite]:
         """The partition's state changed since the last call, meta record last."""
@@ -901,11 +617,9 @@ class IncidentStage:
         changed, removed = engine.take_changes()
         writes: list[StateWrite] = [(prefix + b"i|" + i.encode(), None) for i in removed]
         writes.extend((prefix + b"i|" + i.encode(), _dumps(rec)) for i, rec in changed.items())
-        if part.upstream.changed:
-            writes.append((prefix + b"h", _dumps(part.upstream.held_record())))
         writes.append((prefix + b"m", _dumps({
             "offset": part.offset, "clock": part.clock, "timers": engine.timers(),
-            "counts": dict(engine.counts), "upstream": part.upstream.marks_record()})))
+            "counts": dict(engine.counts)})))
         return writes
 
     def add_change(self, value: bytes | None) -> bool:
@@ -929,71 +643,14 @@ class IncidentStage:
         return total
 
 
-class _Observer:
-    """Stage 2's records on their way into the engine: those of one input message at one
-    time are observed together; what the engine says is collected in ``out``."""
-
-    __slots__ = ("at", "group", "offset", "out", "part", "partition", "src", "stage")
-
-    def __init__(self, stage: IncidentStage, part: IncidentPartition, partition: int) -> None:
-        self.stage, self.part, self.partition = stage, part, partition
-        self.out: list[Output] = []
-        self.group: list[Triaged] = []
-        self.src: Any = None
-        self.at = 0.0
-        self.offset = -1
-
-    def add(self, triaged: Triaged, src: Any, at: float, offset: int) -> None:
-        if self.group and (src is None or src != self.src or at != self.at):
-            self.flush()
-        self.group.append(triaged)
-        self.src, self.at, self.offset = src, at, offset
-
-    def flush(self) -> None:
-        if self.group:
-            self.out += self.stage._observe(self.part, self.group, self.at, self.offset,
-                                            self.partition)
-            self.group = []
-
-
-# (stage-1 partition, how many there are, idle, its low mark: the time it has passed)
-Upstream = tuple[int, int, bool, float]
-
-
-def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any, Upstream | None]:
+def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any]:
     triaged, at = triaged_from_record(value)
-    # cheap second look for the source and upstream markers (valid JSON just now)
-    rec = orjson.loads(value or b"")
     src = None
     if triaged is not None:
+        # cheap second look for the source marker (the record was valid JSON just now)
+        rec = orjson.loads(value or b"")
         src = tuple(rec["src"]) if isinstance(rec.get("src"), list) else None
-    up = rec.get("up")
-    if up is None:
-        return triaged, at, src, None
-    if not (isinstance(up, list) and len(up) == 3 and isinstance(up[0], int)
-            and isinstance(up[1], int) and isinstance(up[2], bool)
-            and 0 <= up[0] < up[1] <= 1 << 16):
-        raise SchemaError("up", "expected [partition, partitions, idle]")
-    w = rec.get("w", at)
-    if not isinstance(w, int | float) or isinstance(w, bool) or w > at:
-        raise SchemaError("w", "expected the sender's low mark (a number, not after t)")
-    return triaged, at, src, (up[0], up[1], up[2], float(w))
-
-
-def _held_alerts(value: bytes) -> tuple[list[Alert], list[Any]]:
-    """A held stage-1 record, decoded again at restore: a forwarded alert, or the alerts
-    of one of this partition's own payloads."""
-    rec = orjson.loads(value)
-    if rec.get("_triage") == "alert":
-        return [alert_from_record(rec["alert"])], rec["src"]
-    return [alert_from_record(a) for a in rec["alerts"]], rec["src"]
-
-
-def _held_item(value: bytes) -> tuple[Triaged, Any]:
-    """A held record, decoded again at restore."""
-    triaged, _, src, _ = _decode_keyed(value)
-    assert triaged is not None
-    return triaged, src
+    return triaged, at, src
 
 
 def _events(events: list[dict[str, Any]]) -> list[Output]:
