@@ -86,7 +86,7 @@ STAGES: tuple[Stage, ...] = ("intake", "incidents")
 # The reasons the core gives a Suppressed outcome (core.pipeline and core.dedup). Initialised
 # at zero so that rate() and the alerting rules see a series before the first suppression.
 SUPPRESS_REASONS = ("silence", "maintenance", "threshold", "noise", "flapping", "pending",
-                    "resolved_unseen")
+                    "resolved_unseen", "held", "kept")
 # The InputError classes of triage.errors; anything else is an internal error. Mapped so the
 # `error` label cannot take arbitrary exception class names.
 INPUT_ERRORS = ("DecodeError", "OversizeError", "UnknownFormatError", "SchemaError",

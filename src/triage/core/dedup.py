@@ -14,6 +14,10 @@ Semantics (times are the pipeline's event-time clock, ``now``):
   flapping. It is passed on once as ``flapping``; further changes are ``Suppressed`` with
   reason ``flapping`` until no change has happened for ``stable_after``, when one ``stable``
   outcome carries the state it settled in.
+* ``keep_firing_for`` (a tuned rule's, ``observe(..., keep=)``): the resolution of a passed
+  alert is held that long (``Suppressed`` as ``kept``). Firing again meanwhile continues the
+  occurrence (``Deduplicated``: no new page); otherwise the resolution is passed on by
+  ``sweep`` when the time is up, with the time it really resolved.
 * State is bounded. A firing alert expires into ``resolved`` at its ``endsAt`` when the sender
   gave one (Alertmanager API v2 "valid until"), else after the source's resolve timeout
   without a repeat (as Alertmanager's ``resolve_timeout``). Resolved alerts are forgotten
@@ -88,6 +92,8 @@ class AlertState:
         "first_seen",
         "flapping",
         "held_until",
+        "keep",
+        "kept_until",
         "label_names",
         "label_values",
         "last_seen",
@@ -112,6 +118,8 @@ class AlertState:
         self.flapping = False
         self.timed_out = False
         self.held_until: float | None = None
+        self.keep = 0.0  # keep_firing_for of the alert's tuned rule
+        self.kept_until: float | None = None  # resolved, held until then (keep_firing_for)
         self.label_names, self.label_values = _compact(alert.labels)
         self.source = alert.source
         self.timeout = timeout
@@ -130,7 +138,8 @@ class AlertState:
         """A JSON-ready list (compact: persisted for every active alert)."""
         return [self.status, self.starts_at, self.ends_at, self.first_seen, self.last_seen,
                 self.count, self.occurrence, self.changes, self.flapping, self.timed_out,
-                self.labels, self.source, self.timeout, self.held_until]
+                self.labels, self.source, self.timeout, self.held_until, self.keep,
+                self.kept_until]
 
     @classmethod
     def from_record(cls, rec: list[Any]) -> AlertState:
@@ -138,7 +147,9 @@ class AlertState:
         st = cls.__new__(cls)
         (st.status, st.starts_at, st.ends_at, st.first_seen, st.last_seen, st.count,
          st.occurrence, st.changes, st.flapping, st.timed_out, labels, st.source,
-         st.timeout, st.held_until) = rec
+         st.timeout, st.held_until) = rec[:14]
+        # records written before keep_firing_for have 14 fields
+        st.keep, st.kept_until = (rec[14], rec[15]) if len(rec) > 15 else (0.0, None)
         st.set_labels(labels)
         st.queued = None
         return st
@@ -176,14 +187,22 @@ class DedupStore:
         """The state of ``fingerprint``, if known."""
         return self.states.get(fingerprint)
 
-    def observe(self, alert: Alert, now: float, hold: Hold | None = None) -> Outcome:
+    def observe(self, alert: Alert, now: float, hold: Hold | None = None,
+                keep: float | None = None) -> Outcome:
         """Apply one observation (``alert.status`` firing or resolved) and say what it was.
 
         ``hold`` (a tuned ``for`` duration not yet elapsed) keeps a new firing occurrence
         back: it is ``Suppressed`` as ``held`` now and passed on by ``sweep`` at
         ``hold.until`` if it is still firing then; resolved before that, it never pages.
+        ``keep`` (a firing alert's tuned ``keep_firing_for``; None: unchanged) holds its
+        later resolution.
         """
         out = self._observe(alert, now, hold)
+        if keep is not None and alert.status == "firing":
+            st = self.states.get(alert.fingerprint)
+            if st is not None and st.status == "firing" and st.keep != keep:
+                st.keep = keep
+                self._dirty.add(alert.fingerprint)
         if not (isinstance(out, Deduplicated) and not out.stale):
             st = self.states.get(alert.fingerprint)
             if st is not None:
@@ -201,6 +220,8 @@ class DedupStore:
 
     def _deadline(self, st: AlertState) -> float | None:
         """When ``sweep`` may next have something to do with ``st``."""
+        if st.kept_until is not None:
+            return st.kept_until
         if st.held_until is not None and st.status == "firing":
             quiet = st.ends_at if st.ends_at is not None else st.last_seen + st.timeout
             return min(st.held_until, quiet)
@@ -242,6 +263,8 @@ class DedupStore:
 
         self._dirty.add(fp)
         if alert.status == "firing":
+            if st.kept_until is not None:
+                return self._continue(fp, st, alert, now)
             if st.status == "firing":
                 st.count += 1
                 if now > st.last_seen:
@@ -272,6 +295,9 @@ class DedupStore:
             st.held_until = None
             return Suppressed(alert, "held", "resolved before its tuned `for` elapsed; "
                                              "never passed on")
+        if st.kept_until is not None:  # already resolving (kept): a repeat
+            st.count += 1
+            return Deduplicated(alert, st.count)
         if st.status == "resolved":
             st.count += 1
             if alert.ends_at is not None and (st.ends_at is None or alert.ends_at > st.ends_at):
@@ -279,7 +305,37 @@ class DedupStore:
             return Deduplicated(alert, st.count)
         if alert.ends_at is not None and alert.ends_at <= st.starts_at:
             return Deduplicated(alert, st.count, stale=True)  # closes an older occurrence
+        if st.keep and not st.flapping and st.occurrence > 0:
+            resolved_at = alert.ends_at if alert.ends_at is not None else now
+            self._keep(st, resolved_at)
+            return Suppressed(alert, "kept", f"resolved; kept firing until {_dur(st.keep)} "
+                                             "after (tuned keep_firing_for): firing again "
+                                             "before then is the same page")
         return self._change(st, alert, now)
+
+    @staticmethod
+    def _keep(st: AlertState, resolved_at: float) -> None:
+        """Hold a resolution for the rule's ``keep_firing_for``."""
+        st.ends_at = resolved_at
+        st.kept_until = resolved_at + st.keep
+
+    def _continue(self, fp: str, st: AlertState, alert: Alert, now: float) -> Deduplicated:
+        """A firing observation while the resolution is kept: the same occurrence goes on,
+        unless the observation is older than the resolution (a late or replayed one)."""
+        resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
+        if st.timed_out:
+            seen = alert.ends_at if alert.ends_at is not None else alert.at
+            if seen <= resolved_at:
+                return Deduplicated(alert, st.count, stale=True)
+        elif alert.starts_at <= resolved_at:
+            return Deduplicated(alert, st.count, stale=True)
+        st.kept_until = None
+        st.timed_out = False
+        st.ends_at = alert.ends_at
+        st.count += 1
+        st.last_seen = max(st.last_seen, now)
+        self._plan(fp, st)
+        return Deduplicated(alert, st.count)
 
     def _change(self, st: AlertState, alert: Alert, now: float,
                 hold: Hold | None = None) -> Outcome:
@@ -350,6 +406,17 @@ class DedupStore:
 
     def _expire(self, fp: str, st: AlertState, now: float, out: list[Triaged]) -> bool:
         """What the sweep does to one state that fell due; True: forget it."""
+        if st.kept_until is not None:
+            if now >= st.kept_until:
+                kept = st.kept_until
+                st.kept_until = None
+                st.status = "resolved"
+                self._dirty.add(fp)
+                out.append(Triaged(self._synthetic(fp, st, kept), "resolved", st.occurrence,
+                                   st.count, st.first_seen, st.last_seen,
+                                   reason=f"resolved; keep_firing_for {_dur(st.keep)} "
+                                          "elapsed"))
+            return False
         if st.held_until is not None and st.status == "firing":
             if now >= st.held_until:
                 release = st.held_until
@@ -374,10 +441,13 @@ class DedupStore:
             else:
                 deadline, reason = st.last_seen + st.timeout, "resolve_timeout"
             if now >= deadline:
-                st.status = "resolved"
-                st.ends_at = deadline
                 st.timed_out = True
                 self._dirty.add(fp)
+                if st.keep and st.occurrence > 0:
+                    self._keep(st, deadline)
+                    return False
+                st.status = "resolved"
+                st.ends_at = deadline
                 out.append(Triaged(self._synthetic(fp, st, deadline), "resolved",
                                    st.occurrence, st.count, st.first_seen, st.last_seen,
                                    reason=reason))

@@ -338,7 +338,10 @@ class Pipeline:
                                           f"noise probability {score:.2f} >= {threshold:.2f}",
                                           noise_score=score))
                     continue
-            out.append(observe(alert, now, hold))
+            if thresholds is not None and alert.status == "firing":
+                out.append(observe(alert, now, hold, thresholds.keep_for(alert.labels)))
+            else:
+                out.append(observe(alert, now, hold))
         self._count(out)
         return swept + out if swept else out
 

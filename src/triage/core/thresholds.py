@@ -16,11 +16,16 @@ The document (YAML or JSON; this module takes the decoded value, it does no I/O)
         threshold: 0.85
         direction: above                 # optional: above (default) | below
         for: 5m                          # optional: Go duration or seconds
+        keep_firing_for: 1h              # optional (version 1.1): see below
         fp_rate_before: 0.42             # optional, informational (0..1)
         fp_rate_after: 0.06              # optional, informational (0..1)
         recall: 0.995                    # optional, informational (0..1)
         samples: 812                     # optional, informational (count >= 0)
         source_rule: "node_cpu ... > 0.8"   # optional: the Prometheus expr this tunes
+
+A rule may leave ``threshold`` null (version 1.1) and carry only ``for`` and/or
+``keep_firing_for``: what ``triage tune`` learns for a whole alertname, scale-free, for the
+series no judgement names yet.
 
 Semantics (see ``docs/thresholds.md``):
 
@@ -30,6 +35,9 @@ Semantics (see ``docs/thresholds.md``):
   (highest) value responders still found actionable.
 * An alert without a numeric value (or NaN) passes the value test; it still gets the ``for``
   test, ``now - starts_at >= for``.
+* ``keep_firing_for`` (as Prometheus' rule field): once an alert of the rule has passed, its
+  resolution is held that long; firing again meanwhile continues the same occurrence (no new
+  page). The dedup stage applies it (``triage.core.dedup``).
 * The most specific matching rule wins (most match labels); ties go to the earlier rule.
   A match value ``""`` matches an absent label, as in Prometheus matchers.
 
@@ -53,6 +61,9 @@ Direction = Literal["above", "below"]
 
 FORMAT_VERSION: Final = 1
 """The major format version this module reads and writes."""
+KNOWN_MINOR: Final = 1
+"""The newest minor version this reader knows (1.1: ``keep_firing_for``, null thresholds);
+files of a newer minor are read leniently (unknown keys ignored)."""
 
 _DIRECTIONS: Final = ("above", "below")
 _TOP_KEYS: Final = frozenset({"version", "generated_at", "generated_by", "rules"})
@@ -62,6 +73,7 @@ _RULE_KEYS: Final = frozenset(
         "threshold",
         "direction",
         "for",
+        "keep_firing_for",
         "fp_rate_before",
         "fp_rate_after",
         "recall",
@@ -91,9 +103,10 @@ class ThresholdRule:
     """
 
     match: Mapping[str, str]
-    threshold: float
+    threshold: float | None
     direction: Direction = "above"
     for_seconds: float | None = None
+    keep_firing_for: float | None = None
     fp_rate_before: float | None = None
     fp_rate_after: float | None = None
     recall: float | None = None
@@ -110,10 +123,16 @@ class ThresholdRule:
             raise ValueError("match must contain a non-empty alertname")
         if self.direction not in _DIRECTIONS:
             raise ValueError(f"direction must be above or below, got {self.direction!r}")
-        if not math.isfinite(self.threshold):
+        if self.threshold is None:
+            if not self.for_seconds and not self.keep_firing_for:
+                raise ValueError("a rule without a threshold needs for or keep_firing_for")
+        elif not math.isfinite(self.threshold):
             raise ValueError(f"threshold must be finite, got {self.threshold!r}")
         if self.for_seconds is not None and not 0 <= self.for_seconds < math.inf:
             raise ValueError(f"for_seconds must be finite and >= 0, got {self.for_seconds!r}")
+        if self.keep_firing_for is not None and not 0 <= self.keep_firing_for < math.inf:
+            raise ValueError("keep_firing_for must be finite and >= 0, got "
+                             f"{self.keep_firing_for!r}")
         extra = tuple(sorted((k, v) for k, v in match.items() if k != "alertname"))
         object.__setattr__(self, "match", match)
         object.__setattr__(self, "_extra", extra)
@@ -121,7 +140,8 @@ class ThresholdRule:
 
     def __hash__(self) -> int:
         # The generated hash would hash the dict; a rule is identified by its match set.
-        return hash((self._key, self.threshold, self.direction, self.for_seconds))
+        return hash((self._key, self.threshold, self.direction, self.for_seconds,
+                     self.keep_firing_for))
 
     @property
     def key(self) -> str:
@@ -225,10 +245,11 @@ class Thresholds:
         reasons: list[str] = []
         value = alert.value
         # NaN is "no usable value": never suppress on a number we cannot compare.
-        if value is not None and not math.isnan(value):
-            if rule.direction == "above" and value < rule.threshold:
+        threshold = rule.threshold
+        if value is not None and threshold is not None and not math.isnan(value):
+            if rule.direction == "above" and value < threshold:
                 reasons.append(_value_reason(rule, value, "below"))
-            elif rule.direction == "below" and value > rule.threshold:
+            elif rule.direction == "below" and value > threshold:
                 reasons.append(_value_reason(rule, value, "above"))
         if rule.for_seconds is not None:
             firing_for = max(0.0, now - alert.starts_at)
@@ -253,13 +274,24 @@ class Thresholds:
         """
         if rule.for_seconds is None:
             return None
-        value = alert.value
-        if value is not None and not math.isnan(value) and (
-            (rule.direction == "above" and value < rule.threshold)
-            or (rule.direction == "below" and value > rule.threshold)
+        value, threshold = alert.value, rule.threshold
+        if value is not None and threshold is not None and not math.isnan(value) and (
+            (rule.direction == "above" and value < threshold)
+            or (rule.direction == "below" and value > threshold)
         ):
             return None
         return alert.starts_at + rule.for_seconds
+
+    def keep_for(self, labels: Mapping[str, str]) -> float:
+        """The ``keep_firing_for`` of the rule for ``labels`` (0: none).
+
+        >>> t = Thresholds(rules=(ThresholdRule({"alertname": "X"}, None,
+        ...                                     keep_firing_for=3600.0),))
+        >>> t.keep_for({"alertname": "X", "pod": "a"}), t.keep_for({"alertname": "Y"})
+        (3600.0, 0.0)
+        """
+        rule = self.lookup(labels)
+        return rule.keep_firing_for or 0.0 if rule is not None else 0.0
 
 
 def parse_thresholds(data: object) -> Thresholds:
@@ -278,7 +310,7 @@ def parse_thresholds(data: object) -> Thresholds:
     major, minor = _parse_version(doc.get("version"))
     # A newer minor version only adds optional keys, so this reader ignores what it does not
     # know; within a version it knows, an unknown key is most likely a typo and an error.
-    strict = minor == 0
+    strict = minor <= KNOWN_MINOR
     if strict:
         _reject_unknown(doc, _TOP_KEYS, "")
     generated_at = _parse_generated_at(doc.get("generated_at"))
@@ -316,7 +348,8 @@ def dump_thresholds(t: Thresholds) -> dict[str, Any]:
     {'version': 1, 'rules': [{'match': {'alertname': 'HighCPU'}, 'threshold': 0.9, \
 'direction': 'above', 'for': '5m'}]}
     """
-    doc: dict[str, Any] = {"version": t.version}
+    newer = any(r.threshold is None or r.keep_firing_for is not None for r in t.rules)
+    doc: dict[str, Any] = {"version": f"{t.version}.1" if newer else t.version}
     if t.generated_at is not None:
         doc["generated_at"] = format_timestamp(t.generated_at)
     if t.generated_by is not None:
@@ -369,6 +402,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 def _value_reason(rule: ThresholdRule, value: float, side: str) -> str:
+    assert rule.threshold is not None  # only a rule with a threshold fails the value test
     text = (
         f"value {_format_number(value)} {side} tuned threshold "
         f"{_format_number(rule.threshold)} for {rule.key}"
@@ -393,6 +427,8 @@ def _dump_rule(rule: ThresholdRule) -> dict[str, Any]:
     }
     if rule.for_seconds is not None:
         out["for"] = _dump_duration(rule.for_seconds)
+    if rule.keep_firing_for is not None:
+        out["keep_firing_for"] = _dump_duration(rule.keep_firing_for)
     for name in (*_RATE_KEYS, "samples", "source_rule"):
         value = getattr(rule, name)
         if value is not None:
@@ -416,22 +452,20 @@ def _parse_rule(raw: object, path: str, *, strict: bool) -> ThresholdRule:
     if strict:
         _reject_unknown(obj, _RULE_KEYS, path)
     match = _parse_match(obj.get("match"), f"{path}.match")
-    if "threshold" not in obj or obj["threshold"] is None:
-        raise ConfigError(f"{path}.threshold", "missing")
-    threshold = _number(obj["threshold"], f"{path}.threshold")
+    if "threshold" not in obj:
+        raise ConfigError(f"{path}.threshold", "missing (null: for/keep_firing_for only)")
+    threshold = (None if obj["threshold"] is None
+                 else _number(obj["threshold"], f"{path}.threshold"))
     direction = obj.get("direction", "above")
     if direction is None:
         direction = "above"
     if direction not in _DIRECTIONS:
         raise ConfigError(f"{path}.direction", f"expected above or below, got {direction!r}")
-    for_seconds: float | None = None
-    if obj.get("for") is not None:
-        try:
-            for_seconds = parse_duration(obj["for"], f"{path}.for")
-        except ValueError as exc:
-            raise ConfigError(f"{path}.for", str(exc).split(": ", 1)[-1]) from None
-        if not math.isfinite(for_seconds):
-            raise ConfigError(f"{path}.for", f"expected a finite duration, got {obj['for']!r}")
+    for_seconds = _parse_rule_duration(obj, "for", path)
+    keep_firing_for = _parse_rule_duration(obj, "keep_firing_for", path)
+    if threshold is None and not for_seconds and not keep_firing_for:
+        raise ConfigError(f"{path}.threshold",
+                          "null needs a for or keep_firing_for (else the rule does nothing)")
     rates: dict[str, float | None] = {}
     for name in _RATE_KEYS:
         value = obj.get(name)
@@ -452,12 +486,25 @@ def _parse_rule(raw: object, path: str, *, strict: bool) -> ThresholdRule:
         threshold=threshold,
         direction=cast(Direction, direction),
         for_seconds=for_seconds,
+        keep_firing_for=keep_firing_for,
         fp_rate_before=rates["fp_rate_before"],
         fp_rate_after=rates["fp_rate_after"],
         recall=rates["recall"],
         samples=samples,
         source_rule=_optional_str(obj, "source_rule", f"{path}.source_rule"),
     )
+
+
+def _parse_rule_duration(obj: Mapping[str, Any], name: str, path: str) -> float | None:
+    if obj.get(name) is None:
+        return None
+    try:
+        seconds = parse_duration(obj[name], f"{path}.{name}")
+    except ValueError as exc:
+        raise ConfigError(f"{path}.{name}", str(exc).split(": ", 1)[-1]) from None
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{path}.{name}", f"expected a finite duration, got {obj[name]!r}")
+    return seconds
 
 
 def _parse_match(raw: object, path: str) -> dict[str, str]:

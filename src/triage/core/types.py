@@ -98,7 +98,8 @@ class Suppressed:
     """A gated alert: never pages, always counted. ``by`` is the silence or rule id."""
 
     alert: Alert
-    reason: str  # silence | maintenance | threshold | flapping | resolved_unseen | noise
+    reason: str  # silence | maintenance | threshold | flapping | resolved_unseen | noise |
+    #              pending | held (tuned `for`) | kept (tuned keep_firing_for)
     detail: str
     by: str | None = None
     noise_score: float | None = None
