@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -35,6 +35,17 @@ import numpy as np
 import pandas as pd
 
 from triage.core.thresholds import ThresholdRule, Thresholds
+from triage.models.series import (
+    STATIC,
+    Labelled,
+    RuleSpec,
+    Standardiser,
+    Table,
+    outcomes,
+    shrink_series,
+)
+from triage.models.series import choose as choose_spec
+from triage.models.series import grid as spec_grid
 
 BASELINE_Z: Final = 3.0
 # Only raises, as tuning from feedback: a lower threshold merges runs into one endless alert,
@@ -273,3 +284,210 @@ def rules_to_thresholds(rules: Sequence[SeriesRule], *, alertname: str = "NABVal
                                   for_seconds=r.for_seconds or None,
                                   source_rule=f"value > {r.mean + 3 * r.std:.6g}")
                     for r in rules if r.tuned))
+
+
+# -- the pooled rule in each series' own scale (triage.models.series), fold by fold ----------
+
+def _labelled(s: NabSeries) -> Labelled:
+    return Labelled(s.name, s.times, s.values, s.windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """Per series: outcomes of every spec on its first half (tuning, standardised by the
+    first half) and on its second half (scoring, standardised by the first half)."""
+
+    series: tuple[NabSeries, ...]
+    tune: tuple[Table, ...]
+    test: tuple[Table, ...]
+
+
+def outcome_tables(series: Sequence[NabSeries], specs: Sequence[RuleSpec] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Tables:
+    """The outcome tables every fold is chosen and scored from (computed once)."""
+    specs = list(specs) if specs is not None else spec_grid()
+    if STATIC not in specs:
+        specs.insert(0, STATIC)
+    tune: list[Table] = []
+    test: list[Table] = []
+    for i, s in enumerate(series):
+        first, second = (_labelled(p) for p in s.split())
+        tune.append(outcomes(first, first, specs))
+        test.append(outcomes(second, first, specs))
+        if progress is not None:
+            progress(i + 1, len(series))
+    return Tables(tuple(series), tuple(tune), tuple(test))
+
+
+def folds(series: Sequence[NabSeries]) -> list[tuple[str, list[int], list[int]]]:
+    """The evaluation's folds: ``(name, tuning series, scored series)`` by index.
+
+    One leave-one-category-out fold per category (tuned on the others, scored on it), then
+    the time split (every series tuned on its first half, scored on its second)."""
+    cats = sorted({s.category for s in series})
+    out = [(f"held out: {c}", [i for i, s in enumerate(series) if s.category != c],
+            [i for i, s in enumerate(series) if s.category == c]) for c in cats]
+    out.append(("time split", list(range(len(series))), list(range(len(series)))))
+    return out
+
+
+def evaluate_folds(tables: Tables, *, shrinkage: float = math.inf,
+                   recall_floor: float = 0.99) -> pd.DataFrame:
+    """Every fold of ``folds``: per scored series, the static rule (mean + 3 sigma of its
+    first half), the previous per-series tuner (``fit_rules``, time split only: it has no
+    rule for a series it never saw) and the pooled spec, on the second half.
+
+    ``shrinkage`` < inf lets series with windows in their first half move their ``k``
+    toward their own (``shrink_series``), in the time split (a held-out category has no
+    labels to move with).
+    """
+    series = tables.series
+    previous = {r.name: r for r in fit_rules(series, recall_floor=recall_floor)}
+    rows = []
+    for name, train, scored in folds(series):
+        choice = choose_spec([tables.tune[i] for i in train])
+        time_split = name == "time split"
+        for i in scored:
+            s = series[i]
+            first, second = s.split()
+            spec = choice.spec
+            if time_split and shrinkage != math.inf:
+                spec = shrink_series(spec, tables.tune[i], shrinkage=shrinkage,
+                                     windows=len(first.windows))
+            if spec in tables.test[i]:
+                fp1, hit1 = tables.test[i][spec]
+            else:
+                fp1, hit1 = outcomes(_labelled(second), _labelled(first), [spec])[spec]
+            fp0, hit0 = tables.test[i][STATIC]
+            if time_split:
+                rule = previous[s.name]
+                fpp, hitp = score(alert_times(second.times, second.values, rule.threshold,
+                                              rule.for_seconds), second.windows)
+            else:
+                fpp, hitp = fp0, hit0
+            rows.append({
+                "fold": name, "series": s.name, "category": s.category, "days": second.days,
+                "windows": len(second.windows), "fp_static": fp0, "detected_static": hit0,
+                "fp_previous": fpp, "detected_previous": hitp, "fp_pooled": fp1,
+                "detected_pooled": hit1, "spec": spec.describe(), "k": spec.k,
+                "tuned_on": len(train),
+            })
+    return pd.DataFrame(rows)
+
+
+def summarize_folds(table: pd.DataFrame) -> pd.DataFrame:
+    """Per fold: false positives and windows detected by each rule, the reduction against
+    the static rule, and ``miss`` where the pooled rule detects fewer windows than it."""
+    agg = table.groupby("fold", sort=False).agg(
+        series=("series", "count"), days=("days", "sum"), windows=("windows", "sum"),
+        fp_static=("fp_static", "sum"), fp_previous=("fp_previous", "sum"),
+        fp_pooled=("fp_pooled", "sum"), detected_static=("detected_static", "sum"),
+        detected_previous=("detected_previous", "sum"),
+        detected_pooled=("detected_pooled", "sum"), spec=("spec", "first"))
+    agg["fp_reduction"] = [1 - b / a if a else math.nan
+                           for a, b in zip(agg["fp_static"], agg["fp_pooled"], strict=True)]
+    agg["fp_reduction_previous"] = [
+        1 - b / a if a else math.nan
+        for a, b in zip(agg["fp_static"], agg["fp_previous"], strict=True)]
+    agg["miss"] = agg["detected_pooled"] < agg["detected_static"]
+    return agg.reset_index()
+
+
+def pooled_thresholds(series: Sequence[NabSeries], spec: RuleSpec, *,
+                      alertname: str = "NABValueHigh", generated_at: float | None = None,
+                      evidence: Table | None = None) -> Thresholds:
+    """The pooled spec as a thresholds file: one rule per series, its threshold in the
+    series' own units (fitted on its first half), with ``for``; ``keep_firing_for`` is in
+    ``source_rule``'s suggestion (the gate does not hold resolutions)."""
+    rules = []
+    for s in series:
+        first, _ = s.split()
+        std = Standardiser.fit(first.times, first.values, spec.scale)
+        static = Standardiser.fit(first.times, first.values, "sigma").threshold(3.0)
+        rules.append(ThresholdRule(
+            {"alertname": alertname, "series": s.name}, float(f"{std.threshold(spec.k):.6g}"),
+            for_seconds=spec.for_seconds or None, source_rule=f"value > {static:.6g}"))
+    return Thresholds(generated_at=generated_at, generated_by="triage.models.nab (pooled)",
+                      rules=tuple(rules))
+
+
+# -- the same folds through the feedback path (``triage feedback import`` + ``triage tune``) --
+
+def feedback_records(s: NabSeries, part: NabSeries, *, static: float,
+                     baseline: Standardiser | None = None,
+                     alertname: str = "NABValueHigh") -> list[dict[str, object]]:
+    """The judgements a responder would have left on ``part`` of a series, as feedback
+    records (``triage feedback import`` JSON Lines): one per alert of the static rule
+    ``value >= static`` (a run of samples over it), ``actionable`` when it started inside a
+    labelled window (``incident_id`` names the window), else ``noise``. ``value`` is the run's
+    peak, ``duration`` its length; ``baseline`` adds the series' own ``baseline``/``scale``
+    to ``context`` (what lets ``tune`` work in its units)."""
+    over = part.values >= static
+    if not over.any():
+        return []
+    edges = np.diff(np.concatenate(([0], over.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    step = float(np.median(np.diff(part.times))) if len(part.times) > 1 else 0.0
+    context: dict[str, object] = {}
+    if baseline is not None:
+        context = {"baseline": baseline.threshold(0.0), "scale": baseline.spread}
+    out: list[dict[str, object]] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        at = float(part.times[a])
+        window = next((i for i, (lo, hi) in enumerate(part.windows) if lo <= at <= hi), None)
+        out.append({
+            "at": at, "label": "actionable" if window is not None else "noise",
+            "alertname": alertname, "service": s.name, "labels": {"category": s.category},
+            "value": float(part.values[a:b].max()), "threshold": static,
+            "duration": float(part.times[b - 1] - part.times[a]) + step,
+            "incident_id": "" if window is None else
+            f"{s.name}#{window}", "source_rule": f"value > {static:.6g}",
+            "context": context,
+        })
+    return out
+
+
+def evaluate_feedback_folds(series: Sequence[NabSeries], *, with_baseline: bool,
+                            min_samples: int = 20) -> pd.DataFrame:
+    """The folds of ``folds`` through ``tune_thresholds`` (what ``triage tune`` runs, with
+    its defaults): judgements from the tuning series' first halves, the thresholds file it
+    writes replayed exactly on the scored series' second halves (``triage.models.series
+    .fire``). A scored series the file has no rule of its own for gets the group's default
+    (``for``/``keep_firing_for`` only) over its static rule. Columns as ``evaluate_folds``
+    (``fp_pooled``: the tuned file's)."""
+    from triage.models.feedback import feedback_from_dict
+    from triage.models.series import fire
+    from triage.models.tuning import tune_thresholds
+
+    prepared = []
+    for s in series:
+        first, second = s.split()
+        static = float(first.values.mean() + BASELINE_Z * (first.values.std() or 1.0))
+        base = Standardiser.fit(first.times, first.values, "mad") if with_baseline else None
+        records = [feedback_from_dict(r).to_row()
+                   for r in feedback_records(s, first, static=static, baseline=base)]
+        prepared.append((s, second, static, records))
+    rows = []
+    for name, train, scored in folds(series):
+        history = pd.DataFrame([r for i in train for r in prepared[i][3]])
+        result = (tune_thresholds(history, min_samples=min_samples) if len(history)
+                  else None)
+        thresholds = result.to_thresholds() if result is not None else Thresholds()
+        for i in scored:
+            s, second, static, _ = prepared[i]
+            rule = thresholds.lookup({"alertname": "NABValueHigh", "service": s.name,
+                                      "category": s.category})
+            cut = static if rule is None or rule.threshold is None else rule.threshold
+            f = (rule.for_seconds or 0.0) if rule is not None else 0.0
+            keep = (rule.keep_firing_for or 0.0) if rule is not None else 0.0
+            fp1, hit1 = score(fire(second.times, second.values >= cut, f, keep),
+                              second.windows)
+            fp0, hit0 = score(fire(second.times, second.values >= static), second.windows)
+            rows.append({
+                "fold": name, "series": s.name, "category": s.category, "days": second.days,
+                "windows": len(second.windows), "fp_static": fp0, "detected_static": hit0,
+                "fp_previous": fp0, "detected_previous": hit0, "fp_pooled": fp1,
+                "detected_pooled": hit1,
+                "spec": "none" if rule is None else rule.key, "k": cut, "tuned_on": len(train),
+            })
+    return pd.DataFrame(rows)
