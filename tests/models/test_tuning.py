@@ -10,6 +10,7 @@ from triage.models.tuning import (
     ThresholdClassifier,
     best_cut,
     evaluate_thresholds,
+    recall_units,
     suggest_rule_change,
     tune_thresholds,
 )
@@ -106,3 +107,80 @@ def test_prometheus_suggestion() -> None:
     text = suggest_rule_change("sum(rate(x[5m])) >= 0.05", match={"alertname": "E"},
                                threshold=0.07, for_seconds=600)
     assert text == "E: expr sum(rate(x[5m])) >= 0.07 (was >= 0.05); for: 10m"
+
+
+def flapping_history(seed: int, services: dict[str, float], *, days: int = 20) -> pd.DataFrame:
+    """Per service (its static threshold): noise that comes in bursts (alerts minutes apart)
+    and real incidents (several alerts each), with the same values and durations: no
+    threshold or `for` tells them apart, only that noise repeats."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for service, static in services.items():
+        for day in range(days):
+            base = day * 86400.0
+            for burst in rng.uniform(0, 30000, 3):  # noise bursts (mornings): 4 alerts
+                rows.extend({"at": base + burst + k * 600, "label": "noise",
+                             "value": static * 1.2, "duration": 300.0, "service": service,
+                             "threshold": static, "incident_id": ""} for k in range(4))
+            if day % 4 == 0:  # a real incident: 3 alerts within the hour
+                at = base + rng.uniform(70000, 80000)  # (evenings)
+                rows.extend({"at": at + k * 900, "label": "actionable",
+                             "value": static * 1.2, "duration": 300.0, "service": service,
+                             "threshold": static, "incident_id": f"{service}-{day}"}
+                            for k in range(3))
+    frame = pd.DataFrame(rows)
+    frame["alertname"] = "QueueBacklog"
+    frame["source_rule"] = "queue_messages_ready > 1000"
+    return frame.sort_values("at").reset_index(drop=True)
+
+
+def test_keep_firing_for_is_tuned_and_holds_on_held_out_judgements() -> None:
+    services = {"orders": 1000.0, "billing": 50.0, "search": 7.5}
+    result = tune_thresholds(flapping_history(1, services))
+    assert result.rules and all(r.keep_seconds > 0 for r in result.rules)
+    assert all(r.recall >= 0.99 for r in result.rules)
+    held = evaluate_thresholds(result.to_thresholds(), flapping_history(2, services))
+    assert held["recall"] >= 0.99  # every real incident still pages
+    assert held["noise_reduction"] > 0.6
+
+
+def test_rules_of_one_alertname_pool_across_their_static_thresholds() -> None:
+    services = {"orders": 1000.0, "billing": 50.0, "search": 7.5}
+    history = flapping_history(3, services)
+    # a new service with three judgements of its own, none actionable
+    thin = flapping_history(4, {"ledger": 20.0}, days=1)
+    thin = thin[thin["label"] == "noise"].head(3)
+    assert set(thin["label"]) == {"noise"}
+    result = tune_thresholds(pd.concat([history, thin]))
+    ledger = {r.match.get("service"): r for r in result.rules}["ledger"]
+    assert ledger.shrunk and ledger.samples == 3  # borrowed the group's cut, not blind
+    # and a service with no judgements at all gets the group's default: keep_firing_for
+    (default,) = result.defaults
+    assert default.match == {"alertname": "QueueBacklog"} and default.threshold is None
+    assert default.keep_seconds > 0
+    t = result.to_thresholds()
+    assert t.keep_for({"alertname": "QueueBacklog", "service": "never-judged"}) > 0
+    assert parse_thresholds(dump_thresholds(t)) == t
+
+
+def test_a_rule_with_a_baseline_is_tuned_in_its_own_units() -> None:
+    services = {"orders": 1000.0, "billing": 50.0}
+    history = flapping_history(5, services)
+    history["context"] = [{"baseline": t * 0.8, "scale": t * 0.05} for t in
+                          history["threshold"]]
+    result = tune_thresholds(history)
+    assert result.rules and {r.unit for r in result.rules} == {"z"}
+    rule = result.rules[0]
+    assert "over its baseline" in rule.suggestion()
+    assert "judgements" in rule.evidence() and "at risk" in rule.evidence()
+
+
+def test_incident_recall_lets_the_cut_drop_an_incidents_weaker_alerts() -> None:
+    v = np.array([1.0, 1.1, 1.2, 1.05, 2.0, 3.0])
+    pos = np.array([False, False, False, True, True, False])
+    incident = np.array(["", "", "", "i1", "i1", ""])
+    per_alert = best_cut(v, None, pos, recall_floor=0.99)
+    per_incident = best_cut(v, None, pos, recall_floor=0.99, incidents=recall_units(incident))
+    assert per_alert is not None and per_incident is not None
+    assert per_alert.noise_after == 3 and per_incident.noise_after == 1
+    assert per_incident.recall == 1.0

@@ -138,13 +138,15 @@ def tune(
     recall_floor: Annotated[float, typer.Option(min=0.5, max=1.0,
                                                 help="Keep this share of actionable alerts.")]
     = 0.99,
-    min_samples: Annotated[int, typer.Option(min=1, help="Fewer judgements: shrink to the "
-                                                         "group or leave alone.")] = 30,
+    min_samples: Annotated[int, typer.Option(min=1, help="A rule group (alertname) with fewer "
+                                                         "judgements is left alone.")] = 20,
     shrinkage: Annotated[float | None, typer.Option(
         min=0.0, help="Pseudo-count toward the rule group (default 1/(1-floor)).")] = None,
     key: Annotated[str, typer.Option(help="Rule key columns, comma separated.")]
     = "alertname,service",
-    no_for: Annotated[bool, typer.Option("--no-for", help="Tune thresholds only.")] = False,
+    no_for: Annotated[bool, typer.Option("--no-for", help="Do not tune `for`.")] = False,
+    no_keep: Annotated[bool, typer.Option("--no-keep", help="Do not tune keep_firing_for.")]
+    = False,
 ) -> None:
     """Tune thresholds from the feedback history and write the thresholds file."""
     from triage.models.feedback import read_history
@@ -155,7 +157,7 @@ def tune(
         keys = tuple(k.strip() for k in key.split(",") if k.strip())
         result = tune_thresholds(frame, key=keys, recall_floor=recall_floor,
                                  min_samples=min_samples, shrinkage=shrinkage,
-                                 tune_for=not no_for)
+                                 tune_for=not no_for, tune_keep=not no_keep)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise fail(f"--history {history}: {exc}") from None
     # Deterministic: the file is stamped with the newest judgement it learned from.
@@ -167,7 +169,7 @@ def tune(
         sys.stdout.write(text)
     else:
         Path(out).write_text(text)
-    table = Table("rule", "n", "threshold", "for", "fp rate", "recall", "noise pages",
+    table = Table("rule", "n", "threshold", "for", "keep", "fp rate", "recall", "noise pages",
                   title=f"triage tune: {len(result.rules)} rules changed, recall floor "
                         f"{recall_floor:g}", header_style="bold")
     for r in result.rules:
@@ -175,6 +177,7 @@ def tune(
             r.key + (" *" if r.shrunk else ""), f"{r.samples:,}",
             f"{r.static_threshold:.4g} → {r.threshold:.4g}",
             format_duration(r.for_seconds) if r.for_seconds else "-",
+            format_duration(r.keep_seconds) if r.keep_seconds else "-",
             f"{r.fp_rate_before:.0%} → {r.fp_rate_after:.0%}", f"{r.recall:.1%}",
             f"{r.noise_before:,} → {r.noise_after:,}")
     err.print(table)
@@ -184,10 +187,16 @@ def tune(
     if noise0:
         err.print(f"noise pages on the history: {noise0:,} → {noise1:,} "
                   f"({1 - noise1 / noise0:.0%} fewer)")
-    if result.rules:
-        err.print("[bold]suggested Prometheus rule changes[/]")
-        for r in result.rules:
+    for d in result.defaults:
+        err.print(f"default for other {d.match['alertname']} series: "
+                  + ", ".join(f"{name} {format_duration(v)}" for name, v in (
+                      ("for", d.for_seconds), ("keep_firing_for", d.keep_seconds)) if v)
+                  + f" ({d.evidence()})", highlight=False, markup=False)
+    if result.rules or result.defaults:
+        err.print("[bold]suggested Prometheus rule changes[/] (evidence below each)")
+        for r in [*result.rules, *result.defaults]:
             err.print("  " + r.suggestion(), highlight=False, markup=False)
+            err.print("    " + r.evidence(), highlight=False, markup=False, style="dim")
     for name, why in result.skipped:
         err.print(f"[dim]left alone: {name}: {why}[/]", highlight=False)
     if out != "-":

@@ -62,10 +62,14 @@ class Cut:
 
 def best_cut(values: np.ndarray, durations: np.ndarray | None, positive: np.ndarray, *,
              recall_floor: float, for_candidates: Sequence[float] = (0.0,),
-             direction: Literal["above", "below"] = "above") -> Cut | None:
+             direction: Literal["above", "below"] = "above",
+             incidents: np.ndarray | None = None) -> Cut | None:
     """The cut with the fewest noise alerts let through at ``recall >= recall_floor``.
 
     ``None`` if there is no actionable alert (any cut meets the floor; the caller decides).
+    With ``incidents`` (a unit per alert, see ``recall_units``), recall counts incidents: an
+    incident is recalled when one of its actionable alerts passes (the responder is paged
+    for it once), so the cut may drop its weaker alerts.
 
     >>> v = np.array([1.0, 1.1, 1.2, 2.0, 3.0, 1.05])
     >>> pos = np.array([False, False, False, True, True, False])
@@ -77,14 +81,19 @@ def best_cut(values: np.ndarray, durations: np.ndarray | None, positive: np.ndar
     d = np.zeros_like(v) if durations is None else np.nan_to_num(
         np.asarray(durations, dtype=float), nan=np.inf)
     pos = np.asarray(positive, dtype=bool)
-    n_pos = int(pos.sum())
+    units = None if incidents is None else np.asarray(incidents)[pos]
+    n_pos = int(pos.sum()) if units is None else len(set(units.tolist()))
     if n_pos == 0:
         return None
     need = max(1, math.ceil(recall_floor * n_pos - 1e-9))
     candidates = sorted({0.0, *for_candidates}) if durations is not None else [0.0]
     best: tuple[int, float, float] | None = None
     for f in candidates:
-        kept_pos = np.sort(v[pos & (d >= f)])[::-1]
+        if units is None:
+            kept_pos = np.sort(v[pos & (d >= f)])[::-1]
+        else:  # each incident by its strongest alert that lasts `for`
+            ok = d[pos] >= f
+            kept_pos = np.sort(pd.Series(v[pos][ok]).groupby(units[ok]).max().to_numpy())[::-1]
         if len(kept_pos) < need:
             continue
         t = float(kept_pos[need - 1])  # the highest threshold that meets the floor
@@ -104,7 +113,8 @@ def best_cut(values: np.ndarray, durations: np.ndarray | None, positive: np.ndar
         return None
     fp, t, f = best
     passed = (v >= t) & (d >= f)
-    return Cut(threshold=sign * t, for_seconds=f, recall=float((passed & pos).sum() / n_pos),
+    hit = int((passed & pos).sum()) if units is None else len(set(units[passed[pos]].tolist()))
+    return Cut(threshold=sign * t, for_seconds=f, recall=float(hit / n_pos),
                noise_before=int((~pos).sum()), noise_after=fp, actionable=n_pos,
                kept=int(passed.sum()))
 
@@ -196,12 +206,18 @@ class ThresholdClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
 @dataclass(frozen=True, slots=True)
 class TunedRule:
-    """The tuning of one rule key, with before/after figures on the history it learned from."""
+    """The tuning of one rule key, with before/after figures on the history it learned from.
+
+    ``threshold`` is None for a group's default rule (``match`` is the alertname alone): it
+    carries the scale-free ``for`` and ``keep_firing_for`` to the rule's series that no
+    judgement names yet. ``unit`` is how the cut was chosen (``ratio`` to the static
+    threshold, or ``z`` over the baseline the judgements carried) and ``cut`` its value.
+    """
 
     match: dict[str, str]
     direction: Literal["above", "below"]
     static_threshold: float
-    threshold: float
+    threshold: float | None
     for_seconds: float
     samples: int
     actionable: int
@@ -212,11 +228,19 @@ class TunedRule:
     hints_too_low: int = 0
     hints_too_high: int = 0
     source_rule: str = ""
+    keep_seconds: float = 0.0
+    unit: str = "ratio"
+    cut: float = math.nan
 
     @property
     def key(self) -> str:
         """The rule's selector, as in the thresholds file."""
         return self.to_threshold_rule().key
+
+    @property
+    def is_default(self) -> bool:
+        """A group's default (no threshold of its own)."""
+        return self.threshold is None
 
     @property
     def fp_rate_before(self) -> float:
@@ -225,60 +249,178 @@ class TunedRule:
 
     @property
     def fp_rate_after(self) -> float:
-        """Share of the alerts the tuned rule still lets through that are noise."""
+        """Share of the pages the tuned rule still sends that are noise."""
+        if self.noise_after < 0:
+            return math.nan
         kept = self.noise_after + round(self.recall * self.actionable)
         return self.noise_after / kept if kept else 0.0
 
     def to_threshold_rule(self) -> ThresholdRule:
         """The thresholds-file rule (``triage.core.thresholds``)."""
+        if self.threshold is None:
+            return ThresholdRule(
+                match=self.match, threshold=None, direction=self.direction,
+                for_seconds=self.for_seconds or None,
+                keep_firing_for=self.keep_seconds or None, samples=self.samples)
         return ThresholdRule(
             match=self.match, threshold=float(f"{self.threshold:.6g}"),
             direction=self.direction, for_seconds=self.for_seconds or None,
+            keep_firing_for=self.keep_seconds or None,
             fp_rate_before=round(self.fp_rate_before, 4),
             fp_rate_after=round(self.fp_rate_after, 4), recall=round(self.recall, 4),
             samples=self.samples, source_rule=self.source_rule or None)
 
     def suggestion(self) -> str:
         """The Prometheus rule change that would do the same at the source."""
-        return suggest_rule_change(self.source_rule, match=self.match,
-                                   threshold=self.threshold, for_seconds=self.for_seconds)
+        text = suggest_rule_change(self.source_rule, match=self.match,
+                                   threshold=self.threshold, for_seconds=self.for_seconds,
+                                   keep_seconds=self.keep_seconds)
+        if self.unit == "z" and self.threshold is not None:
+            text += f" (z {self.cut:.3g} over its baseline)"
+        return text
+
+    def evidence(self) -> str:
+        """Why: the judgements, the noise pages it avoids and the actionable ones at risk."""
+        if self.threshold is None:
+            return (f"{self.samples} judgements of the group ({self.actionable} actionable): "
+                    "for its series without judgements of their own")
+        at_risk = self.actionable - round(self.recall * self.actionable)
+        return (f"{self.samples} judgements ({self.actionable} actionable); noise pages "
+                f"{self.noise_before} -> {self.noise_after}; actionable alerts at risk "
+                f"{at_risk}")
 
 
 @dataclass(frozen=True, slots=True)
 class TuningResult:
-    """The tuned rules and the keys left alone (with why)."""
+    """The tuned rules, the groups' defaults (``TunedRule.is_default``: ``for`` and
+    ``keep_firing_for`` for an alertname's series without judgements) and the keys left
+    alone (with why)."""
 
     rules: list[TunedRule]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     recall_floor: float = 0.99
+    defaults: list[TunedRule] = field(default_factory=list)
 
     def to_thresholds(self, *, generated_at: float | None = None,
                       generated_by: str | None = None) -> Thresholds:
-        """The thresholds file stage 1 reads (only rules that change something)."""
+        """The thresholds file stage 1 reads (only rules that change something; a rule's
+        own entry wins over its group's default, being more specific)."""
         return Thresholds(generated_at=generated_at, generated_by=generated_by,
-                          rules=tuple(r.to_threshold_rule() for r in self.rules))
+                          rules=tuple(r.to_threshold_rule()
+                                      for r in [*self.rules, *self.defaults]))
 
     def table(self) -> pd.DataFrame:
         """One row per tuned rule: before/after, as ``triage tune`` prints it."""
         return pd.DataFrame([{
             "rule": r.key, "samples": r.samples, "actionable": r.actionable,
             "threshold_before": r.static_threshold, "threshold_after": r.threshold,
-            "for_after": r.for_seconds, "fp_rate_before": r.fp_rate_before,
+            "for_after": r.for_seconds, "keep_firing_for_after": r.keep_seconds,
+            "unit": r.unit, "fp_rate_before": r.fp_rate_before,
             "fp_rate_after": r.fp_rate_after, "noise_before": r.noise_before,
             "noise_after": r.noise_after, "recall": r.recall, "shrunk": r.shrunk,
             "hints_too_high": r.hints_too_high, "suggestion": r.suggestion(),
-        } for r in self.rules])
+            "evidence": r.evidence(),
+        } for r in [*self.rules, *self.defaults]])
+
+
+KEEP_CANDIDATES: Final = (0.0, 600.0, 1800.0, 3600.0, 3 * 3600.0, 6 * 3600.0)
+
+
+def _baseline(context: object) -> tuple[float, float] | None:
+    """``(baseline, scale)`` from a record's context (``baseline``/``scale``), if usable."""
+    if isinstance(context, str):
+        if not context.startswith("{"):
+            return None
+        try:
+            context = json.loads(context)
+        except ValueError:
+            return None
+    if not isinstance(context, dict):
+        return None
+    center, scale = context.get("baseline"), context.get("scale")
+    if isinstance(center, bool) or isinstance(scale, bool):
+        return None
+    if not isinstance(center, int | float) or not isinstance(scale, int | float):
+        return None
+    if not (math.isfinite(center) and math.isfinite(scale)) or scale <= 0:
+        return None
+    return float(center), float(scale)
+
+
+def _in_units(data: pd.DataFrame) -> pd.DataFrame:
+    """Each judgement's value and static threshold in its rule's own units: ``z`` (standard
+    scores over the baseline its context carries) or, without one, ``ratio`` (value over
+    the static threshold, which must then be > 0)."""
+    base = data["context"].map(_baseline)
+    has = base.notna().to_numpy()
+    center = np.array([b[0] if b else math.nan for b in base], dtype=float)
+    scale = np.array([b[1] if b else math.nan for b in base], dtype=float)
+    value = data["value"].to_numpy(dtype=float)
+    static = data["threshold"].to_numpy(dtype=float)
+    out = data.copy()
+    out["unit"] = np.where(has, "z", "ratio")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["u"] = np.where(has, (value - center) / scale, value / static)
+        out["u_static"] = np.where(has, (static - center) / scale, 1.0)
+    out["center"], out["scale"] = center, scale
+    keep = np.isfinite(out["u"].to_numpy()) & np.isfinite(out["u_static"].to_numpy()) & (
+        has | (static > 0))
+    return out[keep]
+
+
+def recall_units(incident: np.ndarray) -> np.ndarray:
+    """What recall counts, per alert: its incident, or the alert itself when it names none.
+
+    >>> recall_units(np.array(["a", "", "a"])).tolist()
+    ['a', '#1', 'a']
+    """
+    return np.array([inc if inc else f"#{i}" for i, inc in enumerate(incident.tolist())],
+                    dtype=object)
+
+
+def _recalled(reached: np.ndarray, pos: np.ndarray, units: np.ndarray) -> tuple[int, int]:
+    """(incidents reached, actionable incidents)."""
+    return len(set(units[reached & pos].tolist())), len(set(units[pos].tolist()))
+
+
+def _chain(start: np.ndarray, end: np.ndarray, passed: np.ndarray, pos: np.ndarray,
+           incident: np.ndarray, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which alerts of one rule page (``keep_firing_for`` merges an alert starting while the
+    last page is still kept firing into it), and which actionable ones reach a responder: they
+    page, or join a page that was actionable (of the same incident, when both name one).
+    Alerts in time order."""
+    if keep <= 0:
+        return passed, passed & pos
+    pages = np.zeros(len(start), dtype=bool)
+    reached = np.zeros(len(start), dtype=bool)
+    until, page = -math.inf, -1
+    for i in np.flatnonzero(passed).tolist():
+        if start[i] <= until and page >= 0:
+            until = max(until, end[i] + keep)
+            reached[i] = pos[i] and pos[page] and (
+                not incident[i] or not incident[page] or incident[i] == incident[page])
+            continue
+        pages[i] = True
+        reached[i] = pos[i]
+        page, until = i, end[i] + keep
+    return pages, reached
 
 
 def tune_thresholds(history: pd.DataFrame, *, key: Sequence[str] = ("alertname", "service"),
-                    recall_floor: float = 0.99, min_samples: int = 30,
+                    recall_floor: float = 0.99, min_samples: int = 20,
                     shrinkage: float | None = None, tune_for: bool = True,
-                    for_candidates: Sequence[float] = FOR_CANDIDATES) -> TuningResult:
-    """Tune a threshold (and ``for``) per rule key from a feedback history.
+                    for_candidates: Sequence[float] = FOR_CANDIDATES,
+                    tune_keep: bool = True,
+                    keep_candidates: Sequence[float] = KEEP_CANDIDATES) -> TuningResult:
+    """Tune a threshold, ``for`` and ``keep_firing_for`` per rule key from a feedback history.
 
     The history needs ``label``, ``value``, ``threshold`` (the static one it fired at),
     ``direction``, ``duration`` and the ``key`` columns (``feedback.COLUMNS``). A correction
     (a newer record for the same fingerprint) replaces the older judgement.
+
+    Rules of one alertname are one group, pooled in their own units (module doc): the
+    ``min_samples`` bar is the group's, so a rule is tuned from its first judgement, and a
+    rule with no actionable judgement borrows the group's cut.
 
     >>> from triage.models.simulate import simulate_feedback
     >>> result = tune_thresholds(simulate_feedback(days=14, seed=3))
@@ -288,135 +430,277 @@ def tune_thresholds(history: pd.DataFrame, *, key: Sequence[str] = ("alertname",
     if "alertname" not in key:
         raise ValueError("the rule key must include alertname")
     data = latest_labels(normalize_history(history))
-    data = data[np.isfinite(data["value"]) & np.isfinite(data["threshold"])
-                & (data["threshold"] > 0)].copy()
-    data["ratio"] = data["value"] / data["threshold"]
+    data = _in_units(data[np.isfinite(data["value"]) & np.isfinite(data["threshold"])])
     data["positive"] = data["label"] == "actionable"
     candidates = for_candidates if tune_for else (0.0,)
     enough = math.ceil(1.0 / (1.0 - recall_floor)) if recall_floor < 1.0 else math.inf
     if shrinkage is None:
         shrinkage = float(enough) if recall_floor < 1.0 else 100.0
     rules: list[TunedRule] = []
+    defaults: list[TunedRule] = []
     skipped: list[tuple[str, str]] = []
-    group_cols = ["alertname", "direction", "threshold"]
-    for (alertname, direction, static), group in data.groupby(group_cols, sort=True):
-        static = float(static)
+    for (alertname, direction, unit), group in data.groupby(["alertname", "direction", "unit"],
+                                                            sort=True):
         sign = 1.0 if direction == "above" else -1.0
-        scale = static  # ratio units: the tuned threshold is ratio * static (static > 0)
-        group_cut = best_cut(group["ratio"].to_numpy(), group["duration"].to_numpy(),
+        if len(group) < min_samples:
+            for rule_values, _ in group.groupby(list(key), sort=True):
+                skipped.append((_key(key, rule_values),
+                                f"its group {alertname} has {len(group)} judgements, fewer "
+                                f"than {min_samples}"))
+            continue
+        group_cut = best_cut(group["u"].to_numpy(), group["duration"].to_numpy(),
                              group["positive"].to_numpy(), recall_floor=recall_floor,
-                             for_candidates=candidates, direction=direction)
+                             for_candidates=candidates, direction=direction,
+                             incidents=recall_units(group["incident_id"].astype(str)
+                                                    .to_numpy()))
+        plans: list[_Plan] = []
         for rule_values, rows in group.groupby(list(key), sort=True):
-            values = rule_values if isinstance(rule_values, tuple) else (rule_values,)
-            match = {str(k): str(v) for k, v in zip(key, values, strict=True)}
-            label = ThresholdRule(match, 1.0).key
-            n = len(rows)
-            group_thin = len(group) < min_samples
-            if n < min_samples and group_thin:
-                skipped.append((label, f"{n} samples (group {alertname}: {len(group)}), "
-                                       f"fewer than {min_samples}"))
-                continue
-            ratio = rows["ratio"].to_numpy()
-            dur = rows["duration"].to_numpy()
-            pos = rows["positive"].to_numpy()
-            own = best_cut(ratio, dur, pos, recall_floor=recall_floor,
-                           for_candidates=candidates, direction=direction)
-            if own is None and group_cut is None:
-                skipped.append((label, "no actionable alert in the rule or its group: "
-                                       "not tuned blind"))
-                continue
-            # Recall is what thin data get wrong, so the weight counts actionable alerts.
-            w = int(pos.sum()) / (int(pos.sum()) + shrinkage)
-            if own is None:
-                assert group_cut is not None
-                r, f, shrunk = group_cut.threshold, group_cut.for_seconds, True
-            elif group_cut is None or group_thin:
-                r, f, shrunk = own.threshold, own.for_seconds, False
+            plan = _plan_rule(rows.sort_values("at", kind="stable"), key, rule_values,
+                              group_cut, sign, direction, recall_floor, candidates, enough,
+                              shrinkage)
+            if isinstance(plan, str):
+                skipped.append((_key(key, rule_values), plan))
             else:
-                r = w * own.threshold + (1 - w) * group_cut.threshold
-                # Never less careful than the rule's own data allow.
-                r = min(r, own.threshold) if direction == "above" else max(r, own.threshold)
-                # A `for` of the rule's own needs enough actionable alerts to estimate the
-                # (1 - floor) quantile of their durations; until then, the group's, if shorter.
-                f = own.for_seconds if int(pos.sum()) >= enough else min(
-                    own.for_seconds, group_cut.for_seconds)
-                shrunk = True
-            # Only raise (or add a `for`): below the static threshold nothing ever fires.
-            if sign * r <= sign * 1.0:
-                r = 1.0
-            passed = (sign * ratio >= sign * r) & (np.nan_to_num(dur, nan=np.inf) >= f)
-            noise_after = int((passed & ~pos).sum())
-            n_pos = int(pos.sum())
-            if noise_after == int((~pos).sum()):
-                # Raising it would remove no noise here and only risk recall elsewhere.
-                skipped.append((label, "no noise alert to remove at the recall floor"))
-                continue
-            hints = rows["hint"].fillna("")
-            rules.append(TunedRule(
-                match=match, direction=direction, static_threshold=static,
-                threshold=r * scale, for_seconds=float(f), samples=n, actionable=n_pos,
-                noise_before=int((~pos).sum()), noise_after=noise_after,
-                recall=float((passed & pos).sum() / n_pos) if n_pos else 1.0,
-                shrunk=shrunk, hints_too_low=int((hints == "too_low").sum()),
-                hints_too_high=int((hints == "too_high").sum()),
-                source_rule=str(rows["source_rule"].iloc[-1]),
-            ))
-    return TuningResult(rules=rules, skipped=skipped, recall_floor=recall_floor)
+                plans.append(plan)
+        keep = _pooled_keep(plans, keep_candidates if tune_keep else (0.0,), recall_floor)
+        for plan in plans:
+            tuned = plan.result(keep)
+            if tuned is None:
+                skipped.append((ThresholdRule(plan.match, 1.0).key,
+                                "no noise alert to remove at the recall floor"))
+            else:
+                rules.append(tuned)
+        # The default carries no `for`: how long an anomaly lasts is the series' own (spikes
+        # or level shifts), and a `for` learned on one kind lost the other's windows.
+        default_for, default_keep = _pooled_default(
+            plans, (0.0,), keep_candidates if tune_keep else (0.0,), recall_floor)
+        if group_cut is not None and (default_for or default_keep):
+            # For the rule's series no judgement names yet: what is scale-free (``for``,
+            # ``keep_firing_for``), without a threshold, chosen as ``_pooled_keep`` does.
+            defaults.append(TunedRule(
+                match={"alertname": str(alertname)}, direction=direction,
+                static_threshold=math.nan, threshold=None, for_seconds=default_for,
+                keep_seconds=default_keep, samples=len(group),
+                actionable=int(group["positive"].sum()),
+                noise_before=int((~group["positive"]).sum()), noise_after=-1, recall=math.nan,
+                shrunk=False, unit=str(unit)))
+    return TuningResult(rules=rules, skipped=skipped, recall_floor=recall_floor,
+                        defaults=defaults)
+
+
+def _key(key: Sequence[str], rule_values: object) -> str:
+    values = rule_values if isinstance(rule_values, tuple) else (rule_values,)
+    return ThresholdRule({str(k): str(v) for k, v in zip(key, values, strict=True)}, 1.0).key
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One rule's tuned cut before the group's ``keep_firing_for`` is chosen."""
+
+    match: dict[str, str]
+    rows: pd.DataFrame
+    cut: float
+    for_seconds: float
+    shrunk: bool
+    passed: np.ndarray
+    pos: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    incident: np.ndarray
+    direction: Literal["above", "below"]
+    unit: str
+    units: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def pages(self, keep: float) -> tuple[np.ndarray, np.ndarray]:
+        return _chain(self.start, self.end, self.passed, self.pos, self.incident, keep)
+
+    def result(self, keep: float) -> TunedRule | None:
+        rows, pos = self.rows, self.pos
+        pages, reached = self.pages(keep)
+        noise_after = int((pages & ~pos).sum())
+        if noise_after == int((~pos).sum()):  # nothing to remove here, only recall to risk
+            return None
+        hit, n_pos = _recalled(reached, pos, self.units)
+        hints = rows["hint"].fillna("")
+        last = rows.iloc[-1]
+        if self.unit == "z":
+            threshold = float(last["center"]) + self.cut * float(last["scale"])
+        else:
+            threshold = self.cut * float(last["threshold"])
+        return TunedRule(
+            match=self.match, direction=self.direction,
+            static_threshold=float(last["threshold"]), threshold=threshold,
+            for_seconds=float(self.for_seconds), keep_seconds=float(keep), samples=len(rows),
+            actionable=n_pos, noise_before=int((~pos).sum()), noise_after=noise_after,
+            recall=float(hit / n_pos) if n_pos else 1.0, shrunk=self.shrunk,
+            hints_too_low=int((hints == "too_low").sum()),
+            hints_too_high=int((hints == "too_high").sum()),
+            source_rule=str(last["source_rule"]), unit=self.unit,
+            cut=self.cut)
+
+
+def _plan_rule(rows: pd.DataFrame, key: Sequence[str], rule_values: object,
+               group_cut: Cut | None, sign: float, direction: Literal["above", "below"],
+               recall_floor: float, candidates: Sequence[float], enough: float,
+               shrinkage: float) -> _Plan | str:
+    values = rule_values if isinstance(rule_values, tuple) else (rule_values,)
+    match = {str(k): str(v) for k, v in zip(key, values, strict=True)}
+    u = rows["u"].to_numpy()
+    dur = rows["duration"].to_numpy()
+    pos = rows["positive"].to_numpy()
+    incident = rows["incident_id"].astype(str).to_numpy()
+    units = recall_units(incident)
+    own = best_cut(u, dur, pos, recall_floor=recall_floor, for_candidates=candidates,
+                   direction=direction, incidents=units)
+    if own is None and group_cut is None:
+        return "no actionable alert in the rule or its group: not tuned blind"
+    n_pos = len(set(units[pos].tolist()))
+    if own is None:
+        assert group_cut is not None
+        r, f, shrunk = group_cut.threshold, group_cut.for_seconds, True
+    elif group_cut is None:
+        r, f, shrunk = own.threshold, own.for_seconds, False
+    else:
+        # Recall is what thin data get wrong, so the weight counts actionable alerts.
+        w = n_pos / (n_pos + shrinkage)
+        r = w * own.threshold + (1 - w) * group_cut.threshold
+        # Never less careful than the rule's own data allow.
+        r = min(r, own.threshold) if direction == "above" else max(r, own.threshold)
+        # A `for` of the rule's own needs enough actionable alerts to estimate the
+        # (1 - floor) quantile of their durations; until then, the group's, if shorter.
+        f = own.for_seconds if n_pos >= enough else min(own.for_seconds,
+                                                         group_cut.for_seconds)
+        shrunk = True
+    # Only raise (or add a `for`): below the static threshold nothing ever fires.
+    static = float(np.median(rows["u_static"].to_numpy()))
+    if sign * r <= sign * static:
+        r = static
+    passed = (sign * u >= sign * r) & (np.nan_to_num(dur, nan=np.inf) >= f)
+    start = rows["at"].to_numpy(dtype=float)
+    end = start + np.nan_to_num(rows["duration"].to_numpy(dtype=float), nan=0.0)
+    return _Plan(match, rows, float(r), float(f), shrunk, passed, pos, start, end, incident,
+                 direction, str(rows["unit"].iloc[0]), units)
+
+
+def _pooled_default(plans: Sequence[_Plan], fors: Sequence[float], keeps: Sequence[float],
+                    recall_floor: float) -> tuple[float, float]:
+    """The group default's ``for`` and ``keep_firing_for`` (no threshold: the static one):
+    the fewest noise pages over the group's rules such that every rule still reaches its
+    actionable incidents, to the floor, as with no tuning at all."""
+    best: tuple[int, float, float] | None = None
+    for f in sorted(set(fors) | {0.0}):
+        for keep in sorted(set(keeps) | {0.0}):
+            noise = 0
+            ok = True
+            for plan in plans:
+                dur = np.nan_to_num(plan.rows["duration"].to_numpy(dtype=float), nan=np.inf)
+                passed = dur >= f
+                pages, reached = _chain(plan.start, plan.end, passed, plan.pos, plan.incident,
+                                        keep)
+                hit, n_pos = _recalled(reached, plan.pos, plan.units)
+                if hit < math.ceil(recall_floor * n_pos - 1e-9):
+                    ok = False
+                    break
+                noise += int((pages & ~plan.pos).sum())
+            if ok and (best is None or noise < best[0]):
+                best = (noise, f, keep)
+    return (best[1], best[2]) if best is not None else (0.0, 0.0)
+
+
+def _pooled_keep(plans: Sequence[_Plan], candidates: Sequence[float],
+                 recall_floor: float) -> float:
+    """One ``keep_firing_for`` for a group: the fewest noise pages such that every rule still
+    reaches a responder with as many of its actionable alerts as without it (to the floor)."""
+    best: tuple[int, float] | None = None
+    base = [_recalled(p.pages(0.0)[1], p.pos, p.units)[0] for p in plans]
+    for keep in sorted(set(candidates) | {0.0}):
+        noise = 0
+        ok = True
+        for plan, reached0 in zip(plans, base, strict=True):
+            pages, reached = plan.pages(keep)
+            if _recalled(reached, plan.pos, plan.units)[0] < math.ceil(
+                    recall_floor * reached0 - 1e-9):
+                ok = False
+                break
+            noise += int((pages & ~plan.pos).sum())
+        if ok and (best is None or noise < best[0]):
+            best = (noise, keep)
+    return best[1] if best is not None else 0.0
 
 
 def evaluate_thresholds(thresholds: Thresholds, history: pd.DataFrame) -> dict[str, float]:
     """What a thresholds file does to a (held-out) history, with the gate's semantics: the
-    value test by direction (a missing value passes) and the ``for`` test against how long the
-    alert fired (an alert resolved before ``for`` never pages).
+    value test by direction (a missing value passes), the ``for`` test against how long the
+    alert fired (an alert resolved before ``for`` never pages), and ``keep_firing_for``: an
+    alert of the same rule and series (fingerprint, else service) starting while the last
+    page is still kept firing joins it instead of paging.
 
-    Returns counts and rates: ``noise_pages_before/after``, ``actionable``, ``recall``,
-    ``noise_reduction``.
+    Returns counts and rates: ``noise_pages_before/after``, ``actionable`` (incidents, or
+    alerts that name none), ``recall`` (of those, the ones with an alert that pages or joins
+    an actionable page), ``noise_reduction``.
     """
     data = latest_labels(normalize_history(history))
     passed = np.ones(len(data), dtype=bool)
+    keeps = np.zeros(len(data))
+    chains: list[str] = []
     for i, row in enumerate(data.itertuples(index=False)):
         labels = {"alertname": str(row.alertname), "service": str(row.service),
                   "tier": str(row.tier), "severity": str(row.severity)}
         labels.update({k: v for k, v in _labels(row.labels).items() if k not in labels})
         rule = thresholds.lookup(labels)
+        chains.append(f"{rule.key if rule else ''}|{row.fingerprint or row.service}")
         if rule is None:
             continue
-        value = float(row.value)
-        if not math.isnan(value) and (
-            (rule.direction == "above" and value < rule.threshold)
-            or (rule.direction == "below" and value > rule.threshold)
+        value, threshold = float(row.value), rule.threshold
+        if not math.isnan(value) and threshold is not None and (
+            (rule.direction == "above" and value < threshold)
+            or (rule.direction == "below" and value > threshold)
         ):
             passed[i] = False
         duration = float(row.duration)
         if rule.for_seconds and not math.isnan(duration) and duration < rule.for_seconds:
             passed[i] = False
+        keeps[i] = rule.keep_firing_for or 0.0
     pos = (data["label"] == "actionable").to_numpy()
+    pages, reached = passed.copy(), passed & pos
+    start = data["at"].to_numpy(dtype=float)
+    end = start + np.nan_to_num(data["duration"].to_numpy(dtype=float), nan=0.0)
+    incident = data["incident_id"].astype(str).to_numpy()
+    by_chain = pd.Series(np.arange(len(data))).groupby(np.asarray(chains)).indices
+    for idx in by_chain.values():
+        keep = float(keeps[idx].max())
+        if keep > 0:
+            pages[idx], reached[idx] = _chain(start[idx], end[idx], passed[idx], pos[idx],
+                                              incident[idx], keep)
     before = int((~pos).sum())
-    after = int((~pos & passed).sum())
-    n_pos = int(pos.sum())
+    after = int((~pos & pages).sum())
+    hit, n_pos = _recalled(reached, pos, recall_units(incident))
     return {
         "alerts": len(data), "actionable": n_pos, "noise_pages_before": before,
         "noise_pages_after": after,
         "noise_reduction": 1 - after / before if before else 0.0,
-        "recall": float((pos & passed).sum() / n_pos) if n_pos else 1.0,
+        "recall": float(hit / n_pos) if n_pos else 1.0,
     }
 
 
 _COMPARISON = re.compile(r"(?P<op>>=|<=|>|<)\s*(?P<num>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 
 
-def suggest_rule_change(expr: str, *, match: dict[str, str], threshold: float,
-                        for_seconds: float) -> str:
-    """The Prometheus change for a tuned rule: the ``expr`` threshold and the ``for``.
+def suggest_rule_change(expr: str, *, match: dict[str, str], threshold: float | None,
+                        for_seconds: float, keep_seconds: float = 0.0) -> str:
+    """The Prometheus change for a tuned rule: the ``expr`` threshold, ``for`` and
+    ``keep_firing_for`` (Prometheus >= 2.42).
 
     >>> suggest_rule_change("cpu > 0.8", match={"alertname": "HighCPU", "service": "cart"},
-    ...                     threshold=0.85, for_seconds=300)
-    'HighCPU{service="cart"}: expr cpu > 0.85 (was > 0.8); for: 5m'
+    ...                     threshold=0.85, for_seconds=300, keep_seconds=3600)
+    'HighCPU{service="cart"}: expr cpu > 0.85 (was > 0.8); for: 5m; keep_firing_for: 1h'
     """
     key = ThresholdRule(match, 1.0).key
     parts = [key + ":"]
     found = _COMPARISON.search(expr) if expr else None
-    if found:
+    if threshold is None:
+        parts.append("expr unchanged")
+    elif found:
         parts.append(f"expr {expr[:found.start()]}{found['op']} {threshold:.4g} "
                      f"(was {found['op']} {found['num']})")
     else:
@@ -424,6 +708,8 @@ def suggest_rule_change(expr: str, *, match: dict[str, str], threshold: float,
     text = " ".join(parts)
     if for_seconds:
         text += f"; for: {format_duration(float(for_seconds))}"
+    if keep_seconds:
+        text += f"; keep_firing_for: {format_duration(float(keep_seconds))}"
     return text
 
 
