@@ -142,6 +142,9 @@ class TrainedModel:
     thresholds: dict[str, float]
     curves: dict[str, list[float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    # The newest part's noise probabilities and truth (what ``metrics`` measured): for a
+    # reliability curve beside other held-out sets. Not registered with the model.
+    test_scores: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
 
 def operating_point(noise_proba: np.ndarray, is_noise: np.ndarray, *,
@@ -238,4 +241,56 @@ def train_noise_model(history: pd.DataFrame, *, recall_floor: float = 0.99, seed
                 "calibration_pred": prob_pred.tolist()},
         params={"recall_floor": recall_floor, "seed": seed, "train_share": train_share,
                 "judgements": n},
+        test_scores=(p_test, y_test),
     )
+
+
+def leave_one_out(history: pd.DataFrame, *, by: str = "service", recall_floor: float = 0.99,
+                  seed: int = 0, choose_share: float = 0.15,
+                  progress: Callable[[str], None] | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Leave one ``by`` value (a service, by default) out: train on every other one (the
+    newest ``choose_share`` of that, by time, chooses the suppression threshold at the recall
+    floor), then measure on the one left out, which the model never saw a judgement of.
+
+    Returns one row per fold (``held_out``, ``judgements``, ``noise_share``, ``pr_auc``,
+    ``brier``, ``actionable_recall``, ``noise_page_reduction``, ``threshold``) and the pooled
+    held-out predictions (``proba``, ``is_noise``) for a reliability curve.
+    """
+    say = progress or (lambda _msg: None)
+    data = latest_labels(normalize_history(history))
+    data = data.sort_values("at", kind="stable").reset_index(drop=True)
+    rows: list[dict[str, Any]] = []
+    pooled_p: list[np.ndarray] = []
+    pooled_y: list[np.ndarray] = []
+    values = sorted(str(v) for v in data[by].unique())
+    for i, value in enumerate(values, 1):
+        test = data[data[by].astype(str) == value]
+        rest = data[data[by].astype(str) != value]
+        cut = int(len(rest) * (1 - choose_share))
+        train, val = rest.iloc[:cut], rest.iloc[cut:]
+        y_train = (train["label"] == "noise").to_numpy().astype(int)
+        if len(test) == 0 or len(set(y_train)) < 2 or len(val) == 0:
+            continue
+        say(f"[{i}/{len(values)}] {by}={value}: train on {len(train):,}, test on {len(test):,}")
+        model = build_model(seed=seed)
+        model.fit(history_features(train), y_train)
+        p_val = model.predict_proba(history_features(val))[:, 1]
+        threshold = operating_point(p_val, (val["label"] == "noise").to_numpy(),
+                                    recall_floor=recall_floor)
+        p_test = model.predict_proba(history_features(test))[:, 1]
+        y_test = (test["label"] == "noise").to_numpy()
+        at = evaluate_scores(p_test, y_test, threshold)
+        both = 0 < y_test.sum() < len(y_test)
+        rows.append({
+            "held_out": value, "judgements": len(test), "noise_share": float(y_test.mean()),
+            "pr_auc": float(average_precision_score(y_test, p_test)) if both else math.nan,
+            "brier": float(brier_score_loss(y_test, p_test, labels=[0, 1])),
+            "actionable_recall": at["actionable_recall"],
+            "noise_page_reduction": at["noise_page_reduction"], "threshold": threshold,
+        })
+        pooled_p.append(p_test)
+        pooled_y.append(y_test)
+    proba = np.concatenate(pooled_p) if pooled_p else np.empty(0)
+    is_noise = np.concatenate(pooled_y) if pooled_y else np.empty(0, dtype=bool)
+    return pd.DataFrame(rows), {"proba": proba, "is_noise": is_noise}

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from triage.models.noise import TrainedModel
@@ -70,6 +71,62 @@ def plot_nab(table: pd.DataFrame, path: Path) -> Path:
     ax2.set(ylabel="windows detected")
     ax2.set_xticks(list(x), data["label"], rotation=75, fontsize=7)
     ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_folds(folds: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Per fold (``summarize_folds`` tables, one per method): false positives and windows
+    detected, the static rule beside each method."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(folds)
+    first = folds[names[0]]
+    labels = [f.replace("held out: ", "") for f in first["fold"]]
+    x = np.arange(len(labels))
+    width = 0.8 / (len(names) + 1)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), dpi=80, sharex=True)
+    ax1.bar(x - 0.4 + width / 2, first["fp_static"], width, label="static mean + 3 sigma",
+            color="grey")
+    ax2.bar(x - 0.4 + width / 2, first["detected_static"], width, color="grey")
+    for i, name in enumerate(names, 1):
+        table = folds[name]
+        ax1.bar(x - 0.4 + width * (i + 0.5), table["fp_pooled"], width, label=name)
+        ax2.bar(x - 0.4 + width * (i + 0.5), table["detected_pooled"], width)
+    ax2.plot(x, first["windows"], "k_", markersize=14, label="labelled windows")
+    ax1.set(ylabel="false positives", yscale="symlog",
+            title="NAB: each category held out in turn, then the time split (second halves)")
+    ax1.legend(fontsize=8)
+    ax2.set(ylabel="windows detected")
+    ax2.set_xticks(x, labels, rotation=20, fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(sets: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
+                     bins: int = 10) -> Path:
+    """Reliability curves (predicted noise probability against the observed noise share,
+    uniform bins, empty ones left out) and Brier scores of held-out predictions, one curve
+    per set."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=90)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for name, (proba, is_noise) in sets.items():
+        true, pred = calibration_curve(is_noise, proba, n_bins=bins, strategy="uniform")
+        brier = brier_score_loss(is_noise, proba)
+        ax.plot(pred, true, marker="o", label=f"{name} (Brier {brier:.3f}, n={len(proba):,})")
+    ax.set(xlabel="predicted noise probability", ylabel="observed noise share",
+           title="noise classifier on held-out feedback", xlim=(0, 1.01), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
