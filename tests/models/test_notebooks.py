@@ -37,6 +37,7 @@ def test_retrain_noise_model_notebook() -> None:
     nb = run("retrain_noise_model.ipynb", "SIMULATED_DAYS = 14")
     text = outputs(nb)
     assert "pr_auc" in text and "noise probability" in text and "v0001" in text
+    assert "mean actionable recall" in text and "below the floor" in text  # held out by service
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
@@ -47,3 +48,4 @@ def test_threshold_tuning_notebook() -> None:
     nb = run("threshold_tuning.ipynb", 'CATEGORIES = ["realTraffic"]')
     text = outputs(nb)
     assert "fp_per_day_after" in text and "NABValueHigh" in text and "noise_reduction" in text
+    assert "time split" in text and "keep_firing_for" in text  # the pooled rule's folds
