@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
@@ -83,3 +85,38 @@ def test_train_list_promote(tmp_path: Path) -> None:
     assert code == 0 and "*" in out and "v0001" in out
     code, _, err = invoke("model", "promote", "v0042", "--registry", reg)
     assert code == 3 and "no such model version" in " ".join(err.split())
+
+
+def test_tune_series_writes_one_rule_per_series_in_its_own_scale(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    t0 = 1_700_000_000
+    windows = {}
+    files = []
+    for i, (level, spread) in enumerate(((10.0, 1.0), (5000.0, 300.0), (0.2, 0.01))):
+        v = rng.normal(0, 1, 3000)
+        for start in rng.choice(np.arange(50, 2900), 10, replace=False):
+            for run in range(4):  # bursts of 40-min crossings, 10 min apart: noise
+                v[start + run * 10:start + run * 10 + 8] += 12.0
+        v[2000:2030] += 12.0  # the incident
+        times = t0 + np.arange(3000) * 300
+        path = tmp_path / f"s{i}.csv"
+        pd.DataFrame({"timestamp": times, "value": level + spread * v}).to_csv(path,
+                                                                               index=False)
+        windows[path.name] = [[t0 + 1990 * 300, t0 + 2040 * 300]]
+        files.append(str(path))
+    (tmp_path / "windows.json").write_text(json.dumps(windows))
+    out = tmp_path / "thresholds.yaml"
+    code, _, err = invoke("tune-series", *files, "--windows", str(tmp_path / "windows.json"),
+                          "--out", str(out), "--alertname", "QueueHigh")
+    assert code == 0, err
+    t = parse_thresholds(yaml.safe_load(out.read_text()))
+    assert [r.match["series"] for r in t.rules] == ["s0.csv", "s1.csv", "s2.csv"]
+    by = {r.match["series"]: r for r in t.rules}
+    assert 10 < by["s0.csv"].threshold < 40 and 5000 < by["s1.csv"].threshold < 15000
+    assert all(r.keep_firing_for for r in t.rules)  # the bursts are merged
+    assert "windows detected 3 → 3" in err.replace("\n", " ")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,v\n1,2\n")
+    code, _, err = invoke("tune-series", str(bad), "--windows", str(tmp_path / "windows.json"),
+                          "--out", str(out))
+    assert code == 2 and "bad.csv" in err and "timestamp,value" in err

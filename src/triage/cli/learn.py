@@ -1,4 +1,4 @@
-"""Learning-stage commands: feedback, tune, train, model list|promote|status
+"""Learning-stage commands: feedback, tune, tune-series, train, model list|promote|status
 (docs/learning.md).
 
 Exit codes: 0 ok; 2 bad usage or input (a missing file, an invalid record or history);
@@ -18,6 +18,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from triage import __version__
 from triage.cli.app import app, err, fail
@@ -199,6 +200,74 @@ def tune(
             err.print("    " + r.evidence(), highlight=False, markup=False, style="dim")
     for name, why in result.skipped:
         err.print(f"[dim]left alone: {name}: {why}[/]", highlight=False)
+    if out != "-":
+        err.print(f"wrote {out}")
+
+
+@app.command("tune-series")
+def tune_series_command(
+    series: Annotated[list[Path], typer.Argument(help="CSV files of timestamp,value (one "
+                                                      "series each, e.g. exported from "
+                                                      "Prometheus).", exists=True,
+                                                 dir_okay=False)],
+    windows: Annotated[Path, typer.Option(
+        "--windows", "-w", exists=True, dir_okay=False,
+        help="JSON: file name -> [[start, end], ...], when each series was really in trouble "
+             "(NAB's combined_windows.json format).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Thresholds file to write, or -.")],
+    alertname: Annotated[str, typer.Option(help="The alert rule the series share.")]
+    = "ValueHigh",
+    shrinkage: Annotated[float, typer.Option(min=0.0, help="Partial pooling: windows a series "
+                                                           "needs to move halfway to its own k.")]
+    = 5.0,
+) -> None:
+    """One rule for all the series, in each series' own scale (docs/learning.md): the spec
+    with the fewest false positives that keeps every series' detected windows."""
+    from triage.models.nab import read_series, tune_series
+
+    try:
+        loaded = read_series(series, windows)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with err.status(f"every candidate rule on {len(loaded)} series"):
+        result = tune_series(loaded, shrinkage=shrinkage)
+    spec = result.choice.spec
+    generated_at = max(float(s.times[-1]) for s in loaded) if loaded else None
+    doc = dump_thresholds(result.thresholds(alertname, generated_at=generated_at,
+                                            generated_by=f"triage tune-series {__version__}"))
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text)
+    table = Table("series", "windows", "detected", "false positives", "threshold",
+                  title=f"triage tune-series: {spec.describe()} "
+                        f"({result.choice.feasible} of the candidates kept every window)",
+                  header_style="bold")
+    for row in result.table.itertuples():
+        table.add_row(Text(str(row.series), overflow="fold"), str(row.windows),
+                      f"{row.detected_before} → {row.detected_after}",
+                      f"{row.fp_before} → {row.fp_after}",
+                      f"{row.threshold_before:.4g} → {row.threshold_after:.4g}")
+    err.print(table)
+    t = result.table
+    err.print(f"on the history: false positives {int(t['fp_before'].sum())} → "
+              f"{int(t['fp_after'].sum())}, windows detected {int(t['detected_before'].sum())}"
+              f" → {int(t['detected_after'].sum())} of {int(t['windows'].sum())} (measured on "
+              "what it was tuned on: `bench_learning.py` measures held-out folds)")
+    err.print("[bold]suggested Prometheus rule[/] (per series, or one rule in its own scale):")
+    lines = []
+    if spec.scale == "sigma":
+        lines.append(f"  expr: (x - avg_over_time(x[<history>])) / "
+                     f"stddev_over_time(x[<history>]) > {spec.k:g}")
+    else:
+        lines.append(f"  expr: x > <the series' threshold above> ({spec.describe()})")
+    if spec.for_seconds:
+        lines.append(f"  for: {format_duration(spec.for_seconds)}")
+    if spec.keep_seconds:
+        lines.append(f"  keep_firing_for: {format_duration(spec.keep_seconds)}")
+    for line in lines:
+        err.print(line, highlight=False, markup=False)
     if out != "-":
         err.print(f"wrote {out}")
 

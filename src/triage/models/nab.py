@@ -19,7 +19,8 @@ a series is a static threshold, ``value >= threshold`` (optionally ``for`` a dur
   A series whose category has no window in its first half is not tuned (never tuned blind).
 * Both are measured on the second half: false positives per day and window recall.
 
-``load_nab`` is the only function here that reads files; the rest is pure.
+``load_nab`` and ``read_series`` are the only functions here that read files; the rest is
+pure.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from triage.core.thresholds import ThresholdRule, Thresholds
 from triage.models.series import (
     STATIC,
     Labelled,
+    PooledChoice,
     RuleSpec,
     Standardiser,
     Table,
@@ -491,3 +493,96 @@ def evaluate_feedback_folds(series: Sequence[NabSeries], *, with_baseline: bool,
                 "spec": "none" if rule is None else rule.key, "k": cut, "tuned_on": len(train),
             })
     return pd.DataFrame(rows)
+
+
+# -- tuning series a user exported (``triage tune-series``) ----------------------------------
+
+def read_series(paths: Iterable[Path], windows_file: Path) -> list[NabSeries]:
+    """CSV files of ``timestamp,value`` (RFC 3339 or epoch seconds) and a JSON object of
+    labelled windows per file, ``{"name.csv": [[start, end], ...]}`` as NAB's
+    ``combined_windows.json`` (a key matches a file by its path's ending, so NAB's
+    ``category/name.csv`` keys work). A file the windows do not name has none. Raises
+    ``ValueError`` naming the file and what is wrong."""
+    try:
+        windows = json.loads(Path(windows_file).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{windows_file}: {exc}") from None
+    if not isinstance(windows, dict):
+        raise ValueError(f"{windows_file}: expected an object of file name -> windows")
+    out: list[NabSeries] = []
+    for path in paths:
+        path = Path(path)
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        if not {"timestamp", "value"} <= set(frame.columns):
+            raise ValueError(f"{path}: expected the columns timestamp,value, got "
+                             f"{','.join(map(str, frame.columns))}")
+        stamps = frame["timestamp"]
+        if pd.api.types.is_numeric_dtype(stamps):
+            times = stamps.to_numpy(dtype=float)
+        else:
+            parsed = pd.to_datetime(stamps, utc=True, errors="coerce")
+            if parsed.isna().any():
+                row = int(parsed.isna().to_numpy().argmax())
+                raise ValueError(f"{path}: row {row + 2}: timestamp {stamps.iloc[row]!r} "
+                                 "is not a time")
+            times = ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+        values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=float)
+        if len(values) < 10 or not np.isfinite(values).all():
+            raise ValueError(f"{path}: needs at least 10 finite values")
+        key = next((k for k in sorted(windows) if path.as_posix().endswith(k)), None)
+        spans = tuple((_epoch(a), _epoch(b)) for a, b in windows.get(key, [])) if key else ()
+        name = key if key is not None else f"{path.parent.name}/{path.name}"
+        order = np.argsort(times, kind="stable")
+        out.append(NabSeries(name, times[order].astype(float), values[order], spans))
+    return out
+
+
+def _epoch(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return float(pd.Timestamp(str(value), tz="UTC").timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesTuning:
+    """``tune_series``' result: the pooled spec and, per series, its rule and evidence."""
+
+    choice: PooledChoice
+    table: pd.DataFrame
+
+    def thresholds(self, alertname: str, *, generated_by: str | None = None,
+                   generated_at: float | None = None) -> Thresholds:
+        """One rule per series (``match``: alertname and ``series``)."""
+        spec = self.choice.spec
+        return Thresholds(generated_at=generated_at, generated_by=generated_by, rules=tuple(
+            ThresholdRule({"alertname": alertname, "series": str(row.series)},
+                          float(f"{row.threshold_after:.6g}"),
+                          for_seconds=spec.for_seconds or None,
+                          keep_firing_for=spec.keep_seconds or None,
+                          source_rule=f"value > {row.threshold_before:.6g}")
+            for row in self.table.itertuples()))
+
+
+def tune_series(series: Sequence[NabSeries], *, shrinkage: float = 5.0) -> SeriesTuning:
+    """The pooled spec over all of ``series`` (their whole length: for production, not for
+    measuring; ``evaluate_folds`` measures), each series' threshold in its own units and
+    what it does on its history: false positives and windows detected, before and after."""
+    labelled = [_labelled(s) for s in series]
+    specs = spec_grid()
+    tables = [outcomes(lab, lab, specs) for lab in labelled]
+    choice = choose_spec(tables)
+    rows = []
+    for s, lab, table in zip(series, labelled, tables, strict=True):
+        spec = shrink_series(choice.spec, table, shrinkage=shrinkage, windows=len(s.windows))
+        fp1, hit1 = (table[spec] if spec in table else outcomes(lab, lab, [spec])[spec])
+        fp0, hit0 = table[STATIC]
+        std = Standardiser.fit(s.times, s.values, spec.scale)
+        static = Standardiser.fit(s.times, s.values, "sigma").threshold(BASELINE_Z)
+        rows.append({"series": s.name, "windows": len(s.windows), "fp_before": fp0,
+                     "fp_after": fp1, "detected_before": hit0, "detected_after": hit1,
+                     "threshold_before": static, "threshold_after": std.threshold(spec.k),
+                     "k": spec.k})
+    return SeriesTuning(choice, pd.DataFrame(rows))
