@@ -204,8 +204,11 @@ class KafkaCase:
             self.kafka, self.topics[logical], timeout=timeout) if r.value]
 
     def wait_for(self, logical: str, done: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float, worker: Worker | None = None) -> list[dict[str, Any]]:
-        """Read ``logical`` until ``done(records)`` or fail after ``timeout`` seconds."""
+                 timeout: float, worker: Worker | None = None,
+                 missing: Callable[[list[dict[str, Any]]], str] | None = None
+                 ) -> list[dict[str, Any]]:
+        """Read ``logical`` until ``done(records)`` or fail after ``timeout`` seconds
+        (naming what is ``missing`` from the records, when told how)."""
         deadline = time.monotonic() + timeout
         records: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -216,8 +219,9 @@ class KafkaCase:
                 pytest.fail(f"worker exited ({worker.proc.returncode}):\n{worker.tail()}")
             time.sleep(0.5)
         logs = "\n".join(w.tail() for w in self.workers)
+        what = missing(records) if missing is not None else repr(done)
         pytest.fail(f"{logical}: condition not met in {timeout:.0f}s "
-                    f"({len(records)} records; {done!r})\n{logs}")
+                    f"({len(records)} records; {what})\n{logs}")
 
     def close(self) -> None:
         for w in self.workers:

@@ -311,9 +311,11 @@ def test_partitions_and_state_move_between_two_workers(kafka_case, tmp_path: Pat
 
     # every incident of the embedded run, each created once, duplicates exact copies
     ids = {(e["incident"]["id"], e["type"]) for e in want.values()}
-    got = case.wait_for("incidents",
-                        lambda r: ids <= {(e["incident"]["id"], e["type"]) for e in r},
-                        timeout=60, worker=b)
+    def seen(r: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(e["incident"]["id"], e["type"]) for e in r}
+
+    got = case.wait_for("incidents", lambda r: ids <= seen(r), timeout=60, worker=b,
+                        missing=lambda r: f"missing {sorted(ids - seen(r))}")
     by_id = check_effectively_once(got)
     assert summary(list(by_id.values())) == summary(list(want.values()))
     created = [e for e in by_id.values() if e["type"] == "incident.created"]
