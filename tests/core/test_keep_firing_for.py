@@ -114,3 +114,24 @@ def test_the_file_says_version_1_1_when_it_uses_keep_firing_for() -> None:
     doc = dump_thresholds(kept)
     assert doc["version"] == "1.1" and doc["rules"][0]["keep_firing_for"] == "10m"
     assert parse_thresholds(doc) == kept
+
+
+def test_threshold_z_gates_in_the_series_own_scale() -> None:
+    rule = ThresholdRule({"alertname": "QueueBacklog"}, None, threshold_z=3.5)
+    t = parse_thresholds(dump_thresholds(Thresholds(rules=(rule,))))
+    assert t.rules == (rule,)
+
+    def alert(value: float, **annotations: str) -> Alert:
+        return Alert({"alertname": "QueueBacklog", "service": "orders"}, annotations,
+                     "firing", 0.0, None, 0.0, "generic", value=value)
+
+    hit = t.check(alert(130.0, baseline="100", scale="10"), now=0.0)  # z = 3
+    assert hit is not None and "z 3 (value 130, baseline 100, scale 10) below tuned " \
+                               "threshold_z 3.5" in hit[1]
+    assert t.check(alert(140.0, baseline="100", scale="10"), now=0.0) is None  # z = 4
+    # a busy series and a quiet one, one tuned value
+    assert t.check(alert(5.0, baseline="1", scale="1"), now=0.0) is None
+    # no baseline on the alert (or a useless one): never suppressed on a number it lacks
+    assert t.check(alert(101.0), now=0.0) is None
+    assert t.check(alert(101.0, baseline="100", scale="0"), now=0.0) is None
+    assert t.check(alert(101.0, baseline="n/a", scale="1"), now=0.0) is None

@@ -131,7 +131,7 @@ def test_empty_rules_and_newer_minor_version_with_unknown_keys() -> None:
             "quote it",
         ),
         (make_doc(make_rule(threshold=None)), "rules[0].threshold",
-         "needs a for or keep_firing_for"),
+         "needs a threshold_z, for or keep_firing_for"),
         (make_doc({"match": {"alertname": "X"}}), "rules[0].threshold", "missing"),
         (make_doc(make_rule(threshold="0.8")), "rules[0].threshold", "expected a number"),
         (make_doc(make_rule(threshold=True)), "rules[0].threshold", "expected a number"),
@@ -408,3 +408,14 @@ def test_indexed_lookup_equals_brute_force(
     t = Thresholds(rules=tuple(rules))
     for labels in alerts:
         assert t.lookup(labels) is _reference_lookup(t, labels)
+
+
+def test_the_version_1_1_example_in_the_docs_parses() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    newer = [b for b in blocks if 'version: "1.1"' in b]
+    assert len(newer) == 1
+    t = parse_thresholds(yaml.safe_load(newer[0]))
+    orders, default = t.rules
+    assert orders.keep_firing_for == 21600.0 and orders.threshold == 1200
+    assert default.threshold is None and default.threshold_z == 4.2
+    assert t.keep_for({"alertname": "QueueBacklog", "service": "new"}) == 21600.0

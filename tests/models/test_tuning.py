@@ -184,3 +184,31 @@ def test_incident_recall_lets_the_cut_drop_an_incidents_weaker_alerts() -> None:
     assert per_alert is not None and per_incident is not None
     assert per_alert.noise_after == 3 and per_incident.noise_after == 1
     assert per_incident.recall == 1.0
+
+
+def test_with_baselines_the_group_default_carries_one_z_cut_for_new_series() -> None:
+    rng = np.random.default_rng(6)
+    rows = []
+    for service, (center, scale) in {"orders": (800.0, 50.0), "billing": (40.0, 2.0),
+                                     "search": (6.0, 0.4)}.items():
+        static = center + 3 * scale
+        for day in range(20):
+            base = day * 86400.0
+            rows.extend({"at": base + at, "label": "noise", "service": service,
+                         "value": center + scale * rng.uniform(3.0, 4.0), "duration": 300.0,
+                         "threshold": static, "incident_id": "",
+                         "context": {"baseline": center, "scale": scale}}
+                        for at in rng.uniform(0, 80000, 4))
+            if day % 4 == 0:
+                rows.append({"at": base + 82000, "label": "actionable", "service": service,
+                             "value": center + scale * rng.uniform(6.0, 9.0),
+                             "duration": 300.0, "threshold": static,
+                             "incident_id": f"{service}-{day}",
+                             "context": {"baseline": center, "scale": scale}})
+    history = pd.DataFrame(rows).assign(alertname="QueueBacklog")
+    result = tune_thresholds(history)
+    (default,) = result.defaults
+    rule = default.to_threshold_rule()
+    assert rule.threshold is None and rule.threshold_z is not None
+    assert 4.0 <= rule.threshold_z <= 6.0  # between the noise (3-4) and the incidents (6-9)
+    assert "in its own scale" in default.suggestion()

@@ -17,15 +17,16 @@ The document (YAML or JSON; this module takes the decoded value, it does no I/O)
         direction: above                 # optional: above (default) | below
         for: 5m                          # optional: Go duration or seconds
         keep_firing_for: 1h              # optional (version 1.1): see below
+        threshold_z: 3.5                 # optional (version 1.1): see below
         fp_rate_before: 0.42             # optional, informational (0..1)
         fp_rate_after: 0.06              # optional, informational (0..1)
         recall: 0.995                    # optional, informational (0..1)
         samples: 812                     # optional, informational (count >= 0)
         source_rule: "node_cpu ... > 0.8"   # optional: the Prometheus expr this tunes
 
-A rule may leave ``threshold`` null (version 1.1) and carry only ``for`` and/or
-``keep_firing_for``: what ``triage tune`` learns for a whole alertname, scale-free, for the
-series no judgement names yet.
+A rule may leave ``threshold`` null (version 1.1) and carry only ``threshold_z``, ``for``
+and/or ``keep_firing_for``: what ``triage tune`` learns for a whole alertname, scale-free,
+for the series no judgement names yet.
 
 Semantics (see ``docs/thresholds.md``):
 
@@ -35,6 +36,10 @@ Semantics (see ``docs/thresholds.md``):
   (highest) value responders still found actionable.
 * An alert without a numeric value (or NaN) passes the value test; it still gets the ``for``
   test, ``now - starts_at >= for``.
+* ``threshold_z`` (1.1): the value test in the series' own scale, for alerts that carry
+  their series' baseline as the annotations ``baseline`` and ``scale`` (numbers; for example
+  from recording rules): ``(value - baseline) / scale`` against ``threshold_z`` by
+  direction. An alert without them passes this test (never suppressed on a number it lacks).
 * ``keep_firing_for`` (as Prometheus' rule field): once an alert of the rule has passed, its
   resolution is held that long; firing again meanwhile continues the same occurrence (no new
   page). The dedup stage applies it (``triage.core.dedup``).
@@ -74,6 +79,7 @@ _RULE_KEYS: Final = frozenset(
         "direction",
         "for",
         "keep_firing_for",
+        "threshold_z",
         "fp_rate_before",
         "fp_rate_after",
         "recall",
@@ -107,6 +113,7 @@ class ThresholdRule:
     direction: Direction = "above"
     for_seconds: float | None = None
     keep_firing_for: float | None = None
+    threshold_z: float | None = None
     fp_rate_before: float | None = None
     fp_rate_after: float | None = None
     recall: float | None = None
@@ -124,10 +131,13 @@ class ThresholdRule:
         if self.direction not in _DIRECTIONS:
             raise ValueError(f"direction must be above or below, got {self.direction!r}")
         if self.threshold is None:
-            if not self.for_seconds and not self.keep_firing_for:
-                raise ValueError("a rule without a threshold needs for or keep_firing_for")
+            if not self.for_seconds and not self.keep_firing_for and self.threshold_z is None:
+                raise ValueError("a rule without a threshold needs threshold_z, for or "
+                                 "keep_firing_for")
         elif not math.isfinite(self.threshold):
             raise ValueError(f"threshold must be finite, got {self.threshold!r}")
+        if self.threshold_z is not None and not math.isfinite(self.threshold_z):
+            raise ValueError(f"threshold_z must be finite, got {self.threshold_z!r}")
         if self.for_seconds is not None and not 0 <= self.for_seconds < math.inf:
             raise ValueError(f"for_seconds must be finite and >= 0, got {self.for_seconds!r}")
         if self.keep_firing_for is not None and not 0 <= self.keep_firing_for < math.inf:
@@ -141,7 +151,7 @@ class ThresholdRule:
     def __hash__(self) -> int:
         # The generated hash would hash the dict; a rule is identified by its match set.
         return hash((self._key, self.threshold, self.direction, self.for_seconds,
-                     self.keep_firing_for))
+                     self.keep_firing_for, self.threshold_z))
 
     @property
     def key(self) -> str:
@@ -243,14 +253,9 @@ class Thresholds:
         if rule is None:
             return None
         reasons: list[str] = []
-        value = alert.value
-        # NaN is "no usable value": never suppress on a number we cannot compare.
-        threshold = rule.threshold
-        if value is not None and threshold is not None and not math.isnan(value):
-            if rule.direction == "above" and value < threshold:
-                reasons.append(_value_reason(rule, value, "below"))
-            elif rule.direction == "below" and value > threshold:
-                reasons.append(_value_reason(rule, value, "above"))
+        failed = _value_failure(rule, alert)
+        if failed is not None:
+            reasons.append(failed)
         if rule.for_seconds is not None:
             firing_for = max(0.0, now - alert.starts_at)
             if firing_for < rule.for_seconds:
@@ -272,13 +277,7 @@ class Thresholds:
         >>> t.release_at(t.rules[0], a)
         400.0
         """
-        if rule.for_seconds is None:
-            return None
-        value, threshold = alert.value, rule.threshold
-        if value is not None and threshold is not None and not math.isnan(value) and (
-            (rule.direction == "above" and value < threshold)
-            or (rule.direction == "below" and value > threshold)
-        ):
+        if rule.for_seconds is None or _value_failure(rule, alert) is not None:
             return None
         return alert.starts_at + rule.for_seconds
 
@@ -348,7 +347,8 @@ def dump_thresholds(t: Thresholds) -> dict[str, Any]:
     {'version': 1, 'rules': [{'match': {'alertname': 'HighCPU'}, 'threshold': 0.9, \
 'direction': 'above', 'for': '5m'}]}
     """
-    newer = any(r.threshold is None or r.keep_firing_for is not None for r in t.rules)
+    newer = any(r.threshold is None or r.keep_firing_for is not None
+                or r.threshold_z is not None for r in t.rules)
     doc: dict[str, Any] = {"version": f"{t.version}.1" if newer else t.version}
     if t.generated_at is not None:
         doc["generated_at"] = format_timestamp(t.generated_at)
@@ -401,6 +401,44 @@ def _format_seconds(seconds: float) -> str:
     return f"{int(seconds)}s" if seconds >= 1 else f"{seconds:.3g}s"
 
 
+def _value_failure(rule: ThresholdRule, alert: Alert) -> str | None:
+    """Why ``alert`` fails the value tests of ``rule`` (absolute, then in its own scale), or
+    None. NaN or a missing number is "no usable value": never suppressed on it."""
+    value = alert.value
+    if value is None or math.isnan(value):
+        return None
+    threshold = rule.threshold
+    if threshold is not None:
+        if rule.direction == "above" and value < threshold:
+            return _value_reason(rule, value, "below")
+        if rule.direction == "below" and value > threshold:
+            return _value_reason(rule, value, "above")
+    if rule.threshold_z is not None:
+        baseline = _annotation_number(alert.annotations, "baseline")
+        scale = _annotation_number(alert.annotations, "scale")
+        if baseline is None or scale is None or scale <= 0:
+            return None
+        z = (value - baseline) / scale
+        side = ("below" if rule.direction == "above" and z < rule.threshold_z else
+                "above" if rule.direction == "below" and z > rule.threshold_z else None)
+        if side is not None:
+            return (f"z {_format_number(z)} (value {_format_number(value)}, baseline "
+                    f"{_format_number(baseline)}, scale {_format_number(scale)}) {side} tuned "
+                    f"threshold_z {_format_number(rule.threshold_z)} for {rule.key}")
+    return None
+
+
+def _annotation_number(annotations: Mapping[str, str], name: str) -> float | None:
+    text = annotations.get(name)
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _value_reason(rule: ThresholdRule, value: float, side: str) -> str:
     assert rule.threshold is not None  # only a rule with a threshold fails the value test
     text = (
@@ -429,6 +467,8 @@ def _dump_rule(rule: ThresholdRule) -> dict[str, Any]:
         out["for"] = _dump_duration(rule.for_seconds)
     if rule.keep_firing_for is not None:
         out["keep_firing_for"] = _dump_duration(rule.keep_firing_for)
+    if rule.threshold_z is not None:
+        out["threshold_z"] = rule.threshold_z
     for name in (*_RATE_KEYS, "samples", "source_rule"):
         value = getattr(rule, name)
         if value is not None:
@@ -463,9 +503,11 @@ def _parse_rule(raw: object, path: str, *, strict: bool) -> ThresholdRule:
         raise ConfigError(f"{path}.direction", f"expected above or below, got {direction!r}")
     for_seconds = _parse_rule_duration(obj, "for", path)
     keep_firing_for = _parse_rule_duration(obj, "keep_firing_for", path)
-    if threshold is None and not for_seconds and not keep_firing_for:
-        raise ConfigError(f"{path}.threshold",
-                          "null needs a for or keep_firing_for (else the rule does nothing)")
+    threshold_z = (None if obj.get("threshold_z") is None
+                   else _number(obj["threshold_z"], f"{path}.threshold_z"))
+    if threshold is None and not for_seconds and not keep_firing_for and threshold_z is None:
+        raise ConfigError(f"{path}.threshold", "null needs a threshold_z, for or "
+                                               "keep_firing_for (else the rule does nothing)")
     rates: dict[str, float | None] = {}
     for name in _RATE_KEYS:
         value = obj.get(name)
@@ -487,6 +529,7 @@ def _parse_rule(raw: object, path: str, *, strict: bool) -> ThresholdRule:
         direction=cast(Direction, direction),
         for_seconds=for_seconds,
         keep_firing_for=keep_firing_for,
+        threshold_z=threshold_z,
         fp_rate_before=rates["fp_rate_before"],
         fp_rate_after=rates["fp_rate_after"],
         recall=rates["recall"],

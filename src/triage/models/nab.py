@@ -480,6 +480,11 @@ def evaluate_feedback_folds(series: Sequence[NabSeries], *, with_baseline: bool,
             rule = thresholds.lookup({"alertname": "NABValueHigh", "service": s.name,
                                       "category": s.category})
             cut = static if rule is None or rule.threshold is None else rule.threshold
+            if rule is not None and rule.threshold_z is not None and with_baseline:
+                # the gate's threshold_z, with the baseline the alert would carry
+                first, _ = s.split()
+                base = Standardiser.fit(first.times, first.values, "mad")
+                cut = max(cut, base.threshold(rule.threshold_z))
             f = (rule.for_seconds or 0.0) if rule is not None else 0.0
             keep = (rule.keep_firing_for or 0.0) if rule is not None else 0.0
             fp1, hit1 = score(fire(second.times, second.values >= cut, f, keep),

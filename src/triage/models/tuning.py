@@ -261,7 +261,9 @@ class TunedRule:
             return ThresholdRule(
                 match=self.match, threshold=None, direction=self.direction,
                 for_seconds=self.for_seconds or None,
-                keep_firing_for=self.keep_seconds or None, samples=self.samples)
+                keep_firing_for=self.keep_seconds or None,
+                threshold_z=None if math.isnan(self.cut) else float(f"{self.cut:.4g}"),
+                samples=self.samples)
         return ThresholdRule(
             match=self.match, threshold=float(f"{self.threshold:.6g}"),
             direction=self.direction, for_seconds=self.for_seconds or None,
@@ -275,6 +277,9 @@ class TunedRule:
         text = suggest_rule_change(self.source_rule, match=self.match,
                                    threshold=self.threshold, for_seconds=self.for_seconds,
                                    keep_seconds=self.keep_seconds)
+        if self.threshold is None and not math.isnan(self.cut):
+            text += (f"; in its own scale: (value - baseline) / scale "
+                     f"{'>=' if self.direction == 'above' else '<='} {self.cut:.3g}")
         if self.unit == "z" and self.threshold is not None:
             text += f" (z {self.cut:.3g} over its baseline)"
         return text
@@ -471,16 +476,19 @@ def tune_thresholds(history: pd.DataFrame, *, key: Sequence[str] = ("alertname",
             else:
                 rules.append(tuned)
         # The default carries no `for`: how long an anomaly lasts is the series' own (spikes
-        # or level shifts), and a `for` learned on one kind lost the other's windows.
-        default_for, default_keep = _pooled_default(
-            plans, (0.0,), keep_candidates if tune_keep else (0.0,), recall_floor)
-        if group_cut is not None and (default_for or default_keep):
+        # or level shifts), and a `for` learned on one kind lost the other's windows. In z
+        # units its cut is one value for every series (``threshold_z``).
+        cuts = _cut_candidates(group, sign) if unit == "z" else [None]
+        default_cut, default_for, default_keep = _pooled_default(
+            plans, cuts, (0.0,), keep_candidates if tune_keep else (0.0,), recall_floor, sign)
+        if group_cut is not None and (default_for or default_keep or default_cut is not None):
             # For the rule's series no judgement names yet: what is scale-free (``for``,
             # ``keep_firing_for``), without a threshold, chosen as ``_pooled_keep`` does.
             defaults.append(TunedRule(
                 match={"alertname": str(alertname)}, direction=direction,
                 static_threshold=math.nan, threshold=None, for_seconds=default_for,
                 keep_seconds=default_keep, samples=len(group),
+                cut=math.nan if default_cut is None else default_cut,
                 actionable=int(group["positive"].sum()),
                 noise_before=int((~group["positive"]).sum()), noise_after=-1, recall=math.nan,
                 shrunk=False, unit=str(unit)))
@@ -582,29 +590,58 @@ def _plan_rule(rows: pd.DataFrame, key: Sequence[str], rule_values: object,
                  direction, str(rows["unit"].iloc[0]), units)
 
 
-def _pooled_default(plans: Sequence[_Plan], fors: Sequence[float], keeps: Sequence[float],
-                    recall_floor: float) -> tuple[float, float]:
-    """The group default's ``for`` and ``keep_firing_for`` (no threshold: the static one):
-    the fewest noise pages over the group's rules such that every rule still reaches its
-    actionable incidents, to the floor, as with no tuning at all."""
-    best: tuple[int, float, float] | None = None
-    for f in sorted(set(fors) | {0.0}):
-        for keep in sorted(set(keeps) | {0.0}):
-            noise = 0
-            ok = True
-            for plan in plans:
-                dur = np.nan_to_num(plan.rows["duration"].to_numpy(dtype=float), nan=np.inf)
-                passed = dur >= f
-                pages, reached = _chain(plan.start, plan.end, passed, plan.pos, plan.incident,
-                                        keep)
-                hit, n_pos = _recalled(reached, plan.pos, plan.units)
-                if hit < math.ceil(recall_floor * n_pos - 1e-9):
-                    ok = False
-                    break
-                noise += int((pages & ~plan.pos).sum())
-            if ok and (best is None or noise < best[0]):
-                best = (noise, f, keep)
-    return (best[1], best[2]) if best is not None else (0.0, 0.0)
+def _cut_candidates(group: pd.DataFrame, sign: float, n: int = 24) -> list[float | None]:
+    """Cuts (in the group's units) a default may carry, lowest first: quantiles of the
+    alerts' values, and each actionable alert's value (where the best cut under the guard
+    sits: the weakest incident's strongest alert)."""
+    u = sign * group["u"].to_numpy(dtype=float)
+    actionable = u[group["positive"].to_numpy(dtype=bool)]
+    qs = np.unique(np.concatenate([np.quantile(u, np.linspace(0.0, 0.95, n)), actionable]))
+    return [None, *(float(sign * q) for q in qs)]
+
+
+def _pooled_default(plans: Sequence[_Plan], cuts: Sequence[float | None],
+                    fors: Sequence[float], keeps: Sequence[float], recall_floor: float,
+                    sign: float = 1.0) -> tuple[float | None, float, float]:
+    """The group default's cut (z units only, else None: the static threshold), ``for`` and
+    ``keep_firing_for``: the fewest noise pages over the group's rules such that every rule
+    still reaches its actionable incidents, to the floor, as with no tuning at all. Ties go
+    to the lower cut, the shorter ``for`` and ``keep``."""
+    best: tuple[int, int, float | None, float, float] | None = None
+    combos = [(i, c, f, k) for i, c in enumerate(cuts) for f in sorted(set(fors) | {0.0})
+              for k in sorted(set(keeps) | {0.0})]
+    for i, cut, f, keep in combos:
+        noise = 0
+        ok = True
+        for plan in plans:
+            dur = np.nan_to_num(plan.rows["duration"].to_numpy(dtype=float), nan=np.inf)
+            passed = dur >= f
+            if cut is not None:
+                u = plan.rows["u"].to_numpy(dtype=float)
+                static = plan.rows["u_static"].to_numpy(dtype=float)
+                passed &= sign * u >= np.maximum(sign * cut, sign * static)
+            pages, reached = _chain(plan.start, plan.end, passed, plan.pos, plan.incident,
+                                    keep)
+            hit, n_pos = _recalled(reached, plan.pos, plan.units)
+            if hit < math.ceil(recall_floor * n_pos - 1e-9):
+                ok = False
+                break
+            noise += int((pages & ~plan.pos).sum())
+        if ok and (best is None or (noise, i) < best[:2]):
+            best = (noise, i, cut, f, keep)
+    if best is None:
+        return None, 0.0, 0.0
+    cut = best[2]
+    if cut is not None:
+        # As ``best_cut``: the lowest cut that removes as much noise (halfway between the
+        # highest noise alert under it and the next value up), for headroom.
+        u = np.concatenate([sign * p.rows["u"].to_numpy(dtype=float) for p in plans])
+        is_noise = np.concatenate([~p.pos for p in plans])
+        below = u[is_noise & (u < sign * cut)]
+        if len(below):
+            lo = float(below.max())
+            cut = sign * (lo + float(u[u > lo].min())) / 2.0
+    return cut, best[3], best[4]
 
 
 def _pooled_keep(plans: Sequence[_Plan], candidates: Sequence[float],
