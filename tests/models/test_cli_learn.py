@@ -120,3 +120,16 @@ def test_tune_series_writes_one_rule_per_series_in_its_own_scale(tmp_path: Path)
     code, _, err = invoke("tune-series", str(bad), "--windows", str(tmp_path / "windows.json"),
                           "--out", str(out))
     assert code == 2 and "bad.csv" in err and "timestamp,value" in err
+
+
+def test_tune_says_when_judgements_were_replaced_as_corrections(tmp_path: Path) -> None:
+    # one alert (one fingerprint) judged noise five times without an incident: only the
+    # newest counts, and the user is told
+    lines = [json.dumps({"at": 1_790_000_000 + i * 3600, "label": "noise",
+                         "alertname": "DiskFull", "service": "db", "value": 0.91,
+                         "threshold": 0.9, "fingerprint": "fp-1"}) for i in range(5)]
+    history = tmp_path / "fb.jsonl"
+    history.write_text("\n".join(lines) + "\n")
+    code, _, err = invoke("tune", "--history", str(history), "--out", "-")
+    assert code == 0, err
+    assert "4 of 5 judgements were replaced" in err

@@ -161,6 +161,16 @@ def tune(
                                  tune_for=not no_for, tune_keep=not no_keep)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise fail(f"--history {history}: {exc}") from None
+    from triage.models.feedback import latest_labels
+
+    superseded = len(frame) - len(latest_labels(frame))
+    if superseded:
+        # Corrections are newer records for the same fingerprint and incident. If these were
+        # separate firings (an alert's labelset repeats), they were lost to the tuner.
+        err.print(f"[yellow]note:[/] {superseded:,} of {len(frame):,} judgements were replaced "
+                  "by newer ones for the same fingerprint and incident_id (corrections). If "
+                  "they are separate firings of one alert, give each its incident_id.",
+                  highlight=False)
     # Deterministic: the file is stamped with the newest judgement it learned from.
     generated_at = float(frame["at"].max()) if len(frame) else None
     doc = dump_thresholds(result.to_thresholds(generated_at=generated_at,
