@@ -291,7 +291,7 @@ class TunedRule:
                     "for its series without judgements of their own")
         at_risk = self.actionable - round(self.recall * self.actionable)
         return (f"{self.samples} judgements ({self.actionable} actionable); noise pages "
-                f"{self.noise_before} -> {self.noise_after}; actionable alerts at risk "
+                f"{self.noise_before} -> {self.noise_after}; actionable incidents at risk "
                 f"{at_risk}")
 
 
