@@ -64,7 +64,7 @@ from triage.streams.topics import consume_records, create_topics, delete_topics
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = REPO / "deploy" / "kafka" / "kafka-local"
 TRIAGE = str(Path(sys.executable).with_name("triage"))
-T0 = 1_800_000_000.0
+T0 = 1_790_000_000.0  # in the past: later than now + 5 min is clamped (intake.max_future_skew)
 SENTINEL = "zz-sentinel"
 CONFIG: dict[str, Any] = {
     "dedup": {"resolve_timeout": "60s", "retention": "10m"},
