@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from triage.core.pipeline import Pipeline
-from triage.core.thresholds import dump_thresholds, parse_thresholds
+from triage.core.thresholds import ThresholdRule, Thresholds, dump_thresholds, parse_thresholds
 from triage.models.tuning import (
     ThresholdClassifier,
     best_cut,
@@ -212,3 +212,15 @@ def test_with_baselines_the_group_default_carries_one_z_cut_for_new_series() -> 
     assert rule.threshold is None and rule.threshold_z is not None
     assert 4.0 <= rule.threshold_z <= 6.0  # between the noise (3-4) and the incidents (6-9)
     assert "in its own scale" in default.suggestion()
+
+
+def test_held_out_judgements_are_scored_with_the_default_threshold_z() -> None:
+    rule = ThresholdRule({"alertname": "QueueBacklog"}, None, threshold_z=5.0)
+    history = pd.DataFrame([
+        {"at": 0.0, "label": "noise", "alertname": "QueueBacklog", "service": "new",
+         "value": 140.0, "threshold": 130.0, "context": {"baseline": 100.0, "scale": 10.0}},
+        {"at": 60.0, "label": "actionable", "alertname": "QueueBacklog", "service": "new",
+         "value": 190.0, "threshold": 130.0, "context": {"baseline": 100.0, "scale": 10.0}},
+    ])
+    held = evaluate_thresholds(Thresholds(rules=(rule,)), history)
+    assert held["noise_pages_after"] == 0 and held["recall"] == 1.0

@@ -667,8 +667,10 @@ def _pooled_keep(plans: Sequence[_Plan], candidates: Sequence[float],
 
 def evaluate_thresholds(thresholds: Thresholds, history: pd.DataFrame) -> dict[str, float]:
     """What a thresholds file does to a (held-out) history, with the gate's semantics: the
-    value test by direction (a missing value passes), the ``for`` test against how long the
-    alert fired (an alert resolved before ``for`` never pages), and ``keep_firing_for``: an
+    value test by direction (a missing value passes; ``threshold_z`` against the baseline in
+    the record's context, as the gate reads it from the alert's annotations), the ``for``
+    test against how long the alert fired (an alert resolved before ``for`` never pages),
+    and ``keep_firing_for``: an
     alert of the same rule and series (fingerprint, else service) starting while the last
     page is still kept firing joins it instead of paging.
 
@@ -694,6 +696,13 @@ def evaluate_thresholds(thresholds: Thresholds, history: pd.DataFrame) -> dict[s
             or (rule.direction == "below" and value > threshold)
         ):
             passed[i] = False
+        cut_z = rule.threshold_z
+        base = _baseline(row.context) if cut_z is not None else None
+        if cut_z is not None and base is not None and not math.isnan(value):
+            z = (value - base[0]) / base[1]  # as the gate does with the alert's annotations
+            if (rule.direction == "above" and z < cut_z) or (
+                    rule.direction == "below" and z > cut_z):
+                passed[i] = False
         duration = float(row.duration)
         if rule.for_seconds and not math.isnan(duration) and duration < rule.for_seconds:
             passed[i] = False
