@@ -275,14 +275,7 @@ class DedupStore:
                     if moved_back:
                         self._plan(fp, st)
                 return Deduplicated(alert, st.count)
-            resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
-            if st.timed_out:
-                # Triage resolved it, not the sender: it is back only if this observation is
-                # newer than the timeout (API v2 resends carry a later "valid until").
-                seen = alert.ends_at if alert.ends_at is not None else alert.at
-                if seen <= resolved_at:
-                    return Deduplicated(alert, st.count, stale=True)
-            elif alert.starts_at <= resolved_at:
+            if _older_than_resolution(st, alert):
                 return Deduplicated(alert, st.count, stale=True)
             return self._change(st, alert, now, hold)
 
@@ -322,12 +315,7 @@ class DedupStore:
     def _continue(self, fp: str, st: AlertState, alert: Alert, now: float) -> Deduplicated:
         """A firing observation while the resolution is kept: the same occurrence goes on,
         unless the observation is older than the resolution (a late or replayed one)."""
-        resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
-        if st.timed_out:
-            seen = alert.ends_at if alert.ends_at is not None else alert.at
-            if seen <= resolved_at:
-                return Deduplicated(alert, st.count, stale=True)
-        elif alert.starts_at <= resolved_at:
+        if _older_than_resolution(st, alert):
             return Deduplicated(alert, st.count, stale=True)
         st.kept_until = None
         st.timed_out = False
@@ -498,6 +486,18 @@ class DedupStore:
         """Every state as (fingerprint, record)."""
         for fp, st in self.states.items():
             yield fp, st.to_record()
+
+
+def _older_than_resolution(st: AlertState, alert: Alert) -> bool:
+    """Whether a firing observation belongs to the occurrence ``st`` resolved (a late or
+    replayed copy) rather than a new firing."""
+    resolved_at = st.ends_at if st.ends_at is not None else st.last_seen
+    if st.timed_out:
+        # Triage resolved it, not the sender: it is back only if this observation is newer
+        # than the timeout (API v2 resends carry a later "valid until").
+        seen = alert.ends_at if alert.ends_at is not None else alert.at
+        return seen <= resolved_at
+    return alert.starts_at <= resolved_at
 
 
 class _Untracked(set[str]):

@@ -43,7 +43,9 @@ from triage.models.series import (
     RuleSpec,
     Standardiser,
     Table,
+    fire,
     outcomes,
+    score,
     shrink_series,
 )
 from triage.models.series import choose as choose_spec
@@ -117,40 +119,15 @@ def load_nab(root: Path, *, categories: Iterable[str] | None = None,
 
 def alert_times(times: np.ndarray, values: np.ndarray, threshold: float,
                 for_seconds: float = 0.0) -> np.ndarray:
-    """When a ``value >= threshold`` rule with ``for`` fires: one alert per run.
+    """When a ``value >= threshold`` rule with ``for`` fires: one alert per run
+    (``triage.models.series.fire`` without ``keep_firing_for``).
 
     >>> t = np.arange(8) * 60.0
     >>> v = np.array([0, 5, 5, 0, 5, 5, 5, 0], dtype=float)
     >>> alert_times(t, v, 1.0).tolist(), alert_times(t, v, 1.0, for_seconds=120).tolist()
     ([60.0, 240.0], [360.0])
     """
-    over = values >= threshold
-    if not over.any():
-        return np.empty(0)
-    edges = np.diff(np.concatenate(([0], over.astype(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)  # exclusive
-    if for_seconds <= 0:
-        return times[starts]
-    fired: list[float] = []
-    for s, e in zip(starts, ends, strict=True):
-        due = times[s] + for_seconds
-        k = int(np.searchsorted(times[s:e], due))
-        if k < e - s:
-            fired.append(float(times[s + k]))
-    return np.asarray(fired)
-
-
-def score(alerts: np.ndarray, windows: Sequence[tuple[float, float]],
-          ) -> tuple[int, int]:
-    """(false positives, windows detected) for alert times against labelled windows."""
-    inside = np.zeros(len(alerts), dtype=bool)
-    detected = 0
-    for start, end in windows:
-        hit = (alerts >= start) & (alerts <= end)
-        inside |= hit
-        detected += bool(hit.any())
-    return int((~inside).sum()), detected
+    return fire(times, values >= threshold, for_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,7 +435,6 @@ def evaluate_feedback_folds(series: Sequence[NabSeries], *, with_baseline: bool,
     (``for``/``keep_firing_for`` only) over its static rule. Columns as ``evaluate_folds``
     (``fp_pooled``: the tuned file's)."""
     from triage.models.feedback import feedback_from_dict
-    from triage.models.series import fire
     from triage.models.tuning import tune_thresholds
 
     prepared = []
