@@ -133,3 +133,16 @@ def test_tune_says_when_judgements_were_replaced_as_corrections(tmp_path: Path) 
     code, _, err = invoke("tune", "--history", str(history), "--out", "-")
     assert code == 0, err
     assert "4 of 5 judgements were replaced" in err
+
+
+def test_feedback_add_keeps_the_series_baseline_for_tune(tmp_path: Path) -> None:
+    db = str(tmp_path / "fb.db")
+    code, _, err = invoke("feedback", "add", "noise", "-a", "QueueBacklog", "--store", db,
+                          "--value", "140", "--threshold", "130", "--baseline", "100",
+                          "--scale", "10")
+    assert code == 0, err
+    (context,) = read_history(Path(db))["context"]
+    assert json.loads(context) == {"baseline": 100.0, "scale": 10.0}
+    code, _, err = invoke("feedback", "add", "noise", "-a", "X", "--store", db,
+                          "--baseline", "1")
+    assert code == 2 and "--baseline and --scale go together" in err

@@ -56,6 +56,10 @@ def feedback_add(
     responder: Annotated[str, typer.Option(help="Who judged it.")] = "",
     alert_label: Annotated[list[str] | None, typer.Option(
         "--alert-label", help="Another label of the alert, name=value (repeatable).")] = None,
+    baseline: Annotated[float | None, typer.Option(
+        help="The series' centre when it fired (lets `tune` work in its own units).")] = None,
+    scale: Annotated[float | None, typer.Option(
+        min=0.0, help="The series' spread when it fired (with --baseline).")] = None,
 ) -> None:
     """Record one judgement: was this alert actionable or noise?"""
     from triage.models.feedback import FeedbackStore, feedback_from_dict
@@ -66,10 +70,14 @@ def feedback_add(
         if not sep or not name:
             raise fail(f"--alert-label {item!r}: expected name=value")
         labels[name] = val
+    if (baseline is None) != (scale is None) or (scale is not None and scale <= 0):
+        raise fail("--baseline and --scale go together, and --scale must be > 0")
+    context = {} if baseline is None else {"baseline": baseline, "scale": scale}
     record = {"label": label, "alertname": alertname, "service": service, "value": value,
               "threshold": threshold, "duration": duration, "hint": hint,
               "at": at if at is not None else time.time(), "fingerprint": fingerprint,
-              "incident_id": incident, "responder": responder, "labels": labels}
+              "incident_id": incident, "responder": responder, "labels": labels,
+              "context": context}
     try:
         fb = feedback_from_dict(record)
     except InputError as exc:
