@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import make_alert
 from triage.core.dedup import DedupStore, FlapPolicy
 from triage.core.pipeline import Pipeline
 from triage.core.thresholds import ThresholdRule, Thresholds, dump_thresholds, parse_thresholds
@@ -135,3 +139,34 @@ def test_threshold_z_gates_in_the_series_own_scale() -> None:
     assert t.check(alert(101.0), now=0.0) is None
     assert t.check(alert(101.0, baseline="100", scale="0"), now=0.0) is None
     assert t.check(alert(101.0, baseline="n/a", scale="1"), now=0.0) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(keep=st.sampled_from([0.0, 300.0, 3600.0]),
+       steps=st.lists(st.tuples(st.integers(1, 7200), st.integers(1, 7200)), min_size=1,
+                      max_size=12))
+def test_pages_are_the_episodes_merged_by_keep_firing_for(
+        keep: float, steps: list[tuple[int, int]]) -> None:
+    """Model check: an alert firing for ``d`` s, then quiet for ``g`` s, again and again,
+    pages once per run of firings whose quiet gaps are all shorter than ``keep``, and each
+    page resolves once, at the time its last firing really ended."""
+    store = DedupStore(flap=FlapPolicy(enabled=False))
+    t = 1_790_000_000.0
+    out: list[Triaged] = []
+    episodes: list[float] = []  # when each expected page's last firing ended
+    last_end: float | None = None
+    for firing, quiet in steps:
+        if last_end is None or t - last_end >= keep:
+            episodes.append(0.0)
+        out += store.sweep(t)
+        fired = store.observe(make_alert(starts_at=t), now=t, keep=keep or None)
+        out += [fired] if isinstance(fired, Triaged) else []
+        end = t + firing
+        out += store.sweep(end)
+        gone = store.observe(make_alert(status="resolved", ends_at=end), now=end)
+        out += [gone] if isinstance(gone, Triaged) else []
+        episodes[-1] = last_end = end
+        t = end + quiet
+    out += store.sweep(t + keep + 1)
+    assert [o.change for o in out] == ["firing", "resolved"] * len(episodes)
+    assert [o.alert.ends_at for o in out if o.change == "resolved"] == episodes
