@@ -164,6 +164,9 @@ class KafkaSettings(_Section):
         "raw": "alerts.raw", "keyed": "alerts.keyed", "changes": "changes",
         "feedback": "feedback", "incidents": "incidents", "deadletter": "alerts.deadletter",
     }
+    # alerts.raw and alerts.keyed reach the stages in the batches the consumer fetched
+    # (triage.streams.batches); false: faust's per-message streams, as before issue 12
+    batch_fetch: bool = True
 
 
 class StateSettings(_Section):

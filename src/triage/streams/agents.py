@@ -58,6 +58,7 @@ from aiokafka.partitioner import murmur2
 from triage.metrics import TriageMetrics
 from triage.settings import Settings
 from triage.streams.app import aiokafka_config
+from triage.streams.batches import BatchBuffer, batching_consumer, take_batches
 from triage.streams.stages import (
     IDLE_AFTER,
     IncidentStage,
@@ -675,12 +676,33 @@ def wire(
                                   idle_after=idle_after, after=after_incidents,
                                   fetch=reader("keyed"), on_refetch=refetch_counter("incidents"))
 
+    # The hot path (triage.streams.batches): the consumer hands each fetch of these two
+    # topics to a buffer; the agents take batches from it instead of from their streams.
+    buffers: dict[str, BatchBuffer] = {}
+    if send is None and kafka.batch_fetch:
+        buffers = {raw.get_topic_name(): BatchBuffer(), keyed.get_topic_name(): BatchBuffer()}
+        app.transport.Consumer = batching_consumer(buffers)  # type: ignore[misc]
+
+    async def run_batches(runner: StageRunner, buffer: BatchBuffer) -> None:
+        consumer = app.consumer
+        async for live, taken in take_batches(app, buffer, batch_max):
+            if live:
+                await runner.handle([(m.partition, m.offset, m.value) for m in live])
+            for message in taken:
+                message.ack(consumer)
+
     async def intake_agent(stream: Any) -> None:  # a faust.Stream
+        if buffers:
+            await run_batches(intake_runner, buffers[raw.get_topic_name()])
+            return
         async for events in stream.take_events(batch_max, within=batch_within):
             await intake_runner.handle([(e.message.partition, e.message.offset, e.value)
                                         for e in events])
 
     async def incident_agent(stream: Any) -> None:  # a faust.Stream
+        if buffers:
+            await run_batches(incident_runner, buffers[keyed.get_topic_name()])
+            return
         async for events in stream.take_events(batch_max, within=batch_within):
             await incident_runner.handle([(e.message.partition, e.message.offset, e.value)
                                           for e in events])
