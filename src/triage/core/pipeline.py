@@ -254,7 +254,12 @@ class Pipeline:
         """The time ``triage(items, now)`` observes ``items`` at: ``now`` if given, else the
         latest time of the alerts; never before the watermark. Changes nothing."""
         if now is None:
-            now = max((a.at for a in items if isinstance(a, Alert)), default=self.watermark)
+            if len(items) == 1:  # one alert per payload: the Kafka path's usual case
+                only = items[0]
+                now = only.at if isinstance(only, Alert) else self.watermark
+            else:
+                now = max((a.at for a in items if isinstance(a, Alert)),
+                          default=self.watermark)
         return self.watermark if now < self.watermark else now
 
     def add_silence(self, silence: Silence, *, copy: bool = False) -> None:
