@@ -22,7 +22,10 @@ no progress for ``stall_after`` seconds. The worker then
    a fix of the cause needs;
 3. restarts the recovery, through faust's own path for a rebalance that arrives during a
    recovery: it seeks every changelog partition to where its recovery stands and resumes
-   fetching them. What was read is kept;
+   fetching them. What was read is kept. (faust-streaming first reports the interrupted
+   recovery "complete", with the changelogs unread, then runs it again: the stages restore
+   their partitions only after a completion no restart is pending on, see
+   ``triage.streams.agents.wire``);
 4. after ``max_restarts`` restarts in a row without progress, stops the worker with an
    error (exit code 1) for its supervisor to start again: a new process restores from the
    changelog from scratch, and its partitions' input resumes where their state ends.
