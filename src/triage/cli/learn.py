@@ -22,7 +22,7 @@ from rich.text import Text
 
 from triage import __version__
 from triage.cli.app import app, err, fail
-from triage.core.thresholds import dump_thresholds, format_duration
+from triage.core.thresholds import Thresholds, dump_thresholds, format_duration
 from triage.errors import InputError
 
 feedback_app = typer.Typer(no_args_is_help=True,
@@ -38,6 +38,15 @@ RegistryOpt = Annotated[Path, typer.Option("--registry", "-r", help="Model regis
 HistoryOpt = Annotated[Path, typer.Option(
     "--history", help="Feedback history: .db (SQLite), .parquet, .csv or .jsonl.",
     dir_okay=False)]
+
+
+def write_thresholds(thresholds: Thresholds, out: str) -> None:
+    """The thresholds file as YAML, to ``out`` (a path, or - for stdout)."""
+    text = yaml.safe_dump(dump_thresholds(thresholds), sort_keys=False, allow_unicode=True)
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text)
 
 
 @feedback_app.command("add")
@@ -181,13 +190,8 @@ def tune(
                   highlight=False)
     # Deterministic: the file is stamped with the newest judgement it learned from.
     generated_at = float(frame["at"].max()) if len(frame) else None
-    doc = dump_thresholds(result.to_thresholds(generated_at=generated_at,
-                                               generated_by=f"triage tune {__version__}"))
-    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    if out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(out).write_text(text)
+    write_thresholds(result.to_thresholds(generated_at=generated_at,
+                                          generated_by=f"triage tune {__version__}"), out)
     table = Table("rule", "n", "threshold", "for", "keep", "fp rate", "recall", "noise pages",
                   title=f"triage tune: {len(result.rules)} rules changed, recall floor "
                         f"{recall_floor:g}", header_style="bold")
@@ -251,13 +255,8 @@ def tune_series_command(
         result = tune_series(loaded, shrinkage=shrinkage)
     spec = result.choice.spec
     generated_at = max(float(s.times[-1]) for s in loaded) if loaded else None
-    doc = dump_thresholds(result.thresholds(alertname, generated_at=generated_at,
-                                            generated_by=f"triage tune-series {__version__}"))
-    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    if out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(out).write_text(text)
+    write_thresholds(result.thresholds(alertname, generated_at=generated_at,
+                                       generated_by=f"triage tune-series {__version__}"), out)
     table = Table("series", "windows", "detected", "false positives", "threshold",
                   title=f"triage tune-series: {spec.describe()} "
                         f"({result.choice.feasible} of the candidates kept every window)",

@@ -60,13 +60,8 @@ DAY: Final = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
-class NabSeries:
+class NabSeries(Labelled):
     """One NAB series: epoch-second times, values, and labelled windows (start, end)."""
-
-    name: str
-    times: np.ndarray
-    values: np.ndarray
-    windows: tuple[tuple[float, float], ...]
 
     @property
     def category(self) -> str:
@@ -267,10 +262,6 @@ def rules_to_thresholds(rules: Sequence[SeriesRule], *, alertname: str = "NABVal
 
 # -- the pooled rule in each series' own scale (triage.models.series), fold by fold ----------
 
-def _labelled(s: NabSeries) -> Labelled:
-    return Labelled(s.name, s.times, s.values, s.windows)
-
-
 @dataclass(frozen=True, slots=True)
 class Tables:
     """Per series: outcomes of every spec on its first half (tuning, standardised by the
@@ -290,7 +281,7 @@ def outcome_tables(series: Sequence[NabSeries], specs: Sequence[RuleSpec] | None
     tune: list[Table] = []
     test: list[Table] = []
     for i, s in enumerate(series):
-        first, second = (_labelled(p) for p in s.split())
+        first, second = s.split()
         tune.append(outcomes(first, first, specs))
         test.append(outcomes(second, first, specs))
         if progress is not None:
@@ -336,7 +327,7 @@ def evaluate_folds(tables: Tables, *, shrinkage: float = math.inf,
             if spec in tables.test[i]:
                 fp1, hit1 = tables.test[i][spec]
             else:
-                fp1, hit1 = outcomes(_labelled(second), _labelled(first), [spec])[spec]
+                fp1, hit1 = outcomes(second, first, [spec])[spec]
             fp0, hit0 = tables.test[i][STATIC]
             if time_split:
                 rule = previous[s.name]
@@ -370,24 +361,6 @@ def summarize_folds(table: pd.DataFrame) -> pd.DataFrame:
         for a, b in zip(agg["fp_static"], agg["fp_previous"], strict=True)]
     agg["miss"] = agg["detected_pooled"] < agg["detected_static"]
     return agg.reset_index()
-
-
-def pooled_thresholds(series: Sequence[NabSeries], spec: RuleSpec, *,
-                      alertname: str = "NABValueHigh", generated_at: float | None = None,
-                      evidence: Table | None = None) -> Thresholds:
-    """The pooled spec as a thresholds file: one rule per series, its threshold in the
-    series' own units (fitted on its first half), with ``for``; ``keep_firing_for`` is in
-    ``source_rule``'s suggestion (the gate does not hold resolutions)."""
-    rules = []
-    for s in series:
-        first, _ = s.split()
-        std = Standardiser.fit(first.times, first.values, spec.scale)
-        static = Standardiser.fit(first.times, first.values, "sigma").threshold(3.0)
-        rules.append(ThresholdRule(
-            {"alertname": alertname, "series": s.name}, float(f"{std.threshold(spec.k):.6g}"),
-            for_seconds=spec.for_seconds or None, source_rule=f"value > {static:.6g}"))
-    return Thresholds(generated_at=generated_at, generated_by="triage.models.nab (pooled)",
-                      rules=tuple(rules))
 
 
 # -- the same folds through the feedback path (``triage feedback import`` + ``triage tune``) --
@@ -551,14 +524,13 @@ def tune_series(series: Sequence[NabSeries], *, shrinkage: float = 5.0) -> Serie
     """The pooled spec over all of ``series`` (their whole length: for production, not for
     measuring; ``evaluate_folds`` measures), each series' threshold in its own units and
     what it does on its history: false positives and windows detected, before and after."""
-    labelled = [_labelled(s) for s in series]
     specs = spec_grid()
-    tables = [outcomes(lab, lab, specs) for lab in labelled]
+    tables = [outcomes(s, s, specs) for s in series]
     choice = choose_spec(tables)
     rows = []
-    for s, lab, table in zip(series, labelled, tables, strict=True):
+    for s, table in zip(series, tables, strict=True):
         spec = shrink_series(choice.spec, table, shrinkage=shrinkage, windows=len(s.windows))
-        fp1, hit1 = (table[spec] if spec in table else outcomes(lab, lab, [spec])[spec])
+        fp1, hit1 = (table[spec] if spec in table else outcomes(s, s, [spec])[spec])
         fp0, hit0 = table[STATIC]
         std = Standardiser.fit(s.times, s.values, spec.scale)
         static = Standardiser.fit(s.times, s.values, "sigma").threshold(BASELINE_Z)

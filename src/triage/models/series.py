@@ -39,6 +39,8 @@ from typing import Final, Literal
 
 import numpy as np
 
+from triage.core.thresholds import format_duration
+
 Scale = Literal["sigma", "mad", "seasonal"]
 SCALES: Final[tuple[Scale, ...]] = ("sigma", "mad", "seasonal")
 K_GRID: Final = (3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0)
@@ -68,9 +70,9 @@ class RuleSpec:
         """``sigma z >= 3.5, for 10m, keep_firing_for 6h`` (what the report prints)."""
         text = f"{self.scale} z >= {self.k:g}"
         if self.for_seconds:
-            text += f", for {_duration(self.for_seconds)}"
+            text += f", for {format_duration(self.for_seconds)}"
         if self.keep_seconds:
-            text += f", keep_firing_for {_duration(self.keep_seconds)}"
+            text += f", keep_firing_for {format_duration(self.keep_seconds)}"
         return text
 
 
@@ -277,10 +279,3 @@ def shrink_series(pooled: RuleSpec, own: Table, *, shrinkage: float = 5.0,
     top = ks[-1] if ks else pooled.k
     w = windows / (windows + shrinkage)
     return replace(pooled, k=pooled.k + w * (top - pooled.k))
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

@@ -496,9 +496,14 @@ def tune_thresholds(history: pd.DataFrame, *, key: Sequence[str] = ("alertname",
                         defaults=defaults)
 
 
-def _key(key: Sequence[str], rule_values: object) -> str:
+def _match(key: Sequence[str], rule_values: object) -> dict[str, str]:
+    """A rule's match labels from its ``groupby`` key."""
     values = rule_values if isinstance(rule_values, tuple) else (rule_values,)
-    return ThresholdRule({str(k): str(v) for k, v in zip(key, values, strict=True)}, 1.0).key
+    return {str(k): str(v) for k, v in zip(key, values, strict=True)}
+
+
+def _key(key: Sequence[str], rule_values: object) -> str:
+    return ThresholdRule(_match(key, rule_values), 1.0).key
 
 
 @dataclass(slots=True)
@@ -517,7 +522,7 @@ class _Plan:
     incident: np.ndarray
     direction: Literal["above", "below"]
     unit: str
-    units: np.ndarray = field(default_factory=lambda: np.empty(0))
+    units: np.ndarray  # what recall counts per alert (``recall_units``)
 
     def pages(self, keep: float) -> tuple[np.ndarray, np.ndarray]:
         return _chain(self.start, self.end, self.passed, self.pos, self.incident, keep)
@@ -551,8 +556,7 @@ def _plan_rule(rows: pd.DataFrame, key: Sequence[str], rule_values: object,
                group_cut: Cut | None, sign: float, direction: Literal["above", "below"],
                recall_floor: float, candidates: Sequence[float], enough: float,
                shrinkage: float) -> _Plan | str:
-    values = rule_values if isinstance(rule_values, tuple) else (rule_values,)
-    match = {str(k): str(v) for k, v in zip(key, values, strict=True)}
+    match = _match(key, rule_values)
     u = rows["u"].to_numpy()
     dur = rows["duration"].to_numpy()
     pos = rows["positive"].to_numpy()
