@@ -148,15 +148,27 @@ def build_pipeline(settings: Settings, *, changes: ChangeIndex | None = None) ->
         silences=load_silences(settings),
         thresholds=load_thresholds(settings.thresholds_file),
         dedup=dedup,
-        limits=IntakeLimits(max_payload_bytes=settings.intake.max_payload_bytes,
-                            sweep_interval=settings.intake.sweep_interval,
-                            silence_retention=settings.silence_store.retention,
-                            max_future_skew=settings.intake.max_future_skew,
-                            future_timestamps=settings.intake.future_timestamps),
+        limits=intake_limits(settings),
         wall_clock=time.time,
         noise_scorer=scorer,
         noise_threshold=noise_threshold,
     )
+
+
+def intake_limits(settings: Settings) -> IntakeLimits:
+    """The pipeline's intake limits from ``settings``."""
+    return IntakeLimits(max_payload_bytes=settings.intake.max_payload_bytes,
+                        sweep_interval=settings.intake.sweep_interval,
+                        silence_retention=settings.silence_store.retention,
+                        max_future_skew=settings.intake.max_future_skew,
+                        future_timestamps=settings.intake.future_timestamps)
+
+
+def build_reader(settings: Settings) -> Pipeline:
+    """A pipeline that only reads (normalizes, fingerprints, bounds future timestamps), for
+    ``triage serve`` in Kafka mode to split bodies per alert at the door."""
+    return Pipeline(fingerprinter=build_fingerprinter(settings),
+                    limits=intake_limits(settings), wall_clock=time.time)
 
 
 def load_oncall(settings: Settings) -> OnCallSchedule | None:

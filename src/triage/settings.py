@@ -164,9 +164,9 @@ class KafkaSettings(_Section):
         "raw": "alerts.raw", "keyed": "alerts.keyed", "changes": "changes",
         "feedback": "feedback", "incidents": "incidents", "deadletter": "alerts.deadletter",
     }
-    # alerts.raw and alerts.keyed reach the stages in the batches the consumer fetched
-    # (triage.streams.batches); false: faust's per-message streams, as before issue 12
-    batch_fetch: bool = True
+    # wall seconds a stage-1 partition may go unheard before stage 2 stops holding its clock
+    # for it (a worker gone; a live one beats every second): docs/streaming.md, event time
+    idle_timeout: Duration = 30.0
 
 
 class StateSettings(_Section):

@@ -3,6 +3,7 @@ server (no real port), and Kafka producer stubs that fail with aiokafka's own er
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -95,10 +96,18 @@ class StubProducer:
         self.stopped += 1
 
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await (await self.send(topic, value, key))
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None
+                   ) -> asyncio.Future[None]:
+        """As aiokafka's: queued now, the returned future resolved when acknowledged."""
         self.attempts += 1
         if self.fail_send is not None:
             raise self.fail_send
         self.sent.append((topic, value, key))
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ack.set_result(None)
+        return ack
 
     async def force_metadata_update(self) -> bool:  # as producer.client
         return self.fail_start is None and self.fail_send is None

@@ -204,7 +204,10 @@ def _am_alert(name: str, instance: str) -> dict:
             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": ""}
 
 
-def test_each_body_is_keyed_so_one_alert_lands_on_one_partition() -> None:
+def test_each_alert_is_published_keyed_by_its_fingerprint() -> None:
+    """A body of several alerts is split at the door, one message per alert under its
+    fingerprint, so each reaches its owner partition in the order it was received (issue
+    12: a forward from another partition arrived behind the owner's backlog)."""
     a, b = {"alertname": "A", "instance": "x"}, {"alertname": "B", "instance": "y"}
     webhook = {"version": "4", "groupKey": '{}/{}:{alertname="A"}', "status": "firing",
                "receiver": "triage", "groupLabels": {"alertname": "A"},
@@ -217,14 +220,16 @@ def test_each_body_is_keyed_so_one_alert_lands_on_one_partition() -> None:
     silence = {"matchers": [{"name": "alertname", "value": "A", "isRegex": False}],
                "startsAt": "2027-01-15T07:00:00Z", "endsAt": "2027-01-15T09:00:00Z",
                "createdBy": "ops", "comment": "maintenance"}
+    ka = labelset_fingerprint(a).encode()
+    kb = labelset_fingerprint(b).encode()
+    kx = labelset_fingerprint(ALERT).encode()
     cases = [
-        # the first alert's owner; stage 1 there forwards the others to theirs
-        ("/webhook", webhook, labelset_fingerprint({"alertname": "A", "instance": "x"}
-                                                   ).encode()),
-        ("/api/v2/alerts", v2_same, labelset_fingerprint(a).encode()),
-        ("/api/v2/alerts", v2_mixed, labelset_fingerprint(b).encode()),  # the first alert's
-        ("/api/v1/alerts", [ALERT, ALERT], labelset_fingerprint(ALERT).encode()),
-        ("/api/v1/alerts", silence, None),  # no alert in it
+        ("/webhook", webhook, [ka, kb]),
+        ("/api/v2/alerts", v2_same, [ka, ka]),
+        ("/api/v2/alerts", v2_mixed, [kb, ka]),
+        ("/api/v1/alerts", [ALERT, ALERT], [kx, kx]),
+        ("/api/v1/alerts", [ALERT], [kx]),  # one alert: the body itself
+        ("/api/v1/alerts", silence, [None]),  # no alert in it
     ]
 
     async def body() -> None:
@@ -234,14 +239,22 @@ def test_each_body_is_keyed_so_one_alert_lands_on_one_partition() -> None:
             for path, payload, _ in cases:
                 resp = await client.post(path, data=orjson.dumps(payload))
                 assert resp.status in (200, 202), await resp.text()
-        assert [key for _, _, key in producer.sent] == [key for _, _, key in cases]
+        assert [key for _, _, key in producer.sent] == [k for _, _, keys in cases for k in keys]
+        parts = [orjson.loads(value) for _, value, _ in producer.sent[:2]]
+        # the webhook's two alerts: stage 1's forward records, one source, one time
+        assert [p["_triage"] for p in parts] == ["alert", "alert"]
+        assert parts[0]["src"] == parts[1]["src"] and parts[0]["src"][0] == -1
+        assert parts[0]["t"] == parts[1]["t"]
+        assert [p["alert"]["labels"]["alertname"] for p in parts] == ["A", "B"]
+        single = orjson.loads(producer.sent[-2][1])
+        assert single["payload"] == [ALERT]  # the envelope, as sent
 
     asyncio.run(body())
 
 
 def test_the_pipeline_fingerprinter_keys_an_ha_pair_alike() -> None:
     from triage.core.fingerprint import Fingerprinter, FingerprintPolicy
-    from triage.http.relay import partition_key
+    from triage.streams.keys import partition_key
 
     ha = Fingerprinter(default=FingerprintPolicy(exclude=frozenset({"replica"})))
     one, two = ({"labels": {"alertname": "A", "replica": r},

@@ -67,7 +67,8 @@ def test_routes_alerts_failures_and_changes(stages) -> None:
                                               "at": 90}))
     assert [(o.topic, o.key) for o in out] == [
         ("keyed", b"db"), ("keyed", None), ("deadletter", None), ("changes", b"d1")]
-    assert orjson.loads(out[1].value) == {"schema_version": 1, "kind": "clock", "t": 100.0}
+    assert orjson.loads(out[1].value) == {"schema_version": 1, "kind": "clock", "t": 100.0,
+                                          "up": [0, 1, False]}
     dead = orjson.loads(out[2].value)
     assert (dead["error"], dead["raw"], dead["offset"]) == ("DecodeError", "{oops", 1)
     assert triaged_from_record(out[0][2])[1] == 100.0
@@ -163,8 +164,14 @@ def test_an_idle_partition_moves_its_clock_with_the_wall(stages) -> None:
     keyed = intake.process(0, 0, alert("A", "cart", 100.0), wall=0.0)[0].value
     assert incidents.process(0, 0, keyed, wall=0.0) == []  # waits 5 s for its page
     assert incidents.tick_idle(0, wall=0.5) is None  # not idle yet
-    assert incidents.tick_idle(0, wall=3.0) == []
-    events = incidents.tick_idle(0, wall=6.0)
+    # stage 1 is still busy as far as stage 2 knows: its clock holds stage 2's
+    assert incidents.tick_idle(0, wall=3.0) is None
+    said = intake.tick_idle(0, wall=3.0)  # idle: its clock moves 3 s, and it says so
+    assert said is not None
+    clock = orjson.loads(said[-1].value)
+    assert clock["t"] == 103.0 and clock["up"] == [0, 1, True]
+    assert incidents.process(0, 1, said[-1].value, wall=3.0) == []
+    events = incidents.tick_idle(0, wall=6.0)  # no upstream holds it: moves with the wall
     assert events and orjson.loads(events[0].value)["type"] == "incident.created"
     assert orjson.loads(events[0].value)["at"] == "1970-01-01T00:01:46.000Z"
     resolved = intake.tick_idle(0, wall=400.0)  # 5m resolve timeout, no repeat

@@ -7,12 +7,13 @@ While Kafka is unavailable every body is refused with 503 and ``Retry-After``: A
 and Prometheus keep the alerts and retry, so nothing is lost.
 
 **Keys.** Stage 1 keeps each alert's dedup and flap state on the partition of
-``alerts.raw`` its fingerprint hashes to, and forwards there any alert that arrives
-elsewhere. Each body is keyed by the fingerprint of its first alert
-(``triage.streams.keys.partition_key``, with the pipeline's fingerprinter), so a single
-alert lands on its owner directly and a batch (a Prometheus API v2 post, a webhook group)
-costs one forward per alert owned elsewhere; a body with no alert in it (a silence, a change
-record) goes unkeyed.
+``alerts.raw`` its fingerprint hashes to. A body with several alerts (a Prometheus API v2
+post, a webhook group) is split at the door, one message per alert keyed by its
+fingerprint (``triage.streams.keys.split_payload``, with the pipeline's fingerprinter and
+intake limits), so every alert reaches its owner in the order it was received and stage 1
+never forwards one behind its owner's backlog (issue 12); the parts are acknowledged
+together. A body with one alert is published whole under its fingerprint; one with none (a
+silence, a change record) goes unkeyed.
 
 **Feedback** (``POST /api/v1/feedback``) is checked at the door (``feedback_from_dict``; a
 bad record refuses the whole body with 400, nothing published), then each record is
@@ -32,13 +33,14 @@ from typing import Any
 import orjson
 
 from triage.core.fingerprint import Fingerprinter
+from triage.core.pipeline import Pipeline
 from triage.core.render import render_failure
 from triage.core.types import Failed
 from triage.errors import InputError
 from triage.http.intake import Accepted, Rejected, check_format, envelope, too_large
 from triage.metrics import TriageMetrics
 from triage.models.feedback import Feedback
-from triage.streams.keys import partition_key
+from triage.streams.keys import split_payload
 from triage.streams.publisher import Publisher, PublishError
 
 log = logging.getLogger("triage.http")
@@ -53,10 +55,14 @@ class KafkaBackend:
 
     def __init__(self, publisher: Publisher, metrics: TriageMetrics, *,
                  max_payload_bytes: int, clock: Callable[[], float] = time.time,
-                 fingerprinter: Fingerprinter | None = None) -> None:
+                 fingerprinter: Fingerprinter | None = None,
+                 reader: Pipeline | None = None) -> None:
         # ``fingerprinter``: the pipeline's (per-source policies), so that alerts dedup
-        # treats as one (an HA pair's ``replica`` label excluded) get one key
+        # treats as one (an HA pair's ``replica`` label excluded) get one key; ``reader``
+        # splits bodies per alert (``bootstrap.build_reader``: that fingerprinter and the
+        # intake limits)
         self.fingerprinter = fingerprinter or Fingerprinter()
+        self.reader = reader or Pipeline(fingerprinter=self.fingerprinter)
         self.publisher = publisher
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
@@ -86,8 +92,7 @@ class KafkaBackend:
         if len(wrapped) > self.max_payload_bytes:
             return too_large(len(wrapped), self.max_payload_bytes, "intake.max_payload_bytes")
         try:
-            await self.publisher.publish("raw", wrapped,
-                                         key=partition_key(payload, self.fingerprinter))
+            await self.publisher.publish_many("raw", split_payload(wrapped, self.reader))
         except PublishError as exc:
             if not exc.retryable:
                 return Rejected(413, "PayloadTooLarge", str(exc))

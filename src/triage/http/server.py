@@ -20,7 +20,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
-from triage.bootstrap import build_fingerprinter
+from triage.bootstrap import build_fingerprinter, build_reader
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.http.app import create_app, error_response
@@ -59,7 +59,8 @@ def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetr
         # the producer must carry whatever the door lets through, envelope included
         publisher = Publisher(settings.kafka, max_request_size=limit + 4096)
         return KafkaBackend(publisher, metrics, max_payload_bytes=limit, clock=clock,
-                            fingerprinter=build_fingerprinter(settings))
+                            fingerprinter=build_fingerprinter(settings),
+                            reader=build_reader(settings))
     if pipeline is None or engine is None:
         raise ValueError("embedded mode needs a pipeline and an incident engine")
     return EmbeddedBackend(pipeline, engine, metrics, output=options.output,

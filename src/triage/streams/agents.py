@@ -45,6 +45,7 @@ both stages together (see BENCHMARKS.md, issue 5).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -108,9 +109,10 @@ class Stage(Protocol):
     def drop(self, partition: int) -> None: ...
     def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
                      wall: float = 0.0) -> list[Output]: ...
-    def tick_idle(self, partition: int, wall: float,
-                  idle_after: float = ...) -> list[Output] | None: ...
+    def tick_idle(self, partition: int, wall: float, idle_after: float = ...,
+                  caught_up: bool = ...) -> list[Output] | None: ...
     def take_state(self, partition: int) -> list[StateWrite]: ...
+    def safe_offset(self, partition: int) -> int: ...
 
 
 async def deliver(send: Sender, outputs: Sequence[Output | StateOutput], *,
@@ -179,8 +181,12 @@ class StageRunner:
                  after: Callable[[], None] | None = None,
                  fetch: Fetch | None = None,
                  on_refetch: Callable[[int], None] | None = None,
-                 restorable: Callable[[], bool] | None = None) -> None:
+                 restorable: Callable[[], bool] | None = None,
+                 caught_up: Callable[[int], bool] | None = None) -> None:
         self.name = name
+        # whether a partition's consumer has read up to its end: only then may its clock
+        # move by wall time, or stage 1 tell stage 2 it is idle (None: always)
+        self.caught_up = caught_up
         # whether the table holds what a partition's state is restored from (False between a
         # rebalance and the end of the table recovery it starts; see ``wire``)
         self.restorable = restorable
@@ -352,7 +358,8 @@ class StageRunner:
             for partition in list(self.stage.parts):
                 if owned is not None and partition not in owned:
                     continue
-                out = self.stage.tick_idle(partition, wall, self.idle_after)
+                up_to_date = self.caught_up is None or self.caught_up(partition)
+                out = self.stage.tick_idle(partition, wall, self.idle_after, up_to_date)
                 if out is None:
                     continue
                 moved.append(partition)
@@ -403,6 +410,61 @@ class StageRunner:
             await self._confirm_state()
             for partition in partitions:
                 self.stage.drop(partition)
+
+
+class Acks:
+    """Acknowledges the messages a runner consumed once its stage has applied them.
+
+    Stage 2 holds records that arrived ahead of its clock (``triage.streams.eventtime``)
+    in memory only; their offsets, and every later one of their partition, are acknowledged
+    when the stage's ``safe_offset`` passes them, so the committed offset never passes a
+    held record and a restart reads it again. Messages of a partition the stage does not
+    hold (revoked, or skipped until restored: ``StageRunner.skipped``) are acknowledged at
+    once, as faust's streams would. A revoked partition's pending messages are dropped
+    unacknowledged: its new owner reads them from the committed offset."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.pending: dict[int, list[Any]] = {}
+
+    def ack(self, consumer: Any, messages: Iterable[Any]) -> None:
+        """Acknowledge ``messages`` (faust messages, just processed) as far as is safe."""
+        parts = self.stage.parts
+        for message in messages:
+            partition = message.partition
+            if partition in self.pending or (
+                    partition in parts and message.offset > self.stage.safe_offset(partition)):
+                self.pending.setdefault(partition, []).append(message)
+            else:
+                message.ack(consumer)
+        self.release(consumer)
+
+    def release(self, consumer: Any) -> None:
+        """Acknowledge the pending messages the stage has applied since."""
+        parts = self.stage.parts
+        for partition, messages in list(self.pending.items()):
+            if partition not in parts:
+                del self.pending[partition]  # revoked: not ours to acknowledge
+                continue
+            safe = self.stage.safe_offset(partition)
+            keep = []
+            for message in messages:
+                if message.offset <= safe:
+                    message.ack(consumer)
+                else:
+                    keep.append(message)
+            if keep:
+                self.pending[partition] = keep
+            else:
+                del self.pending[partition]
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget the pending messages of revoked partitions."""
+        for partition in partitions:
+            self.pending.pop(partition, None)
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self.pending.values())
 
 
 def partition_of_key(key: bytes) -> int | None:
@@ -684,23 +746,45 @@ def wire(
     def restorable() -> bool:
         return recovered[0]
 
+    def caught_up(topic_name: str, stage: Stage) -> Callable[[int], bool] | None:
+        if send is not None:
+            return None  # wiring tests: no consumer
+
+        def read_to_the_end(partition: int) -> bool:
+            part = stage.parts.get(partition)
+            if part is None:
+                return False
+            high = None
+            for tp in app.consumer.assignment():
+                if tp.topic == topic_name and tp.partition == partition:
+                    with contextlib.suppress(Exception):  # not fetched yet
+                        high = app.consumer.highwater(tp)
+                    break
+            if high is None:  # never fetched: taken as caught up once long without input
+                return bool(time.monotonic() - part.last_input >= incidents.idle_timeout)
+            return bool(part.offset + 1 >= int(high))
+
+        return read_to_the_end
+
     gate = None if send is not None else restorable
     intake_runner = StageRunner(name="intake", stage=intake, data=intake_table.data,
                                 changelog=INTAKE_STATE, send=sender,
                                 assigned=owned(names["raw"]), idle_after=idle_after,
                                 after=after_intake, fetch=reader("raw"),
-                                on_refetch=refetch_counter("intake"), restorable=gate)
+                                on_refetch=refetch_counter("intake"), restorable=gate,
+                                caught_up=caught_up(names["raw"], intake))
     incident_runner = StageRunner(name="incidents", stage=incidents,
                                   data=incident_table.data, changelog=INCIDENT_STATE,
                                   send=sender, assigned=owned(names["keyed"]),
                                   idle_after=idle_after, after=after_incidents,
                                   fetch=reader("keyed"), on_refetch=refetch_counter("incidents"),
-                                  restorable=gate)
+                                  restorable=gate, caught_up=caught_up(names["keyed"], incidents))
+    acks = {intake_runner.name: Acks(intake), incident_runner.name: Acks(incidents)}
 
     # The hot path (triage.streams.batches): the consumer hands each fetch of these two
     # topics to a buffer; the agents take batches from it instead of from their streams.
     buffers: dict[str, BatchBuffer] = {}
-    if send is None and kafka.batch_fetch:
+    if send is None:
         buffers = {raw.get_topic_name(): BatchBuffer(), keyed.get_topic_name(): BatchBuffer()}
         app.transport.Consumer = batching_consumer(buffers)  # type: ignore[misc]
 
@@ -709,8 +793,7 @@ def wire(
         async for live, taken in take_batches(app, buffer, batch_max):
             if live:
                 await runner.handle([(m.partition, m.offset, m.value) for m in live])
-            for message in taken:
-                message.ack(consumer)
+            acks[runner.name].ack(consumer, taken)
 
     async def intake_agent(stream: Any) -> None:  # a faust.Stream
         if buffers:
@@ -741,6 +824,9 @@ def wire(
                 run_change_feed(settings, incidents, stop=lambda: app.should_stop))]
         await intake_runner.tick()
         await incident_runner.tick()
+        if buffers:
+            for held in acks.values():
+                held.release(app.consumer)
         if gauges is not None:
             try:
                 await gauges()
@@ -771,6 +857,9 @@ def wire(
         await intake_runner.revoke(tp.partition for tp in revoked if tp.topic == names["raw"])
         await incident_runner.revoke(tp.partition for tp in revoked
                                      if tp.topic == names["keyed"])
+        acks[intake_runner.name].drop(tp.partition for tp in revoked if tp.topic == names["raw"])
+        acks[incident_runner.name].drop(tp.partition for tp in revoked
+                                        if tp.topic == names["keyed"])
 
     async def on_complete(sender: Any, **_: Any) -> None:
         # Sent when table recovery has finished, before the streams resume. Not always:

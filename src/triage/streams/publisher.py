@@ -122,15 +122,28 @@ class Publisher:
 
         Raises ``PublishError`` when the broker did not acknowledge in time.
         """
+        await self.publish_many(role, [(key, value)])
+
+    async def publish_many(self, role: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+        """Send every (key, value) to the topic for ``role`` at once, and wait until the
+        broker acknowledged them all (``acks=all``). ``PublishError`` if any was not: the
+        caller answers the sender with a retry, and a retry may publish some twice (stage 1
+        takes a repeat as a repeat)."""
         producer = await self._ensure_started()
         now = self._clock()
         if not self.connected and now < self._down_until:
             # a send failed moments ago: refuse at once rather than make every request
             # wait out the timeout while the broker is away
             raise PublishError(self._refusal())
+        topic = self.topic(role)
+
+        async def send_all() -> None:
+            acks = [await producer.send(topic, value, key=key) for key, value in messages]
+            for ack in acks:
+                await ack
+
         try:
-            await asyncio.wait_for(producer.send_and_wait(self.topic(role), value, key=key),
-                                   self.timeout)
+            await asyncio.wait_for(send_all(), self.timeout)
         except MessageSizeTooLargeError as exc:
             raise PublishError(f"Kafka refused the message size: {exc}",
                                retryable=False) from None

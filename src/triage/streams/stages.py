@@ -60,6 +60,7 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -74,6 +75,7 @@ from triage.core.silences import Silence, SilenceSet
 from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Triaged
 from triage.errors import DecodeError, InputError, SchemaError
+from triage.streams.eventtime import IDLE_TIMEOUT, UpstreamClock
 
 
 class Output(NamedTuple):
@@ -95,6 +97,12 @@ IDLE_AFTER = 1.0  # wall seconds without input before a partition's clock moves 
 # since it last did: stage 2 then decides pages and quiet periods on time even when the
 # input only repeats what is known (repeats send nothing downstream).
 CLOCK_RESOLUTION = 1.0
+# A stage-1 partition sends a clock record at least this often (wall seconds) while it is
+# not idle, so stage 2 keeps waiting for it even while its clock stands still; and it says
+# "idle" once it has been caught up with its input for IDLE_GRACE (stage 2 then stops
+# waiting for it: triage.streams.eventtime).
+HEARTBEAT = 1.0
+IDLE_GRACE = 1.0
 
 _dumps = orjson.dumps
 
@@ -140,6 +148,8 @@ class IntakePartition(_Part):
     pipeline: Pipeline = field(default_factory=Pipeline)
     changes: list[ChangeRecord] = field(default_factory=list)
     clock_sent: float = 0.0
+    idle_sent: bool = False  # the last clock record said "idle" (caught up with its input)
+    beat_sent: float = 0.0  # wall time of the last clock record
 
 
 @dataclass
@@ -147,6 +157,11 @@ class IncidentPartition(_Part):
     engine: IncidentEngine = field(default_factory=IncidentEngine)
     clock: float = 0.0
     recent: RecentRecords = field(default_factory=lambda: RecentRecords())
+    upstream: UpstreamClock = field(default_factory=lambda: UpstreamClock(started=0.0))
+    # stage-1 partition -> offset (here) of the last of its records applied: records are
+    # applied in event-time order, so each upstream's in the order they arrived; after a
+    # restart, what was applied past a record held at the time is skipped by this
+    applied: dict[int, int] = field(default_factory=dict)
 
 
 class RecentRecords:
@@ -277,6 +292,7 @@ class IntakeStage:
                 part.offset = rec["offset"]
                 pipeline.watermark, pipeline.next_sweep = rec["clock"]
                 part.clock_sent = rec.get("clock_sent", 0.0)
+                part.idle_sent = bool(rec.get("idle_sent", False))
                 pipeline.counts.update(rec["counts"])
         pipeline.dedup.load(alerts)
         pipeline.dedup.take_changes()  # what was just loaded is already saved
@@ -286,6 +302,10 @@ class IntakeStage:
     def drop(self, partition: int) -> None:
         """Forget a partition (revoked: another worker owns it now)."""
         self.parts.pop(partition, None)
+
+    def safe_offset(self, partition: int) -> int:
+        """Stage 1 holds nothing back: every message read is applied."""
+        return self.parts[partition].offset
 
     def process(self, partition: int, offset: int, raw: bytes | None,
                 wall: float = 0.0) -> list[Output]:
@@ -316,7 +336,7 @@ class IntakeStage:
                 out.append(Output("changes", change.id.encode(),
                                   _dumps(render_change(change))))
             part.changes.clear()
-        self._clock(part, out)
+        self._clock(part, out, partition, idle=False, wall=wall)
         return out
 
     def _intake(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes | None
@@ -347,9 +367,8 @@ class IntakeStage:
             if isinstance(item, Alert):
                 key = item.fingerprint.encode()
                 if partition_of(key) != partition:
-                    sends.append(Output("raw", key, _dumps({
-                        "_triage": "alert", "v": 1, "src": [partition, offset], "t": now,
-                        "alert": alert_record(item)})))
+                    sends.append(Output("raw", key, forward_record(item, now,
+                                                                   [partition, offset])))
                     continue
             own.append(item)  # bad alerts stay here: dead-lettered where they were received
         if sends:
@@ -395,11 +414,15 @@ class IntakeStage:
             self.misrouted += 1
         return pipeline.triage([alert], float(t)), [], src
 
-    def _clock(self, part: IntakePartition, out: list[Output]) -> None:
+    def _clock(self, part: IntakePartition, out: list[Output], partition: int, *,
+               idle: bool, wall: float, force: bool = False) -> None:
+        """Tell every stage-2 partition this partition's clock, when it moved by
+        ``CLOCK_RESOLUTION``, when it became idle or busy, or when ``force``d."""
         now = part.pipeline.watermark
-        if now - part.clock_sent >= CLOCK_RESOLUTION:
-            part.clock_sent = now
-            record = _dumps({"schema_version": 1, "kind": "clock", "t": now})
+        if force or idle != part.idle_sent or now - part.clock_sent >= CLOCK_RESOLUTION:
+            part.clock_sent, part.idle_sent, part.beat_sent = now, idle, wall
+            record = _dumps({"schema_version": 1, "kind": "clock", "t": now,
+                             "up": [partition, self.raw_partitions, idle]})
             out.extend(Output("keyed", None, record, p) for p in range(self.keyed_partitions))
 
     def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
@@ -410,27 +433,36 @@ class IntakeStage:
             out += self.process(partition, offset, raw, wall)
         return out
 
-    def tick_idle(self, partition: int, wall: float,
-                  idle_after: float = IDLE_AFTER) -> list[Output] | None:
-        """If the partition has been idle, move its clock on by the wall time that passed
-        and return what expired (timeouts, released holds); None if it was not idle."""
+    def tick_idle(self, partition: int, wall: float, idle_after: float = IDLE_AFTER,
+                  caught_up: bool = True) -> list[Output] | None:
+        """If the partition has been idle (no input for ``idle_after``, and ``caught_up``
+        with its topic: not merely waiting while the consumer reads other partitions), move
+        its clock on by the wall time that passed and return what expired (timeouts,
+        released holds). Either way, tell stage 2 whether it is idle, and beat while it is
+        not (``HEARTBEAT``). None if nothing happened."""
         part = self.parts[partition]
-        if wall - part.last_input < idle_after:
-            return None
-        elapsed = max(0.0, wall - part.last_advance)
-        part.last_advance = wall
-        pipeline = part.pipeline
-        outcomes = pipeline.tick(pipeline.watermark + elapsed)
-        if self.observe:
-            self.observed.swept += len(outcomes)
-        out = self._route(outcomes, pipeline.watermark, partition, None)
-        if out:
-            self._clock(part, out)
-        return out
+        quiet = wall - part.last_input
+        idle = caught_up and quiet >= min(idle_after, IDLE_GRACE)
+        out: list[Output] = []
+        moved = False
+        if caught_up and quiet >= idle_after:
+            elapsed = max(0.0, wall - part.last_advance)
+            part.last_advance = wall
+            pipeline = part.pipeline
+            outcomes = pipeline.tick(pipeline.watermark + elapsed)
+            if self.observe:
+                self.observed.swept += len(outcomes)
+            out = self._route(outcomes, pipeline.watermark, partition, None, idle=idle)
+            moved = True
+        beat = wall - part.beat_sent >= HEARTBEAT and not (idle and part.idle_sent)
+        self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat)
+        return out if out or moved else None
 
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
-               offset: int | None, src: list[Any] | None = None) -> list[Output]:
+               offset: int | None, src: list[Any] | None = None,
+               idle: bool = False) -> list[Output]:
         out: list[Output] = []
+        up = [partition, self.raw_partitions, idle]
         for o in outcomes:
             if isinstance(o, Triaged):
                 record = render_outcome(o, now)
@@ -439,6 +471,7 @@ class IntakeStage:
                 # the input message it came from: stage 2 observes the records of one
                 # message together, as the embedded runtime observes one line
                 record["src"] = src or [partition, offset]
+                record["up"] = up  # the partition whose clock ``t`` is (eventtime.py)
                 out.append(Output("keyed", self.domain_of(o.alert.labels).encode(),
                                   _dumps(record)))
             elif isinstance(o, Failed):
@@ -459,7 +492,8 @@ class IntakeStage:
             pipeline.silences_changed = False
         writes.append((prefix + b"m", _dumps({
             "offset": part.offset, "clock": [pipeline.watermark, pipeline.next_sweep],
-            "clock_sent": part.clock_sent, "counts": dict(pipeline.counts)})))
+            "clock_sent": part.clock_sent, "idle_sent": part.idle_sent,
+            "counts": dict(pipeline.counts)})))
         return writes
 
     def counts(self) -> Counter[str]:
@@ -471,10 +505,13 @@ class IntakeStage:
 
 
 class IncidentStage:
-    """Stage 2 over the partitions of ``alerts.keyed`` this worker owns."""
+    """Stage 2 over the partitions of ``alerts.keyed`` this worker owns, each in event time
+    over the stage-1 partitions it hears from (``triage.streams.eventtime``)."""
 
-    def __init__(self, template: IncidentEngine) -> None:
+    def __init__(self, template: IncidentEngine, *,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.template = template
+        self.idle_timeout = idle_timeout  # an upstream silent this long holds the clock no more
         self.changes = template.changes  # shared: every partition sees every change
         self.parts: dict[int, IncidentPartition] = {}
         self.replayed = 0
@@ -498,7 +535,9 @@ class IncidentStage:
                 wall: float = 0.0) -> IncidentPartition:
         """Build the partition's engine from its table entries."""
         engine = self.new_engine()
-        part = IncidentPartition(engine=engine, last_input=wall, last_advance=wall)
+        part = IncidentPartition(engine=engine, last_input=wall, last_advance=wall,
+                                 upstream=UpstreamClock(started=wall,
+                                                        idle_timeout=self.idle_timeout))
         records: list[dict[str, Any]] = []
         timers: list[list[Any]] = []
         for key, value in items:
@@ -511,6 +550,8 @@ class IncidentStage:
                 part.clock = rec["clock"]
                 timers = rec["timers"]
                 engine.counts.update(rec["counts"])
+                part.upstream.restore_marks(rec.get("upstream") or {}, wall)
+                part.applied = {int(u): int(o) for u, o in (rec.get("applied") or {}).items()}
         engine.load(records, timers)
         engine.take_changes()
         self.parts[partition] = part
@@ -520,6 +561,18 @@ class IncidentStage:
         """Forget a partition (revoked: another worker owns it now)."""
         self.parts.pop(partition, None)
 
+    def safe_offset(self, partition: int) -> int:
+        """The offset up to which every record of ``partition`` has been applied (or
+        skipped): what the worker may acknowledge. A held record is not, and neither is
+        anything after it."""
+        part = self.parts[partition]
+        low = part.upstream.lowest_held_offset()
+        return part.offset if low is None else min(part.offset, low - 1)
+
+    def held(self) -> int:
+        """Records held for the clock, over this worker's partitions."""
+        return sum(len(part.upstream.held) for part in self.parts.values())
+
     def process(self, partition: int, offset: int, value: bytes | None,
                 wall: float = 0.0) -> list[Output]:
         """Correlate one ``alerts.keyed`` record; returns the incident events to send."""
@@ -527,60 +580,78 @@ class IncidentStage:
 
     def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
                      wall: float = 0.0) -> list[Output]:
-        """Correlate consecutive records of one partition. Records that came from the same
-        input message (``src``) are observed together, one decision for all of them, as
-        ``triage run`` observes the alerts of one line."""
+        """Correlate consecutive records of one partition, in event-time order over its
+        upstream partitions (``triage.streams.eventtime``): a record stamped after the clock
+        the upstreams allow waits for it. Records that came from the same input message
+        (``src``) are observed together, one decision for all of them, as ``triage run``
+        observes the alerts of one line."""
         part = self.parts[partition]
         part.last_input = part.last_advance = wall
-        out: list[Output] = []
-        group: list[Triaged] = []
-        group_src: Any = None
-        group_offset = -1
+        run = _Observer(self, part, partition)
         for offset, value in messages:
             if offset <= part.offset:
                 self.replayed += 1
                 continue
-            if value is not None and not part.recent.add(value):
-                self.resent += 1  # applied already: sent again by a restarted stage 1
-                if not group:
-                    part.offset = offset
-                continue
+            part.offset = offset
             try:
-                triaged, at, src = _decode_keyed(value)
+                triaged, at, src, up = _decode_keyed(value)
             except InputError as exc:
-                out += self._observe(part, group, group_offset, partition)
-                group = []
+                run.flush()
                 failure = Failed(type(exc).__name__, exc.field, exc.message,
                                  _text(value), "alerts.keyed")
-                out.append(Output("deadletter", None, _dumps(
+                run.out.append(Output("deadletter", None, _dumps(
                     dead_letter(failure, part.clock, "keyed", partition, offset))))
-                part.offset = offset
                 continue
-            if group and (triaged is None or src is None or src != group_src
-                          or at != part.clock):
-                out += self._observe(part, group, group_offset, partition)
-                group = []
-            part.clock = max(part.clock, at)
-            if triaged is None:  # a clock record: time has passed upstream
-                out += self._guard(part, partition, offset, value,
-                                   lambda: part.engine.tick(part.clock))
-                part.offset = offset
+            if up is not None and offset <= part.applied.get(up[0], -1):
+                self.replayed += 1  # applied before a restart, after a record then held
                 continue
-            group.append(triaged)
-            group_src, group_offset = src, offset
-        out += self._observe(part, group, group_offset, partition)
-        return out
+            if triaged is not None and value is not None and not part.recent.add(value):
+                self.resent += 1  # applied already: sent again by a restarted stage 1
+                continue
+            if up is None:  # from a stage 1 that names no upstream: applied as it comes
+                if triaged is not None and at < part.clock:
+                    part.engine.counts["late_records"] += 1
+                self._advance(part, run, max(part.clock, at))
+                if triaged is not None:
+                    run.add(triaged, src, part.clock, offset, None)
+                continue
+            upstream = part.upstream
+            upstream.note(up[0], up[1], at, up[2], wall=wall)
+            if triaged is not None:
+                if at < part.clock:  # its upstream was idle or silent: late
+                    part.engine.counts["late_records"] += 1
+                    run.add(triaged, src, part.clock, offset, up[0])
+                else:
+                    upstream.hold(at, up[0], offset, (triaged, src))
+            self._advance(part, run, upstream.safe_time(part.clock, wall=wall))
+        run.flush()
+        return run.out
 
-    def _observe(self, part: IncidentPartition, group: list[Triaged], offset: int,
+    def _advance(self, part: IncidentPartition, run: _Observer, clock: float) -> None:
+        """Release the held records up to ``clock`` in event-time order, then move the
+        partition's clock (and the engine's timers) to it, through the times its upstreams
+        reported on the way."""
+        if clock <= part.clock and not part.upstream.held:
+            return
+        for step in part.upstream.steps(part.clock, clock):
+            for held in part.upstream.due(step):
+                triaged, src = held.item
+                run.add(triaged, src, held.t, held.offset, held.upstream)
+            if step > part.clock:
+                run.flush()
+                part.clock = step
+                run.out += self._guard(part, run.partition, part.offset, None,
+                                       partial(part.engine.tick, step))
+
+    def _observe(self, part: IncidentPartition, group: list[Triaged], at: float, offset: int,
                  partition: int) -> list[Output]:
         if not group:
             return []
         started = perf_counter()
         out = self._guard(part, partition, offset, None,
-                          lambda: part.engine.observe(group, part.clock))
+                          lambda: part.engine.observe(group, at))
         if self.observe:
             self.observed.seconds.append(perf_counter() - started)
-        part.offset = offset
         return out
 
     def _guard(self, part: IncidentPartition, partition: int, offset: int,
@@ -596,18 +667,26 @@ class IncidentStage:
             self.observed.events.extend(events)
         return _events(events)
 
-    def tick_idle(self, partition: int, wall: float,
-                  idle_after: float = IDLE_AFTER) -> list[Output] | None:
-        """As ``IntakeStage.tick_idle``: pages due, quiet periods over, war-room rules."""
+    def tick_idle(self, partition: int, wall: float, idle_after: float = IDLE_AFTER,
+                  caught_up: bool = True) -> list[Output] | None:
+        """Release what the upstreams allow now (one may have gone silent), and, if the
+        partition has been idle (``caught_up`` with its topic) with no upstream holding it,
+        move its clock by the wall time that passed: pages due, quiet periods over,
+        war-room rules. None if nothing happened."""
         part = self.parts[partition]
-        if wall - part.last_input < idle_after:
+        run = _Observer(self, part, partition)
+        upstream = part.upstream
+        before = part.clock
+        self._advance(part, run, upstream.safe_time(part.clock, wall=wall))
+        if (caught_up and wall - part.last_input >= idle_after
+                and not upstream.live(wall)):
+            clock = part.clock + max(0.0, wall - part.last_advance)
+            part.last_advance = wall
+            self._advance(part, run, clock)
+        run.flush()
+        if not run.out and part.clock == before:
             return None
-        part.clock += max(0.0, wall - part.last_advance)
-        part.last_advance = wall
-        events = part.engine.tick(part.clock)
-        if self.observe:
-            self.observed.events.extend(events)
-        return _events(events)
+        return run.out
 
     def take_state(self, partition: int) -> list[StateWrite]:
         """The partition's state changed since the last call, meta record last."""
@@ -617,9 +696,13 @@ class IncidentStage:
         changed, removed = engine.take_changes()
         writes: list[StateWrite] = [(prefix + b"i|" + i.encode(), None) for i in removed]
         writes.extend((prefix + b"i|" + i.encode(), _dumps(rec)) for i, rec in changed.items())
+        # the offset a restart reads on from: the records held now are read again (their
+        # offsets were not acknowledged), what was applied after them skipped (``applied``)
         writes.append((prefix + b"m", _dumps({
-            "offset": part.offset, "clock": part.clock, "timers": engine.timers(),
-            "counts": dict(engine.counts)})))
+            "offset": self.safe_offset(partition), "clock": part.clock,
+            "timers": engine.timers(), "counts": dict(engine.counts),
+            "upstream": part.upstream.marks_record(),
+            "applied": {str(u): o for u, o in part.applied.items()}})))
         return writes
 
     def add_change(self, value: bytes | None) -> bool:
@@ -643,14 +726,55 @@ class IncidentStage:
         return total
 
 
-def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any]:
+def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any, Upstream | None]:
+    """A keyed record: the outcome (None for a clock record), its time, the input message
+    it came from (``src``) and its upstream (``up``: stage-1 partition, how many, idle)."""
     triaged, at = triaged_from_record(value)
+    rec = orjson.loads(value or b"")  # cheap second look (the record was valid JSON just now)
     src = None
     if triaged is not None:
-        # cheap second look for the source marker (the record was valid JSON just now)
-        rec = orjson.loads(value or b"")
         src = tuple(rec["src"]) if isinstance(rec.get("src"), list) else None
-    return triaged, at, src
+    raw_up = rec.get("up")
+    up: Upstream | None = None
+    if (isinstance(raw_up, list) and len(raw_up) == 3 and isinstance(raw_up[0], int)
+            and isinstance(raw_up[1], int) and 0 <= raw_up[0] < raw_up[1]):
+        up = (raw_up[0], raw_up[1], raw_up[2] is True)
+    return triaged, at, src, up
+
+
+class _Observer:
+    """Stage 2's records on their way into the engine: those of one input message at one
+    time are observed together; what the engine says is collected in ``out``, and each
+    record applied is noted as its upstream's last (``IncidentPartition.applied``)."""
+
+    __slots__ = ("at", "group", "offset", "out", "part", "partition", "src", "stage")
+
+    def __init__(self, stage: IncidentStage, part: IncidentPartition, partition: int) -> None:
+        self.stage, self.part, self.partition = stage, part, partition
+        self.out: list[Output] = []
+        self.group: list[Triaged] = []
+        self.src: Any = None
+        self.at = 0.0
+        self.offset = -1
+
+    def add(self, triaged: Triaged, src: Any, at: float, offset: int,
+            upstream: int | None) -> None:
+        if self.group and (src is None or src != self.src or at != self.at):
+            self.flush()
+        self.group.append(triaged)
+        self.src, self.at, self.offset = src, at, offset
+        if upstream is not None:
+            self.part.applied[upstream] = offset
+
+    def flush(self) -> None:
+        if self.group:
+            self.out += self.stage._observe(self.part, self.group, self.at, self.offset,
+                                            self.partition)
+            self.group = []
+
+
+# (stage-1 partition, how many there are, idle)
+Upstream = tuple[int, int, bool]
 
 
 def _events(events: list[dict[str, Any]]) -> list[Output]:
@@ -721,6 +845,16 @@ def triaged_from_record(value: bytes | None) -> tuple[Triaged | None, float]:
                    parse_timestamp(rec.get("first_seen"), "first_seen") or at,
                    parse_timestamp(rec.get("last_seen"), "last_seen") or at,
                    flapping=bool(rec.get("flapping")), reason=rec.get("reason") or ""), at
+
+
+def forward_record(alert: Alert, t: float, src: list[int]) -> bytes:
+    """An alert for the partition that owns it, normalized and fingerprinted already,
+    triaged there at ``t`` (the payload's time): what stage 1 forwards, and what ``triage
+    serve`` publishes for each alert of a body it splits (``triage.streams.keys``). ``src``
+    names the message it came from ([partition, offset]; [-1, id] for a split body), so
+    stage 2 observes a message's alerts together."""
+    return _dumps({"_triage": "alert", "v": 1, "src": src, "t": t,
+                   "alert": alert_record(alert)})
 
 
 def alert_record(alert: Alert) -> dict[str, Any]:

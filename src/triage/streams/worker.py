@@ -35,7 +35,7 @@ def build_streams(settings: Settings, *, pipeline: Pipeline, engine: IncidentEng
     """The app with both stages wired, ``pipeline`` and ``engine`` as templates."""
     app = build_app(settings, session_timeout=session_timeout)
     intake = IntakeStage(pipeline, domain_of=domain_mapper(engine))
-    incidents = IncidentStage(engine)
+    incidents = IncidentStage(engine, idle_timeout=settings.kafka.idle_timeout)
     return wire(app, settings, intake=intake, incidents=incidents, partitions=partitions,
                 **wire_options)
 

@@ -338,7 +338,9 @@ class IncidentEngine:
                       recurring: Incident | None = None) -> Incident:
         found = self._search(service, kind, now)
         if not found:
-            return self._reopen(recurring, now) if recurring is not None else self._open(fp, now)
+            if recurring is not None:
+                return self._reopen(recurring, now)
+            return self._open(service, fp, now)
         explains = kind in SELF_KINDS or level == CRITICAL
         items = list(found.values())
         sib_via = {via for c, via in items if c.relation == SIBLING}
@@ -404,8 +406,13 @@ class IncidentEngine:
         return (inc.status == "open" and now - inc.last_onset <= p.window
                 and now - inc.episode <= p.horizon)
 
-    def _open(self, fp: str, now: float) -> Incident:
-        digest = hashlib.sha1(f"{fp}|{now:.3f}".encode()).hexdigest()[:12]
+    def _open(self, service: str, fp: str, now: float) -> Incident:
+        # Named by its service and time, not by which of the alerts that opened it at that
+        # time came first: a partitioned runtime cannot know the input order of two alerts
+        # stamped alike that arrived on different partitions (docs/streaming.md).
+        digest = hashlib.sha1(f"{service}|{now:.3f}".encode()).hexdigest()[:12]
+        if f"inc-{digest}" in self.incidents:  # opened twice for a service at one time
+            digest = hashlib.sha1(f"{service}|{fp}|{now:.3f}".encode()).hexdigest()[:12]
         inc = Incident(f"inc-{digest}", now)
         self.incidents[inc.id] = inc
         self._keys[inc.id] = _Keys()
