@@ -182,8 +182,27 @@ class KafkaCase:
         self.config.write_text(yaml.safe_dump(config))
         create_topics(self.kafka)
 
-    def produce(self, lines: list[bytes], key_field: str | None = None) -> None:
-        produce_lines(self.kafka, self.topics["raw"], lines, key_field=key_field)
+    def produce(self, lines: list[bytes], key_field: str | None = None, *,
+                keyed: bool = False) -> None:
+        """``lines`` to ``alerts.raw`` as they are (unkeyed, as kcat sends them), keyed by
+        ``key_field``, or ``keyed`` by their alert's fingerprint as ``triage produce``
+        keys them."""
+        key_of = None
+        if keyed:
+            from triage.bootstrap import build_fingerprinter
+            from triage.settings import load_settings
+            from triage.streams.keys import partition_key
+
+            fingerprinter = build_fingerprinter(load_settings(self.config))
+
+            def key_of(value: bytes) -> bytes | None:
+                try:
+                    return partition_key(orjson.loads(value), fingerprinter)
+                except orjson.JSONDecodeError:
+                    return None
+
+        produce_lines(self.kafka, self.topics["raw"], lines, key_field=key_field,
+                      key_of=key_of)
 
     def start_worker(self, *extra: str) -> Worker:
         """A worker; its /metrics exporter is off unless ``extra`` sets ``--metrics-port``

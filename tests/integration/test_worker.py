@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -68,14 +69,43 @@ def _final_status(events: Iterable[dict]) -> dict[str, str]:
     return {i: s for i, (_, s) in latest.items()}
 
 
-def test_worker_gives_the_embedded_result(kafka_case, tmp_path: Path) -> None:
-    case = kafka_case()
+def pairs_topology(tmp: Path) -> Path:
+    """svc01 calls svc02, svc03 calls svc04, ...: incidents that span two services, with a
+    root cause to find."""
+    services: dict[str, dict[str, list[str]]] = {
+        f"svc{s:02d}": {"depends_on": [f"svc{s + 1:02d}"]} for s in range(1, 29, 2)}
+    services.update({f"svc{s:02d}": {} for s in range(0, 30, 2)})
+    path = tmp / "services.yaml"
+    path.write_text(yaml.safe_dump({"services": services}))
+    return path
+
+
+@pytest.mark.parametrize(("partitions", "workers"), [(1, 1), (3, 1), (6, 1), (6, 2)])
+def test_worker_gives_the_embedded_result(kafka_case, tmp_path: Path, partitions: int,
+                                          workers: int) -> None:
+    """Issue 12's equivalence on the broker: the storm keyed by fingerprint (as ``triage
+    produce`` and ``triage serve`` publish it), on 1, 3 and 6 partitions and with two
+    workers, gives the incidents of ``triage run``: ids, alerts, services, status, event
+    types, and root causes and priorities."""
+    topology = {"topology": {"file": str(pairs_topology(tmp_path))}}
+    case = kafka_case(partitions=partitions, extra=topology)
     lines = storm(steps=120)
     want = expected(case, lines, tmp_path)
-    case.produce(lines)
+    case.produce(lines, keyed=True)
     worker = case.start_worker("--idle-after", "600")
-    got = case.wait_for("incidents", all_incidents_in(want), timeout=90, worker=worker)
+    for _ in range(workers - 1):
+        case.start_worker("--idle-after", "600")
+    got = case.wait_for("incidents", all_incidents_in(want), timeout=120, worker=worker)
     same_incidents(got, want)
+
+    def decisions(events: Iterable[dict]) -> dict[str, tuple[object, ...]]:
+        out: dict[str, tuple[object, ...]] = {}
+        for e in sorted(events, key=lambda e: e["incident"]["sequence"]):
+            inc = e["incident"]
+            out[inc["id"]] = ((inc.get("root_cause") or {}).get("service"), inc["priority"])
+        return out
+
+    assert decisions(without_sentinel(got)) == decisions(want.values())
     dead = case.wait_for("deadletter", lambda r: len(r) >= 12, timeout=10)
     assert {d["error"] for d in dead} == {"TimestampError"} and len(dead) == 12
 

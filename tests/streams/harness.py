@@ -70,6 +70,9 @@ class Streams:
                                   keyed_partitions=keyed, raw_partitions=raw,
                                   partition_of=key_partitioner(murmur2, raw))
         self.incidents = IncidentStage(engine, idle_timeout=idle_timeout)
+        self.intake.peers = self.incidents.upstream_marks
+        self.incidents.on_mark = self.intake.note_time
+        self.intake.idle_timeout = idle_timeout
         self.wall = 0.0
         for p in range(raw):
             self.intake.restore(p, [], self.wall)
@@ -132,6 +135,8 @@ class Streams:
         stage = self.intake if topic == "raw" else self.incidents
         self.place(stage.process_many(partition, batch, self.wall))
         self.persist(topic, partition)
+        for other in stage.take_released():  # let through by this batch's time
+            self.persist(topic, other)
 
     def stage(self, topic: str) -> IntakeStage | IncidentStage:
         return self.intake if topic == "raw" else self.incidents

@@ -60,6 +60,9 @@ def make_stage(partitions: int = N) -> IntakeStage:
     for p in range(partitions):
         stage.restore(p, [])
     stage.observe = True
+    # Routing, not event time (tests/streams/test_event_time.py): no partition waits for
+    # the others' time
+    stage.idle_timeout = 0.0
     return stage
 
 
@@ -403,6 +406,7 @@ def test_the_sources_fingerprint_policy_decides_the_owner() -> None:
                         partition_of=key_partitioner(murmur2, N))
     for p in ALL:
         stage.restore(p, [])
+    stage.idle_timeout = 0.0  # routing, not event time (as make_stage)
     topic = RawTopic(stage)
     for p, replica in ((0, "a"), (1, "b"), (2, "a"), (3, "b")):
         # a Prometheus POST /api/v2/alerts batch

@@ -68,7 +68,7 @@ def test_routes_alerts_failures_and_changes(stages) -> None:
     assert [(o.topic, o.key) for o in out] == [
         ("keyed", b"db"), ("keyed", None), ("deadletter", None), ("changes", b"d1")]
     assert orjson.loads(out[1].value) == {"schema_version": 1, "kind": "clock", "t": 100.0,
-                                          "up": [0, 1, False]}
+                                          "up": [0, 1, False, False]}
     dead = orjson.loads(out[2].value)
     assert (dead["error"], dead["raw"], dead["offset"]) == ("DecodeError", "{oops", 1)
     assert triaged_from_record(out[0][2])[1] == 100.0
@@ -169,7 +169,7 @@ def test_an_idle_partition_moves_its_clock_with_the_wall(stages) -> None:
     said = intake.tick_idle(0, wall=3.0)  # idle: its clock moves 3 s, and it says so
     assert said is not None
     clock = orjson.loads(said[-1].value)
-    assert clock["t"] == 103.0 and clock["up"] == [0, 1, True]
+    assert clock["t"] == 103.0 and clock["up"] == [0, 1, True, True]
     assert incidents.process(0, 1, said[-1].value, wall=3.0) == []
     events = incidents.tick_idle(0, wall=6.0)  # no upstream holds it: moves with the wall
     assert events and orjson.loads(events[0].value)["type"] == "incident.created"

@@ -276,6 +276,18 @@ class Pipeline:
             self.watermark = now
         return self._sweep(self.watermark)
 
+    def advance(self, now: float) -> list[Outcome]:
+        """Move the clock to ``now`` as an input line stamped ``now`` would (one of another
+        partition, in a partitioned runtime): state expires only if a sweep is due then.
+
+        >>> p = Pipeline()
+        >>> p.advance(5.0), p.watermark
+        ([], 5.0)
+        """
+        if now > self.watermark:
+            self.watermark = now
+        return self._sweep(now) if now >= self.next_sweep else []
+
     # -- internals -----------------------------------------------------------------------
 
     def _decode(self, raw: bytes | str | Any) -> Any:

@@ -113,6 +113,7 @@ class Stage(Protocol):
                   caught_up: bool = ...) -> list[Output] | None: ...
     def take_state(self, partition: int) -> list[StateWrite]: ...
     def safe_offset(self, partition: int) -> int: ...
+    def take_released(self) -> set[int]: ...
 
 
 async def deliver(send: Sender, outputs: Sequence[Output | StateOutput], *,
@@ -318,6 +319,8 @@ class StageRunner:
                 expect[partition] = max(nxt, offset + 1)
                 touched[partition] = None
                 run.append((offset, value))
+            # (and the partitions whose waiting messages this input let through)
+            touched.update(dict.fromkeys(self.stage.take_released()))
             await deliver(self.send, outputs)
             await self._persist(touched)
             self.stats.messages += len(batch)
@@ -364,7 +367,9 @@ class StageRunner:
                     continue
                 moved.append(partition)
                 outputs.extend(out)
-            if not outputs:
+            released = [p for p in self.stage.take_released() if p not in moved]
+            moved.extend(released)
+            if not outputs and not released:
                 # A clock move with nothing due changes no state worth a write every second;
                 # the next input or decision writes the clock with it.
                 if self.after is not None:
@@ -657,6 +662,11 @@ def wire(
     raw_count = parts.get("raw") or app.conf.topic_partitions
     intake.raw_partitions = raw_count
     intake.partition_of = key_partitioner(murmur2, raw_count)
+    # stage 2 hears every stage-1 partition's clock, this worker's or not: an idle stage-1
+    # partition's clock follows theirs (IntakeStage.low_mark)
+    intake.peers = incidents.upstream_marks
+    incidents.on_mark = intake.note_time
+    intake.idle_timeout = incidents.idle_timeout
     out_topics = {name: topic(name) for name in ("keyed", "incidents", "deadletter", "changes")}
     # bytes in, bytes out: the app's default serializers are raw
     table_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}

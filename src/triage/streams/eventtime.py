@@ -12,9 +12,10 @@ depended on the interleaving (issue 12).
 
 **How** (as Flink's watermarks with idleness):
 
-* each record names its upstream partition, how many there are, and whether that upstream
-  is idle (caught up with its input): ``"up": [partition, partitions, idle]``; its ``t`` is
-  the upstream's clock, which never goes back;
+* each record names its upstream partition, how many there are, whether that upstream is
+  idle (caught up with its input, and its clock with the others': nothing earlier can come
+  from it) and whether it has read all its input: ``"up": [partition, partitions, idle,
+  drained]``; its ``t`` is the upstream's clock, which never goes back;
 * the clock is the minimum of the watermarks of the upstreams that are *live*: not idle, and
   heard from within ``idle_timeout`` seconds of wall time (an upstream never heard from
   counts as live, with no watermark, until ``idle_timeout`` after the partition started);
@@ -70,8 +71,8 @@ class UpstreamClock:
     10.0
     """
 
-    __slots__ = ("_reported", "_seq", "heard", "held", "idle", "idle_timeout", "marks",
-                 "started", "upstreams")
+    __slots__ = ("_reported", "_seq", "ahead", "drained", "heard", "held", "idle",
+                 "idle_timeout", "marks", "started", "upstreams")
 
     def __init__(self, *, started: float, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.idle_timeout = idle_timeout
@@ -79,20 +80,34 @@ class UpstreamClock:
         self.upstreams = 0  # how many stage-1 partitions there are (the largest heard)
         self.marks: dict[int, float] = {}
         self.idle: dict[int, bool] = {}
+        # whether it has read all its input (idle may wait for its clock to catch up too)
+        self.drained: dict[int, bool] = {}
+        # the time of its next waiting message, if later than its clock (for stage 1's
+        # partitions to follow each other: IntakeStage.low_mark; not this clock's concern)
+        self.ahead: dict[int, float] = {}
         self.heard: dict[int, float] = {}
         self.held: list[Held] = []
         self._reported: list[float] = []  # every time an upstream reported, not passed yet
         self._seq = 0
 
-    def note(self, upstream: int, upstreams: int, t: float, idle: bool, *, wall: float) -> None:
-        """A record from ``upstream`` (of ``upstreams``) stamped ``t``."""
+    def note(self, upstream: int, upstreams: int, t: float, idle: bool, *, wall: float,
+             drained: bool | None = None, ahead: float | None = None) -> bool:
+        """A record from ``upstream`` (of ``upstreams``) stamped ``t``; True if its clock
+        moved."""
         if upstreams > self.upstreams:
             self.upstreams = upstreams
-        if t > self.marks.get(upstream, float("-inf")):
+        moved = t > self.marks.get(upstream, float("-inf"))
+        if moved:
             self.marks[upstream] = t
             heapq.heappush(self._reported, t)
         self.idle[upstream] = idle
+        self.drained[upstream] = idle if drained is None else drained
+        if ahead is not None:
+            self.ahead[upstream] = ahead
+        else:
+            self.ahead.pop(upstream, None)
         self.heard[upstream] = wall
+        return moved
 
     def live(self, wall: float) -> list[int]:
         """The upstreams that hold the clock back now."""

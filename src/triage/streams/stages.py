@@ -56,6 +56,7 @@ is decided by event time alone, as ``triage run`` decides it.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -69,7 +70,7 @@ import orjson
 from triage.core.changes import ChangeRecord, change_from_dict
 from triage.core.dedup import DedupStore
 from triage.core.incidents import IncidentEngine
-from triage.core.pipeline import Pipeline
+from triage.core.pipeline import Pipeline, Read
 from triage.core.render import render_failure, render_outcome
 from triage.core.silences import Silence, SilenceSet
 from triage.core.timeutil import format_timestamp, parse_timestamp
@@ -103,6 +104,7 @@ CLOCK_RESOLUTION = 1.0
 # waiting for it: triage.streams.eventtime).
 HEARTBEAT = 1.0
 IDLE_GRACE = 1.0
+MAX_TIMES = 100_000  # stage-1 times kept for idle partitions to step through (IntakeStage)
 
 _dumps = orjson.dumps
 
@@ -148,8 +150,28 @@ class IntakePartition(_Part):
     pipeline: Pipeline = field(default_factory=Pipeline)
     changes: list[ChangeRecord] = field(default_factory=list)
     clock_sent: float = 0.0
-    idle_sent: bool = False  # the last clock record said "idle" (caught up with its input)
+    idle_sent: bool = False  # the last clock record said "idle" (see ``tick_idle``)
+    drained: bool = False  # it has read all its input (and had none for IDLE_GRACE)
     beat_sent: float = 0.0  # wall time of the last clock record
+    next_sent: float = 0.0  # the ``next`` of the last clock record
+    # messages read, waiting for the other partitions' time to reach theirs (in memory:
+    # not acknowledged, so a restart reads them again; ``IntakeStage.safe_offset``)
+    queue: deque[Pending] = field(default_factory=deque)
+
+    def next_time(self) -> float:
+        """The earliest time this partition triages anything at from now on."""
+        return self.queue[0].t if self.queue else self.pipeline.watermark
+
+
+class Pending(NamedTuple):
+    """A stage-1 message read and waiting for its time (``IntakeStage._release``): a payload
+    (``read``) or a forwarded or split alert (``alert``, with the source it names)."""
+
+    offset: int
+    t: float
+    read: Read | None = None
+    alert: Alert | None = None
+    src: list[Any] | None = None
 
 
 @dataclass
@@ -259,6 +281,15 @@ class IntakeStage:
         self.misrouted = 0
         self.observe = False  # collect Observations (metrics)
         self.observed = Observations()
+        # what the worker knows of every stage-1 partition's clock (its own stage 2 hears
+        # them all: ``IncidentStage.upstream_marks``), so an idle partition's clock follows
+        # the others' (``low_mark``); None: only this stage's own partitions
+        self.peers: Callable[[], dict[int, Mark]] | None = None
+        self.idle_timeout = IDLE_TIMEOUT  # a peer unheard this long holds no clock back
+        # times stage-1 partitions' clocks reached (here, or heard by stage 2: ``note_time``),
+        # not yet passed by this worker's partitions: an idle partition steps through them
+        self._times: list[float] = []
+        self._released: set[int] = set()  # partitions whose queue moved (``take_released``)
 
     def take_observations(self) -> Observations:
         """What was observed since the last call (empty unless ``observe``)."""
@@ -293,6 +324,7 @@ class IntakeStage:
                 pipeline.watermark, pipeline.next_sweep = rec["clock"]
                 part.clock_sent = rec.get("clock_sent", 0.0)
                 part.idle_sent = bool(rec.get("idle_sent", False))
+                part.drained = bool(rec.get("drained", part.idle_sent))
                 pipeline.counts.update(rec["counts"])
         pipeline.dedup.load(alerts)
         pipeline.dedup.take_changes()  # what was just loaded is already saved
@@ -304,30 +336,134 @@ class IntakeStage:
         self.parts.pop(partition, None)
 
     def safe_offset(self, partition: int) -> int:
-        """Stage 1 holds nothing back: every message read is applied."""
-        return self.parts[partition].offset
+        """The offset up to which every message of ``partition`` has been applied: what the
+        worker may acknowledge (a queued message is not, nor anything after it)."""
+        part = self.parts[partition]
+        return part.queue[0].offset - 1 if part.queue else part.offset
 
     def process(self, partition: int, offset: int, raw: bytes | None,
                 wall: float = 0.0) -> list[Output]:
         """Triage one ``alerts.raw`` message; returns what to send."""
+        return self.process_many(partition, [(offset, raw)], wall)
+
+    def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
+                     wall: float = 0.0) -> list[Output]:
+        """Triage consecutive messages of one partition; returns what to send (for this
+        partition, and for others this worker owns whose messages waited for its time)."""
         part = self.parts[partition]
         part.last_input = part.last_advance = wall
-        if offset <= part.offset:
-            self.replayed += 1
+        out: list[Output] = []
+        for offset, raw in messages:
+            if offset <= part.offset:
+                self.replayed += 1
+                continue
+            part.offset = offset
+            part.drained = False
+            prepared = self._prepare(part.pipeline, partition, offset, raw)
+            if not isinstance(prepared, Pending):
+                out += self._emit(part, partition, offset, *prepared, wall=wall)
+            elif self.raw_partitions <= 1 and not part.queue:
+                out += self._apply(part, partition, prepared, wall)
+            else:
+                part.queue.append(prepared)
+        if self.raw_partitions <= 1:
+            out += self._release(partition, wall)
+        else:
+            out += self._release_all(wall)
+        return out
+
+    def _prepare(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes | None
+                 ) -> Pending | tuple[list[Outcome], list[Output], list[Any] | None]:
+        """Read a message: a ``Pending`` to triage at its time, or what it did at once (a
+        silence, a change record, a message that failed as a whole)."""
+        if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
+            return self._internal(pipeline, partition, offset, raw)
+        read = pipeline.read(raw if raw is not None else b"")
+        if read.items is None:
+            sends: list[Output] = []
+            if read.silence is not None and self.raw_partitions > 1:
+                # every partition needs it: copies to the others
+                copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
+                               "silence": read.silence.to_record()})
+                sends = [Output("raw", None, copy, q)
+                         for q in range(self.raw_partitions) if q != partition]
+            return list(read.done), sends, None
+        return Pending(offset, pipeline.clock(read.items, read.now), read=read)
+
+    def _release_all(self, wall: float) -> list[Output]:
+        """Triage the queued messages of every partition whose time has come, until none
+        has (one partition's progress may let another's through)."""
+        out: list[Output] = []
+        progress = True
+        while progress:
+            progress = False
+            for p, part in self.parts.items():
+                if part.queue:
+                    before = len(part.queue)
+                    out += self._release(p, wall)
+                    progress = progress or len(part.queue) < before
+        return out
+
+    def _release(self, partition: int, wall: float) -> list[Output]:
+        """Triage the partition's queued messages up to the time every other partition has
+        passed (``low_mark``), in order; first the clock steps through the times they
+        reached on the way, so what expires meanwhile expires when ``triage run`` would
+        expire it."""
+        part = self.parts[partition]
+        queue = part.queue
+        if not queue:
             return []
-        part.offset = offset
+        low, _ = self.low_mark(partition, wall) if self.raw_partitions > 1 else (None, False)
+        out: list[Output] = []
+        while queue and (self.raw_partitions <= 1 or (low is not None and queue[0].t <= low)):
+            pending = queue.popleft()
+            out += self._step(part, partition, pending.t)
+            out += self._apply(part, partition, pending, wall)
+            self._released.add(partition)
+        return out
+
+    def _step(self, part: IntakePartition, partition: int, until: float) -> list[Output]:
+        """Move the partition's clock through the times noted before ``until`` (excluded),
+        as lines of other partitions at those times would; what expired, routed."""
         pipeline = part.pipeline
+        out: list[Output] = []
+        for step in self._steps(pipeline.watermark, until):
+            if step >= until:
+                break
+            outcomes = pipeline.advance(step)
+            if outcomes:
+                if self.observe:
+                    self.observed.swept += len(outcomes)
+                out += self._route(outcomes, pipeline.watermark, partition, None)
+        return out
+
+    def _apply(self, part: IntakePartition, partition: int, pending: Pending,
+               wall: float) -> list[Output]:
+        """Triage a message read earlier; what to send."""
+        pipeline = part.pipeline
+        started = perf_counter() if self.observe else 0.0
+        swept_before = pipeline.counts["swept"]
+        if pending.alert is not None:
+            if (self.partition_of is not None and self.raw_partitions > 1
+                    and self.partition_of(pending.alert.fingerprint.encode()) != partition):
+                self.misrouted += 1
+            sends: list[Output] = []
+            outcomes, src = pipeline.triage([pending.alert], pending.t), pending.src
+        else:
+            assert pending.read is not None
+            outcomes, sends, src = self._triage_read(pipeline, partition, pending)
         if self.observe:
-            swept_before = pipeline.counts["swept"]
-            started = perf_counter()
-            outcomes, sends, src = self._intake(pipeline, partition, offset, raw)
             seen = self.observed
             seen.seconds.append(perf_counter() - started)
             swept = pipeline.counts["swept"] - swept_before
             seen.swept += swept
             seen.outcomes.extend(outcomes[swept:] if swept else outcomes)
-        else:
-            outcomes, sends, src = self._intake(pipeline, partition, offset, raw)
+        return self._emit(part, partition, pending.offset, outcomes, sends, src, wall=wall)
+
+    def _emit(self, part: IntakePartition, partition: int, offset: int,
+              outcomes: list[Outcome], sends: list[Output], src: list[Any] | None, *,
+              wall: float) -> list[Output]:
+        pipeline = part.pipeline
         out = self._route(outcomes, pipeline.watermark, partition, offset, src)
         if sends:
             out += sends
@@ -336,49 +472,43 @@ class IntakeStage:
                 out.append(Output("changes", change.id.encode(),
                                   _dumps(render_change(change))))
             part.changes.clear()
+        self.note_time(pipeline.watermark)
         self._clock(part, out, partition, idle=False, wall=wall)
         return out
 
-    def _intake(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes | None
-                ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
-        """Stage 1 proper: outcomes, messages for ``raw`` (forwards, silence copies) and
-        the source its keyed records name (None: this message)."""
-        if raw is not None and raw[:len(INTERNAL)] == INTERNAL:
-            return self._internal(pipeline, partition, raw)
-        if self.raw_partitions <= 1:
-            return pipeline.process(raw if raw is not None else b""), [], None
+    def _triage_read(self, pipeline: Pipeline, partition: int, pending: Pending
+                     ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
+        """Triage a payload's own alerts; forward the others to their owners (unkeyed
+        input: see the module docstring)."""
+        read = pending.read
+        assert read is not None and read.items is not None
+        now = pipeline.clock(read.items, read.now)
         partition_of = self.partition_of
+        if self.raw_partitions <= 1:
+            return pipeline.triage(read.items, now), [], None
         if partition_of is None:
             raise ValueError("IntakeStage: raw_partitions > 1 needs partition_of")
-        read = pipeline.read(raw if raw is not None else b"")
         sends: list[Output] = []
-        if read.items is None:
-            if read.silence is not None:  # every partition needs it: copies to the others
-                copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
-                               "silence": read.silence.to_record()})
-                sends = [Output("raw", None, copy, q)
-                         for q in range(self.raw_partitions) if q != partition]
-            return list(read.done), sends, None
-        # The payload's time, for its alerts here and on their owners: deterministic (the
-        # clock is restored with the state), so a replay forwards the same records again.
-        now = pipeline.clock(read.items, read.now)
         own: list[Alert | Failed] = []
         for item in read.items:
             if isinstance(item, Alert):
                 key = item.fingerprint.encode()
                 if partition_of(key) != partition:
-                    sends.append(Output("raw", key, forward_record(item, now,
-                                                                   [partition, offset])))
+                    # The payload's time, for its alerts here and on their owners:
+                    # deterministic (the clock is restored with the state), so a replay
+                    # forwards the same records again.
+                    sends.append(Output("raw", key, forward_record(
+                        item, now, [partition, pending.offset])))
                     continue
             own.append(item)  # bad alerts stay here: dead-lettered where they were received
         if sends:
             pipeline.counts["forwarded"] += len(sends)
         return pipeline.triage(own, now), sends, None
 
-    def _internal(self, pipeline: Pipeline, partition: int, raw: bytes
-                  ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
-        """A forwarded alert (triaged here whatever partition this is: never forwarded
-        again) or a silence copy (added here, never copied again)."""
+    def _internal(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes
+                  ) -> Pending | tuple[list[Outcome], list[Output], list[Any] | None]:
+        """A forwarded or split alert (to triage here at its time, whatever partition this
+        is: never forwarded again) or a silence copy (added here, never copied again)."""
         try:
             rec = orjson.loads(raw)
             kind = rec.get("_triage") if isinstance(rec, dict) else None
@@ -409,60 +539,135 @@ class IntakeStage:
         except Exception as exc:  # the boundary, as in Pipeline.process: never a crash
             return pipeline.triage([Failed(type(exc).__name__, "", f"internal error: {exc!r}",
                                            _text(raw), INTERNAL_SOURCE)]), [], None
-        if (self.raw_partitions > 1 and self.partition_of is not None
-                and self.partition_of(alert.fingerprint.encode()) != partition):
-            self.misrouted += 1
-        return pipeline.triage([alert], float(t)), [], src
+        return Pending(offset, pipeline.watermark if t < pipeline.watermark else float(t),
+                       alert=alert, src=src)
 
     def _clock(self, part: IntakePartition, out: list[Output], partition: int, *,
                idle: bool, wall: float, force: bool = False) -> None:
-        """Tell every stage-2 partition this partition's clock, when it moved by
-        ``CLOCK_RESOLUTION``, when it became idle or busy, or when ``force``d."""
+        """Tell every stage-2 partition this partition's clock (and the time of the next
+        message it has waiting, for the other stage-1 partitions: ``low_mark``), when
+        either moved by ``CLOCK_RESOLUTION``, when it became idle or busy, or when
+        ``force``d."""
         now = part.pipeline.watermark
-        if force or idle != part.idle_sent or now - part.clock_sent >= CLOCK_RESOLUTION:
+        ahead = part.next_time()
+        if (force or idle != part.idle_sent or now - part.clock_sent >= CLOCK_RESOLUTION
+                or abs(ahead - part.next_sent) >= CLOCK_RESOLUTION):
             part.clock_sent, part.idle_sent, part.beat_sent = now, idle, wall
-            record = _dumps({"schema_version": 1, "kind": "clock", "t": now,
-                             "up": [partition, self.raw_partitions, idle]})
+            part.next_sent = ahead
+            clock: dict[str, Any] = {"schema_version": 1, "kind": "clock", "t": now,
+                                     "up": [partition, self.raw_partitions, idle, part.drained]}
+            if ahead > now:
+                clock["next"] = ahead
+            record = _dumps(clock)
             out.extend(Output("keyed", None, record, p) for p in range(self.keyed_partitions))
-
-    def process_many(self, partition: int, messages: Sequence[tuple[int, bytes | None]],
-                     wall: float = 0.0) -> list[Output]:
-        """``process`` for consecutive messages of one partition."""
-        out: list[Output] = []
-        for offset, raw in messages:
-            out += self.process(partition, offset, raw, wall)
-        return out
 
     def tick_idle(self, partition: int, wall: float, idle_after: float = IDLE_AFTER,
                   caught_up: bool = True) -> list[Output] | None:
-        """If the partition has been idle (no input for ``idle_after``, and ``caught_up``
-        with its topic: not merely waiting while the consumer reads other partitions), move
-        its clock on by the wall time that passed and return what expired (timeouts,
-        released holds). Either way, tell stage 2 whether it is idle, and beat while it is
-        not (``HEARTBEAT``). None if nothing happened."""
+        """If the partition has read all its input (``caught_up`` with its topic, not merely
+        waiting while the consumer reads other partitions, and without input for
+        ``IDLE_GRACE``), move its clock on to the time the other stage-1 partitions have all
+        passed (``low_mark``), through the times they reached on the way; after
+        ``idle_after`` without input, also by the wall time that passed. Return what
+        expired (timeouts, released holds). Either way, tell stage 2 whether it is idle
+        (read to the end, and its clock up with the others': nothing earlier can come from
+        it), and beat while it is not (``HEARTBEAT``). None if nothing happened."""
         part = self.parts[partition]
+        pipeline = part.pipeline
+        start = pipeline.watermark
+        out: list[Output] = self._release(partition, wall)
         quiet = wall - part.last_input
-        idle = caught_up and quiet >= min(idle_after, IDLE_GRACE)
-        out: list[Output] = []
-        moved = False
-        if caught_up and quiet >= idle_after:
+        part.drained = drained = (caught_up and quiet >= min(idle_after, IDLE_GRACE)
+                                  and not part.queue)
+        low, others_reading = self.low_mark(partition, wall) if drained else (None, True)
+        if low is not None and low > pipeline.watermark:
+            # Alerts are keyed by fingerprint, so each partition reads its share of one
+            # stream in time order; what expires depends on the time the whole stream has
+            # reached, as in ``triage run``, line by line: so through every time it reached.
+            for step in self._steps(pipeline.watermark, low):
+                outcomes = pipeline.advance(step)
+                if outcomes:
+                    if self.observe:
+                        self.observed.swept += len(outcomes)
+                    out += self._route(outcomes, pipeline.watermark, partition, None,
+                                       drained=True)
+        if drained and quiet >= idle_after:
             elapsed = max(0.0, wall - part.last_advance)
             part.last_advance = wall
-            pipeline = part.pipeline
             outcomes = pipeline.tick(pipeline.watermark + elapsed)
             if self.observe:
                 self.observed.swept += len(outcomes)
-            out = self._route(outcomes, pipeline.watermark, partition, None, idle=idle)
-            moved = True
+            out += self._route(outcomes, pipeline.watermark, partition, None, drained=True)
+        # Idle toward stage 2 (which then stops waiting for it) only when nothing earlier
+        # can come from it: no other partition still reading, whose time this one would
+        # follow, expiring its own alerts on the way.
+        idle = drained and (self.raw_partitions <= 1 or (
+            low is not None and not others_reading and pipeline.watermark >= low))
+        self._prune_times()
         beat = wall - part.beat_sent >= HEARTBEAT and not (idle and part.idle_sent)
-        self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat)
+        moved = pipeline.watermark > start
+        self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat or moved)
         return out if out or moved else None
+
+    def take_released(self) -> set[int]:
+        """Partitions whose queued messages were triaged since the last call, beside those
+        given input: their state changed too."""
+        released, self._released = self._released, set()
+        return released
+
+    def note_time(self, t: float) -> None:
+        """A stage-1 partition's clock reached ``t`` (one of this worker's, or one its
+        stage 2 heard of)."""
+        times = self._times
+        if not times or t > times[-1]:
+            times.append(t)
+            if len(times) > MAX_TIMES:
+                del times[:len(times) - MAX_TIMES]
+        elif t not in times:
+            bisect.insort(times, t)
+
+    def _steps(self, after: float, until: float) -> list[float]:
+        """The times noted in (``after``, ``until``], then ``until``."""
+        times = self._times
+        steps = times[bisect.bisect_right(times, after):bisect.bisect_right(times, until)]
+        if not steps or steps[-1] != until:
+            steps.append(until)
+        return steps
+
+    def _prune_times(self) -> None:
+        """Forget the times every partition of this worker has passed."""
+        if self._times and self.parts:
+            passed = min(part.pipeline.watermark for part in self.parts.values())
+            cut = bisect.bisect_right(self._times, passed)
+            if cut:
+                del self._times[:cut]
+
+    def low_mark(self, partition: int, wall: float) -> tuple[float | None, bool]:
+        """The time every other stage-1 partition has passed: the least clock of those
+        still reading their input, else the greatest of them all (None while one never
+        heard of might still be reading); and whether any still is. This worker's own
+        partitions count as they are now, the others as its stage 2 last heard of them
+        (``peers``); one unheard for ``idle_timeout`` reads no more."""
+        marks: dict[int, Mark] = dict(self.peers()) if self.peers is not None else {}
+        for p, part in self.parts.items():
+            marks[p] = (part.next_time(), part.drained, wall)
+        live: list[float] = []
+        for u in range(self.raw_partitions):
+            if u == partition:
+                continue
+            mark = marks.get(u)
+            if mark is None:
+                return None, True  # not heard of yet: it may be reading something earlier
+            if not mark[1] and wall - mark[2] < self.idle_timeout:
+                live.append(mark[0])
+        if live:
+            return min(live), True
+        return max((m[0] for m in marks.values()), default=None), False
 
     def _route(self, outcomes: list[Outcome], now: float, partition: int,
                offset: int | None, src: list[Any] | None = None,
-               idle: bool = False) -> list[Output]:
+               idle: bool = False, drained: bool = False) -> list[Output]:
         out: list[Output] = []
-        up = [partition, self.raw_partitions, idle]
+        up = [partition, self.raw_partitions, idle, drained]
         for o in outcomes:
             if isinstance(o, Triaged):
                 record = render_outcome(o, now)
@@ -491,9 +696,10 @@ class IntakeStage:
             writes.append((prefix + b"s", _dumps([s.to_record() for s in pipeline.silences])))
             pipeline.silences_changed = False
         writes.append((prefix + b"m", _dumps({
-            "offset": part.offset, "clock": [pipeline.watermark, pipeline.next_sweep],
+            "offset": self.safe_offset(partition),
+            "clock": [pipeline.watermark, pipeline.next_sweep],
             "clock_sent": part.clock_sent, "idle_sent": part.idle_sent,
-            "counts": dict(pipeline.counts)})))
+            "drained": part.drained, "counts": dict(pipeline.counts)})))
         return writes
 
     def counts(self) -> Counter[str]:
@@ -518,6 +724,8 @@ class IncidentStage:
         self.resent = 0  # records a restarted stage 1 sent again, skipped
         self.observe = False  # collect Observations (metrics)
         self.observed = Observations()
+        # told every new stage-1 clock heard (``IntakeStage.note_time``: wired by the worker)
+        self.on_mark: Callable[[float], None] | None = None
 
     def take_observations(self) -> Observations:
         """What was observed since the last call (empty unless ``observe``)."""
@@ -569,6 +777,24 @@ class IncidentStage:
         low = part.upstream.lowest_held_offset()
         return part.offset if low is None else min(part.offset, low - 1)
 
+    def take_released(self) -> set[int]:
+        """Stage 2 changes no partition but those given input or ticked."""
+        return set()
+
+    def upstream_marks(self) -> dict[int, Mark]:
+        """What this worker's partitions last heard of each stage-1 partition: its clock,
+        whether it was idle, and when (wall time) that was heard."""
+        out: dict[int, Mark] = {}
+        for part in self.parts.values():
+            clock = part.upstream
+            for u, t in clock.marks.items():
+                t = max(t, clock.ahead.get(u, t))
+                heard = clock.heard.get(u, 0.0)
+                known = out.get(u)
+                if known is None or heard > known[2] or (heard == known[2] and t > known[0]):
+                    out[u] = (t, clock.drained.get(u, False), heard)
+        return out
+
     def held(self) -> int:
         """Records held for the clock, over this worker's partitions."""
         return sum(len(part.upstream.held) for part in self.parts.values())
@@ -594,7 +820,7 @@ class IncidentStage:
                 continue
             part.offset = offset
             try:
-                triaged, at, src, up = _decode_keyed(value)
+                triaged, at, src, up, ahead = _decode_keyed(value)
             except InputError as exc:
                 run.flush()
                 failure = Failed(type(exc).__name__, exc.field, exc.message,
@@ -616,7 +842,9 @@ class IncidentStage:
                     run.add(triaged, src, part.clock, offset, None)
                 continue
             upstream = part.upstream
-            upstream.note(up[0], up[1], at, up[2], wall=wall)
+            if upstream.note(up[0], up[1], at, up[2], wall=wall, drained=up[3],
+                             ahead=ahead) and self.on_mark is not None:
+                self.on_mark(at)
             if triaged is not None:
                 if at < part.clock:  # its upstream was idle or silent: late
                     part.engine.counts["late_records"] += 1
@@ -726,9 +954,11 @@ class IncidentStage:
         return total
 
 
-def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any, Upstream | None]:
+def _decode_keyed(value: bytes | None
+                  ) -> tuple[Triaged | None, float, Any, Upstream | None, float | None]:
     """A keyed record: the outcome (None for a clock record), its time, the input message
-    it came from (``src``) and its upstream (``up``: stage-1 partition, how many, idle)."""
+    it came from (``src``), its upstream (``up``: stage-1 partition, how many, idle,
+    drained) and, in a clock record, the time of the upstream's next waiting message."""
     triaged, at = triaged_from_record(value)
     rec = orjson.loads(value or b"")  # cheap second look (the record was valid JSON just now)
     src = None
@@ -736,10 +966,12 @@ def _decode_keyed(value: bytes | None) -> tuple[Triaged | None, float, Any, Upst
         src = tuple(rec["src"]) if isinstance(rec.get("src"), list) else None
     raw_up = rec.get("up")
     up: Upstream | None = None
-    if (isinstance(raw_up, list) and len(raw_up) == 3 and isinstance(raw_up[0], int)
+    if (isinstance(raw_up, list) and len(raw_up) == 4 and isinstance(raw_up[0], int)
             and isinstance(raw_up[1], int) and 0 <= raw_up[0] < raw_up[1]):
-        up = (raw_up[0], raw_up[1], raw_up[2] is True)
-    return triaged, at, src, up
+        up = (raw_up[0], raw_up[1], raw_up[2] is True, raw_up[3] is True)
+    nxt = rec.get("next")
+    ahead = float(nxt) if isinstance(nxt, int | float) and not isinstance(nxt, bool) else None
+    return triaged, at, src, up, ahead
 
 
 class _Observer:
@@ -773,8 +1005,10 @@ class _Observer:
             self.group = []
 
 
-# (stage-1 partition, how many there are, idle)
-Upstream = tuple[int, int, bool]
+# (stage-1 partition, how many there are, idle, drained)
+Upstream = tuple[int, int, bool, bool]
+# what is known of a stage-1 partition's clock: (its time, drained, wall time it was heard)
+Mark = tuple[float, bool, float]
 
 
 def _events(events: list[dict[str, Any]]) -> list[Output]:
