@@ -359,8 +359,12 @@ class IntakeStage:
                 continue
             part.offset = offset
             part.drained = False
+            started = perf_counter() if self.observe else 0.0
             prepared = self._prepare(part.pipeline, partition, offset, raw)
             if not isinstance(prepared, Pending):
+                if self.observe:  # a silence, a change record, or a message that failed
+                    self.observed.seconds.append(perf_counter() - started)
+                    self.observed.outcomes.extend(prepared[0])
                 out += self._emit(part, partition, offset, *prepared, wall=wall)
             elif self.raw_partitions <= 1 and not part.queue:
                 out += self._apply(part, partition, prepared, wall)
