@@ -12,8 +12,6 @@ a2. **faust ceiling**: a faust agent built like the worker's (same app settings,
    ``take_events`` batches) that does nothing with its batches (``faust_noop.py``): what
    faust itself can feed one agent. The worker runs two such agents (stage 2 reads what
    stage 1 wrote), so it cannot beat this.
-b0. **One worker on faust's per-message path** (``kafka.batch_fetch: false``), the backlog
-   of (b), alternating with (b) in the same run: what the hot path is measured against.
 b. **One worker**, pre-produced backlog of the same N messages (1 partition): alerts/s from
    the worker's first output (an ``alerts.keyed`` record, one batch after its first
    consume) to its last output (``alerts.keyed`` or ``incidents``), both taken from the
@@ -156,7 +154,6 @@ class Case:
     bootstrap: str
     tmp: Path
     partitions: int = 1
-    batch_fetch: bool = True  # kafka.batch_fetch: the hot path of triage.streams.batches
     workers: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -169,8 +166,7 @@ class Case:
         self.config = self.tmp / f"{tag}.yaml"
         self.config.write_text(yaml.safe_dump({**CONFIG, "kafka": {
             "bootstrap": self.bootstrap, "app_id": self.app_id,
-            "partitions": self.partitions, "topics": self.topics,
-            "batch_fetch": self.batch_fetch}}))
+            "partitions": self.partitions, "topics": self.topics}}))
         create_topics(self.kafka)
 
     def start_worker(self) -> None:
@@ -296,8 +292,8 @@ def worker_rate(case: Case, n: int) -> float:
 
 
 def backlog_run(bootstrap: str, tmp: Path, lines: list[bytes], *, partitions: int,
-                workers: int, pre_produced: bool, batch_fetch: bool = True) -> float:
-    case = Case(bootstrap, tmp, partitions=partitions, batch_fetch=batch_fetch)
+                workers: int, pre_produced: bool) -> float:
+    case = Case(bootstrap, tmp, partitions=partitions)
     try:
         if pre_produced:
             asyncio.run(produce(bootstrap, case.topics["raw"], lines, keyed=partitions > 1))
@@ -465,16 +461,8 @@ def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         ceiling_case.close()
     print(f"(a) plain consumer: {median(ceiling):,.0f} alerts/s  {ceiling}")
     print(f"(a2) faust no-op agent: {median(noop):,.0f} alerts/s  {noop}")
-    # (b0) and (b) alternate, so the machine's noise falls on both alike
-    per_message: list[float] = []
-    one: list[float] = []
-    for _ in range(args.repeats):
-        per_message.append(backlog_run(bootstrap, tmp, lines, partitions=1, workers=1,
-                                       pre_produced=True, batch_fetch=False))
-        one.append(backlog_run(bootstrap, tmp, lines, partitions=1, workers=1,
-                               pre_produced=True))
-    print(f"(b0) one worker, backlog, faust per-message path: {median(per_message):,.0f} "
-          f"alerts/s  {per_message}")
+    one = [backlog_run(bootstrap, tmp, lines, partitions=1, workers=1, pre_produced=True)
+           for _ in range(args.repeats)]
     print(f"(b) one worker, backlog: {median(one):,.0f} alerts/s  {one}")
     latency = latency_run(bootstrap, tmp, args.rate, args.seconds)
     print(f"(c) latency at {latency['offered_per_s']:,.0f} alerts/s: {latency}")
@@ -484,7 +472,6 @@ def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"(d) 2 partitions: 1 worker {median(scale[1]):,.0f}, 2 workers "
           f"{median(scale[2]):,.0f} alerts/s  {scale}")
     return {"messages": n, "ceiling": ceiling, "faust_noop": noop, "one_worker": one,
-            "one_worker_per_message": per_message,
             "latency": latency, "two_partitions": {str(k): v for k, v in scale.items()}}
 
 
@@ -493,14 +480,11 @@ def report(r: dict[str, Any]) -> None:
     noop = median(r["faust_noop"])
     lat = r["latency"]
     s1, s2 = median(r["two_partitions"]["1"]), median(r["two_partitions"]["2"])
-    before = median(r["one_worker_per_message"])
     rows: Iterator[str] = iter([
         f"| (a) plain aiokafka consumer (ceiling) | {ceiling:,.0f} alerts/s | |",
-        f"| (b0) one worker, backlog, faust's per-message path (`batch_fetch: false`) | "
-        f"{before:,.0f} alerts/s | {before / ceiling:.1%} of (a) |",
         f"| (a2) faust agent doing nothing (faust's ceiling) | {noop:,.0f} alerts/s | "
         f"{noop / ceiling:.1%} of (a) |",
-        f"| (b) one worker, backlog | {one:,.0f} alerts/s | {one / before:.2f}x (b0); "
+        f"| (b) one worker, backlog | {one:,.0f} alerts/s | "
         f"{one / ceiling:.1%} of (a) "
         f"(issue's target >= 50%: {'met' if one / ceiling >= 0.5 else 'MISSED'}); "
         f"{one / noop:.0%} of (a2) (target >= 50%: "

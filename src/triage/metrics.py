@@ -30,6 +30,11 @@ metric                                                 what
                                                        directly by the worker
 ``triage_recovery_restarts_total``                     table recoveries restarted by the
                                                        worker's watchdog (no progress)
+``triage_late_records_total``                          stage-2 records behind its event-time
+                                                       clock (their stage-1 partition was
+                                                       silent), applied at the clock
+``triage_waiting_messages{stage}``                     messages held for the other
+                                                       partitions' event time (in memory)
 ``triage_noise_model_info{version}``                   the noise model in use (``none``)
 ``triage_noise_model_failures_total{version,stage}``   models not used: refused at ``load``,
                                                        dropped at ``score``, or ``features``
@@ -120,6 +125,8 @@ class TriageMetrics:
     consumer_lag: Gauge
     refetched: Counter
     recovery_restarts: Counter
+    late_records: Counter
+    waiting: Gauge
     noise_model: Info
     noise_model_failures: Counter
     http_requests: Counter
@@ -182,6 +189,13 @@ class TriageMetrics:
             recovery_restarts=Counter(
                 "triage_recovery_restarts", "Table recoveries (after a rebalance) that made "
                 "no progress and were restarted by the worker's watchdog.", registry=r),
+            late_records=Counter(
+                "triage_late_records", "Records that reached stage 2 behind its event-time "
+                "clock (their stage-1 partition was silent), applied at the clock.",
+                registry=r),
+            waiting=Gauge(
+                "triage_waiting_messages", "Messages a stage holds in memory until the other "
+                "partitions' event time reaches theirs, by stage.", ["stage"], registry=r),
             noise_model=Info(
                 "triage_noise_model", "The noise model in use (version none: no model).",
                 registry=r),

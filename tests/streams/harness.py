@@ -18,6 +18,11 @@ from kafka.partitioner.default import murmur2
 from triage.bootstrap import build_engine, build_pipeline
 from triage.settings import load_settings
 from triage.streams.keys import partition_key
+
+try:
+    from triage.streams.keys import split_payload
+except ImportError:  # the code before issue 12 (benchmarks/bench_partitions.py --src)
+    split_payload = None  # type: ignore[assignment]
 from triage.streams.stages import (
     IncidentStage,
     IntakeStage,
@@ -69,7 +74,10 @@ class Streams:
         self.intake = IntakeStage(build_pipeline(settings), domain_of=domain_mapper(engine),
                                   keyed_partitions=keyed, raw_partitions=raw,
                                   partition_of=key_partitioner(murmur2, raw))
-        self.incidents = IncidentStage(engine, idle_timeout=idle_timeout)
+        try:
+            self.incidents = IncidentStage(engine, idle_timeout=idle_timeout)
+        except TypeError:  # the code before issue 12 (benchmarks/bench_partitions.py --src)
+            self.incidents = IncidentStage(engine)
         self.intake.peers = self.incidents.upstream_marks
         self.incidents.on_mark = self.intake.note_time
         self.intake.idle_timeout = idle_timeout
@@ -86,6 +94,7 @@ class Streams:
         self.dead: list[dict[str, Any]] = []
         # each stage's table, as the worker writes it after every batch and tick
         self.tables: dict[str, dict[bytes, bytes]] = {"raw": {}, "keyed": {}}
+        self.peak = 0  # the most messages waiting at once (``waiting``)
 
     def produce(self, lines: list[bytes], rng: random.Random, *, keyed: bool = False) -> None:
         """Unkeyed, as kcat or a load balancer spreads them: a random partition each; or
@@ -96,8 +105,14 @@ class Streams:
             if reader is None:
                 self.raw[rng.randrange(self.raw_n)].append(line)
                 continue
-            key = partition_key(orjson.loads(line), reader.fingerprinter)
-            self.raw[kafka_partition(key, self.raw_n) if key else 0].append(line)
+            if split_payload is None:  # before issue 12: keyed by the first alert
+                key = partition_key(orjson.loads(line), reader.fingerprinter)
+                self.raw[kafka_partition(key, self.raw_n) if key else 0].append(line)
+                continue
+            for key, value in split_payload(line, reader):
+                part = (kafka_partition(key, self.raw_n) if key is not None
+                        else rng.randrange(self.raw_n))
+                self.raw[part].append(value)
 
     def place(self, out: list[Output]) -> None:
         for o in out:
@@ -135,8 +150,15 @@ class Streams:
         stage = self.intake if topic == "raw" else self.incidents
         self.place(stage.process_many(partition, batch, self.wall))
         self.persist(topic, partition)
-        for other in stage.take_released():  # let through by this batch's time
+        for other in getattr(stage, "take_released", set)():  # let through by its time
             self.persist(topic, other)
+        self.peak = max(self.peak, self.waiting())
+
+    def waiting(self) -> int:
+        """Messages held by either stage for the others' time, now."""
+        queued = sum(len(getattr(part, "queue", ())) for part in self.intake.parts.values())
+        held = getattr(self.incidents, "held", None)
+        return queued + (held() if held is not None else 0)
 
     def stage(self, topic: str) -> IntakeStage | IncidentStage:
         return self.intake if topic == "raw" else self.incidents
@@ -167,15 +189,15 @@ class Streams:
         """The worker's 1 s timer on every partition; True if it sent anything."""
         sent = False
         for p in range(self.raw_n):
-            out = self.intake.tick_idle(p, self.wall, idle_after,
-                                        self.raw_next[p] == len(self.raw[p]))
+            out = _tick(self.intake, p, self.wall, idle_after,
+                        self.raw_next[p] == len(self.raw[p]))
             if out:
                 sent = True
                 self.place(out)
             self.persist("raw", p)
         for q in range(self.keyed_n):
-            out = self.incidents.tick_idle(q, self.wall, idle_after,
-                                           self.keyed_next[q] == len(self.keyed[q]))
+            out = _tick(self.incidents, q, self.wall, idle_after,
+                        self.keyed_next[q] == len(self.keyed[q]))
             if out:
                 sent = True
                 self.place(out)
@@ -210,6 +232,13 @@ class Streams:
             if self.wall >= next_tick:
                 next_tick = self.wall + 1.0
                 self.tick()
+
+
+def _tick(stage: Any, partition: int, wall: float, idle_after: float, caught_up: bool) -> Any:
+    try:
+        return stage.tick_idle(partition, wall, idle_after, caught_up)
+    except TypeError:  # the code before issue 12: no caught_up
+        return stage.tick_idle(partition, wall, idle_after)
 
 
 def outcome(events: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:

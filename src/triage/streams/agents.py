@@ -722,7 +722,13 @@ def wire(
             for secs in seen.seconds:
                 metrics.observe_seconds("intake", secs)
 
+        late_seen = [0]
+
         def after_incidents() -> None:
+            late = incidents.counts()["late_records"]
+            if late > late_seen[0]:
+                metrics.late_records.inc(late - late_seen[0])
+            late_seen[0] = late
             seen = incidents.take_observations()
             metrics.observe_events(seen.events)
             for secs in seen.seconds:
@@ -918,6 +924,8 @@ def set_state_sizes(metrics: TriageMetrics, intake: IntakeStage,
                            if i.status == "open"),
         silences=max((len(p.silences) for p in pipelines),
                      default=len(intake.template.silences)))
+    metrics.waiting.labels("intake").set(intake.waiting())
+    metrics.waiting.labels("incidents").set(incidents.held())
 
 
 def consumer_lag(app: faust.App, stages: dict[str, Stage]) -> dict[str, int]:

@@ -476,7 +476,8 @@ class IntakeStage:
                 out.append(Output("changes", change.id.encode(),
                                   _dumps(render_change(change))))
             part.changes.clear()
-        self.note_time(pipeline.watermark)
+        if self.raw_partitions > 1:
+            self.note_time(pipeline.watermark)
         self._clock(part, out, partition, idle=False, wall=wall)
         return out
 
@@ -612,6 +613,10 @@ class IntakeStage:
         self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat or moved)
         return out if out or moved else None
 
+    def waiting(self) -> int:
+        """Messages waiting for the other partitions' time, over this worker's partitions."""
+        return sum(len(part.queue) for part in self.parts.values())
+
     def take_released(self) -> set[int]:
         """Partitions whose queued messages were triaged since the last call, beside those
         given input: their state changed too."""
@@ -626,8 +631,10 @@ class IntakeStage:
             times.append(t)
             if len(times) > MAX_TIMES:
                 del times[:len(times) - MAX_TIMES]
-        elif t not in times:
-            bisect.insort(times, t)
+            return
+        i = bisect.bisect_left(times, t)
+        if times[i] != t:  # (t <= times[-1], so i is in range)
+            times.insert(i, t)
 
     def _steps(self, after: float, until: float) -> list[float]:
         """The times noted in (``after``, ``until``], then ``until``."""
