@@ -45,7 +45,6 @@ both stages together (see BENCHMARKS.md, issue 5).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -54,22 +53,18 @@ from typing import Any, NamedTuple, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from triage.metrics import TriageMetrics
 from triage.settings import Settings
 from triage.streams.app import aiokafka_config
-from triage.streams.batches import BatchBuffer, batching_consumer, take_batches
 from triage.streams.stages import (
     IDLE_AFTER,
     IncidentStage,
     IntakeStage,
     Output,
     StateWrite,
-    key_partitioner,
     state_prefix,
 )
-from triage.streams.watchdog import STALL_AFTER, keep_watching, recovery_watchdog
 
 log = logging.getLogger("triage.streams")
 
@@ -619,296 +614,6 @@ class Streams:
     intake_agent: Any
     incident_agent: Any
     topics: dict[str, str]
-
-
-def wire(
-    app: faust.App,
-    settings: Settings,
-    *,
-    intake: IntakeStage,
-    incidents: IncidentStage,
-    partitions: dict[str, int] | None = None,
-    batch_max: int = BATCH_MAX,
-    batch_within: float = BATCH_WITHIN,
-    change_feed: bool = True,
-    send: Sender | None = None,
-    idle_after: float = IDLE_AFTER,
-    metrics: TriageMetrics | None = None,
-    recovery_stall_after: float = STALL_AFTER,
-) -> Streams:
-    """Add topics, tables, agents, the idle timer and the change feed to ``app``.
-
-    ``partitions`` holds the real partition counts of the ``raw`` and ``keyed`` topics (the
-    tables must match them); ``send`` replaces the Kafka producer (wiring tests);
-    ``idle_after`` is the wall time without input after which a partition's clock moves;
-    ``metrics``, when given, is fed by the agents and the timer; ``recovery_stall_after``
-    is how long faust's table recovery may make no progress before the worker restarts it
-    (0: never; see ``triage.streams.watchdog``).
-    """
-    kafka = settings.kafka
-    names = dict(kafka.topics)
-    parts = partitions or {}
-
-    def topic(logical: str) -> faust.TopicT:
-        return app.topic(names[logical], key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw",
-                         partitions=parts.get(logical))
-
-    raw, keyed = topic("raw"), topic("keyed")
-    # stage 1 sends its clock to every stage-2 partition
-    intake.keyed_partitions = parts.get("keyed") or app.conf.topic_partitions
-    # stage 1 triages on each partition only the alerts whose fingerprint maps to it (the
-    # producer's default partitioner on the fingerprint key) and forwards the others
-    raw_count = parts.get("raw") or app.conf.topic_partitions
-    intake.raw_partitions = raw_count
-    intake.partition_of = key_partitioner(murmur2, raw_count)
-    # stage 2 hears every stage-1 partition's clock, this worker's or not: an idle stage-1
-    # partition's clock follows theirs (IntakeStage.low_mark)
-    intake.peers = incidents.upstream_marks
-    incidents.on_mark = intake.note_time
-    intake.idle_timeout = incidents.idle_timeout
-    out_topics = {name: topic(name) for name in ("keyed", "incidents", "deadletter", "changes")}
-    # bytes in, bytes out: the app's default serializers are raw
-    table_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-    intake_table = state_table(app, INTAKE_STATE, partitions=parts.get("raw"),
-                               help="stage-1 state per alerts.raw partition", **table_opts)
-    incident_table = state_table(app, INCIDENT_STATE, partitions=parts.get("keyed"),
-                                 help="stage-2 state per alerts.keyed partition", **table_opts)
-    state_tables = {INTAKE_STATE: intake_table, INCIDENT_STATE: incident_table}
-
-    real = {logical: t.get_topic_name() for logical, t in out_topics.items()}
-    real["raw"] = raw.get_topic_name()  # forwarded alerts, silence copies
-    real[INTAKE_STATE] = intake_table.changelog_topic.get_topic_name()
-    real[INCIDENT_STATE] = incident_table.changelog_topic.get_topic_name()
-
-    async def kafka_send(logical: str, key: bytes | None, value: bytes | None,
-                         partition: int | None) -> Awaitable[Any]:
-        # The app's producer itself: sent now (not when the input offset is committed,
-        # faust's default inside an agent), so the ack can be awaited before state is
-        # written; and without faust's per-record channel machinery.
-        fut = await app.producer.send(real[logical], key, value, partition, None, None)
-        table = state_tables.get(logical)
-        if table is not None and isinstance(fut, asyncio.Future):
-            fut.add_done_callback(table.note_ack)  # kept partitions need no re-reading
-        return fut
-
-    sender = send or kafka_send
-
-    def owned(topic_name: str) -> Callable[[], set[int]] | None:
-        if send is not None:
-            return None  # wiring tests: no consumer, every partition is ours
-
-        def partitions_owned() -> set[int]:
-            return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name}
-
-        return partitions_owned
-
-    gauges: Callable[[], Awaitable[None]] | None = None
-    after_intake: Callable[[], None] | None = None
-    after_incidents: Callable[[], None] | None = None
-    if metrics is not None:
-        intake.observe = incidents.observe = True
-        scorer = intake.template.noise_scorer  # one, shared by every partition's pipeline
-        if scorer is not None and hasattr(scorer, "on_failure"):
-            scorer.on_failure = metrics.noise_model_failed  # a model that cannot be used
-        version = getattr(scorer, "version", None)
-        metrics.set_model_version(version if isinstance(version, str) else None)
-
-        def after_intake() -> None:
-            seen = intake.take_observations()
-            metrics.observe(seen.outcomes)
-            if seen.swept:
-                metrics.swept.inc(seen.swept)
-            for secs in seen.seconds:
-                metrics.observe_seconds("intake", secs)
-
-        late_seen = [0]
-
-        def after_incidents() -> None:
-            late = incidents.counts()["late_records"]
-            if late > late_seen[0]:
-                metrics.late_records.inc(late - late_seen[0])
-            late_seen[0] = late
-            seen = incidents.take_observations()
-            metrics.observe_events(seen.events)
-            for secs in seen.seconds:
-                metrics.observe_seconds("incidents", secs)
-
-        lag_of = None if send is not None else lambda: consumer_lag(
-            app, {names["raw"]: intake, names["keyed"]: incidents})
-
-        async def gauges() -> None:
-            set_state_sizes(metrics, intake, incidents)
-            if lag_of is not None:
-                for name, lag in lag_of().items():
-                    metrics.set_consumer_lag(name, lag)
-
-    readers: list[DirectReader] = []
-
-    def reader(logical: str) -> DirectReader | None:
-        held = owned(names[logical])
-        if held is None:
-            return None  # wiring tests: no broker to read from
-        readers.append(DirectReader(settings, names[logical],
-                                    lambda partition: partition in held()))
-        return readers[-1]
-
-    def refetch_counter(stage: str) -> Callable[[int], None] | None:
-        return None if metrics is None else metrics.refetched.labels(stage).inc
-
-    # False from a rebalance until its table recovery really completes (``on_complete``)
-    recovered = [send is not None]
-
-    def restorable() -> bool:
-        return recovered[0]
-
-    def caught_up(topic_name: str, stage: Stage) -> Callable[[int], bool] | None:
-        if send is not None:
-            return None  # wiring tests: no consumer
-
-        def read_to_the_end(partition: int) -> bool:
-            part = stage.parts.get(partition)
-            if part is None:
-                return False
-            high = None
-            for tp in app.consumer.assignment():
-                if tp.topic == topic_name and tp.partition == partition:
-                    with contextlib.suppress(Exception):  # not fetched yet
-                        high = app.consumer.highwater(tp)
-                    break
-            if high is None:  # never fetched: taken as caught up once long without input
-                return bool(time.monotonic() - part.last_input >= incidents.idle_timeout)
-            return bool(part.offset + 1 >= int(high))
-
-        return read_to_the_end
-
-    gate = None if send is not None else restorable
-    intake_runner = StageRunner(name="intake", stage=intake, data=intake_table.data,
-                                changelog=INTAKE_STATE, send=sender,
-                                assigned=owned(names["raw"]), idle_after=idle_after,
-                                after=after_intake, fetch=reader("raw"),
-                                on_refetch=refetch_counter("intake"), restorable=gate,
-                                caught_up=caught_up(names["raw"], intake))
-    incident_runner = StageRunner(name="incidents", stage=incidents,
-                                  data=incident_table.data, changelog=INCIDENT_STATE,
-                                  send=sender, assigned=owned(names["keyed"]),
-                                  idle_after=idle_after, after=after_incidents,
-                                  fetch=reader("keyed"), on_refetch=refetch_counter("incidents"),
-                                  restorable=gate, caught_up=caught_up(names["keyed"], incidents))
-    acks = {intake_runner.name: Acks(intake), incident_runner.name: Acks(incidents)}
-
-    # The hot path (triage.streams.batches): the consumer hands each fetch of these two
-    # topics to a buffer; the agents take batches from it instead of from their streams.
-    buffers: dict[str, BatchBuffer] = {}
-    if send is None:
-        buffers = {raw.get_topic_name(): BatchBuffer(), keyed.get_topic_name(): BatchBuffer()}
-        app.transport.Consumer = batching_consumer(buffers)  # type: ignore[misc]
-
-    async def run_batches(runner: StageRunner, buffer: BatchBuffer) -> None:
-        consumer = app.consumer
-        async for live, taken in take_batches(app, buffer, batch_max):
-            if live:
-                await runner.handle([(m.partition, m.offset, m.value) for m in live])
-            acks[runner.name].ack(consumer, taken)
-
-    async def intake_agent(stream: Any) -> None:  # a faust.Stream
-        if buffers:
-            await run_batches(intake_runner, buffers[raw.get_topic_name()])
-            return
-        async for events in stream.take_events(batch_max, within=batch_within):
-            await intake_runner.handle([(e.message.partition, e.message.offset, e.value)
-                                        for e in events])
-
-    async def incident_agent(stream: Any) -> None:  # a faust.Stream
-        if buffers:
-            await run_batches(incident_runner, buffers[keyed.get_topic_name()])
-            return
-        async for events in stream.take_events(batch_max, within=batch_within):
-            await incident_runner.handle([(e.message.partition, e.message.offset, e.value)
-                                          for e in events])
-
-    intake_ag = app.agent(raw, name="triage.intake", concurrency=1)(intake_agent)
-    incident_ag = app.agent(keyed, name="triage.incidents", concurrency=1)(incident_agent)
-
-    feed_task: list[asyncio.Future[None]] = []
-
-    async def tick() -> None:
-        if change_feed and (not feed_task or feed_task[0].done()):
-            # Supervised from the timer rather than an ``app.task`` (which faust cancels
-            # after start-up): restarted here if it ever ends.
-            feed_task[:] = [asyncio.ensure_future(
-                run_change_feed(settings, incidents, stop=lambda: app.should_stop))]
-        await intake_runner.tick()
-        await incident_runner.tick()
-        if buffers:
-            for held in acks.values():
-                held.release(app.consumer)
-        if gauges is not None:
-            try:
-                await gauges()
-            except Exception:  # metrics must never stop the clock
-                log.exception("metrics update failed")
-
-    app.timer(TICK_INTERVAL, name="triage.tick")(tick)
-
-    # The recovery watchdog is a task of its own, started with the first assignment: faust
-    # starts timers only once the first table recovery is complete, and that recovery (a
-    # restarted worker's, a joining worker's) must be watched too.
-    watchdog: list[asyncio.Future[None]] = []
-
-    async def start_watchdog(sender: Any, assigned: Any = None, **_: Any) -> None:
-        recovered[0] = False  # as in on_revoked: a recovery of what was assigned is to come
-        if watchdog or recovery_stall_after <= 0:
-            return
-        check = recovery_watchdog(
-            app, stall_after=recovery_stall_after, clock=time.monotonic,
-            on_restart=None if metrics is None else metrics.recovery_restarts.inc)
-        watchdog.append(asyncio.ensure_future(keep_watching(
-            check, interval=TICK_INTERVAL, stop=lambda: app.should_stop)))
-        log.info("recovery watchdog on: a table recovery with no progress for %.0fs is "
-                 "restarted", recovery_stall_after)
-
-    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        recovered[0] = False  # a rebalance: the table recovery it starts is to come
-        await intake_runner.revoke(tp.partition for tp in revoked if tp.topic == names["raw"])
-        await incident_runner.revoke(tp.partition for tp in revoked
-                                     if tp.topic == names["keyed"])
-        acks[intake_runner.name].drop(tp.partition for tp in revoked if tp.topic == names["raw"])
-        acks[incident_runner.name].drop(tp.partition for tp in revoked
-                                        if tp.topic == names["keyed"])
-
-    async def on_complete(sender: Any, **_: Any) -> None:
-        # Sent when table recovery has finished, before the streams resume. Not always:
-        # faust-streaming swallows the RebalanceAgain of a recovery restarted while it
-        # waits for the actives (its ``except Exception`` around ``signal_recovery_end``),
-        # says "Restore complete" with the changelogs unread, and runs the recovery again.
-        # Restored then, a partition would start from an empty state (its incidents lost):
-        # seen in CI after the watchdog restarted a stalled recovery. So the stages restore
-        # (and process new partitions) only after a completion no restart is pending on.
-        recovery: Any = getattr(app.tables, "recovery")  # noqa: B009 (not in faust's types)
-        recovered[0] = not recovery.signal_recovery_start.is_set()
-        if not recovered[0]:
-            log.warning("faust reported the table recovery complete while it is starting "
-                        "again; the stages wait for the next completion")
-        assignment = app.consumer.assignment()
-        await intake_runner.assign(tp.partition for tp in assignment
-                                   if tp.topic == names["raw"])
-        await incident_runner.assign(tp.partition for tp in assignment
-                                     if tp.topic == names["keyed"])
-
-    async def close_readers(sender: Any, **_: Any) -> None:
-        for task in watchdog:
-            task.cancel()
-        for r in readers:
-            await r.close()
-
-    if send is None:
-        app.on_partitions_assigned.connect(start_watchdog)  # type: ignore[arg-type]
-        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-        app.on_rebalance_complete.connect(on_complete)  # type: ignore[arg-type]
-        app.on_before_shutdown.connect(close_readers)  # type: ignore[arg-type]
-
-    return Streams(app, intake_runner, incident_runner, intake_ag, incident_ag, names)
 
 
 def set_state_sizes(metrics: TriageMetrics, intake: IntakeStage,

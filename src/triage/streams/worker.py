@@ -17,11 +17,12 @@ from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.metrics import TriageMetrics, serve_registry
 from triage.settings import Settings
-from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE, Streams, wire
+from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE, Streams
 from triage.streams.app import build_app
 from triage.streams.stages import IncidentStage, IntakeStage, domain_mapper
 from triage.streams.topics import changelog_topic, create_changelogs, create_topics, explained
 from triage.streams.watchdog import STALL_AFTER
+from triage.streams.wiring import wire
 
 log = logging.getLogger("triage.streams")
 
