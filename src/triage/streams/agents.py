@@ -430,14 +430,19 @@ class Acks:
     def ack(self, consumer: Any, messages: Iterable[Any]) -> None:
         """Acknowledge ``messages`` (faust messages, just processed) as far as is safe."""
         parts = self.stage.parts
+        safe: dict[int, int | None] = {}  # per partition, once a call (None: not held)
         for message in messages:
             partition = message.partition
-            if partition in self.pending or (
-                    partition in parts and message.offset > self.stage.safe_offset(partition)):
+            if partition not in safe:
+                safe[partition] = (self.stage.safe_offset(partition) if partition in parts
+                                   else None)
+            limit = safe[partition]
+            if partition in self.pending or (limit is not None and message.offset > limit):
                 self.pending.setdefault(partition, []).append(message)
             else:
                 message.ack(consumer)
-        self.release(consumer)
+        if self.pending:
+            self.release(consumer)
 
     def release(self, consumer: Any) -> None:
         """Acknowledge the pending messages the stage has applied since."""

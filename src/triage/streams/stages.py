@@ -57,6 +57,7 @@ is decided by event time alone, as ``triage run`` decides it.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -124,6 +125,8 @@ def key_partitioner(hash32: Callable[[bytes], int], partitions: int) -> Callable
     >>> key_partitioner(lambda key: -1, 4)(b"x")  # negative hashes are masked, as in Java
     3
     """
+    # a storm repeats a few thousand fingerprints; murmur2 is pure Python (about 10 us)
+    @functools.lru_cache(maxsize=1 << 16)
     def partition_of(key: bytes) -> int:
         return (hash32(key) & 0x7FFFFFFF) % partitions
 
@@ -555,6 +558,8 @@ class IntakeStage:
         ``force``d."""
         now = part.pipeline.watermark
         ahead = part.next_time()
+        if idle and part.idle_sent and not force:
+            return  # stage 2 waits for it no more: its clock moving by the wall is no news
         if (force or idle != part.idle_sent or now - part.clock_sent >= CLOCK_RESOLUTION
                 or abs(ahead - part.next_sent) >= CLOCK_RESOLUTION):
             part.clock_sent, part.idle_sent, part.beat_sent = now, idle, wall
@@ -610,7 +615,9 @@ class IntakeStage:
         self._prune_times()
         beat = wall - part.beat_sent >= HEARTBEAT and not (idle and part.idle_sent)
         moved = pipeline.watermark > start
-        self._clock(part, out, partition, idle=idle, wall=wall, force=bool(out) or beat or moved)
+        # a partition stage 2 waits for tells it where its clock is now
+        self._clock(part, out, partition, idle=idle, wall=wall,
+                    force=bool(out) or beat or (moved and not idle))
         return out if out or moved else None
 
     def waiting(self) -> int:
@@ -870,7 +877,8 @@ class IncidentStage:
         """Release the held records up to ``clock`` in event-time order, then move the
         partition's clock (and the engine's timers) to it, through the times its upstreams
         reported on the way."""
-        if clock <= part.clock and not part.upstream.held:
+        waiting = part.upstream.held
+        if clock <= part.clock and (not waiting or waiting[0].t > clock):
             return
         for step in part.upstream.steps(part.clock, clock):
             for held in part.upstream.due(step):
@@ -970,8 +978,11 @@ def _decode_keyed(value: bytes | None
     """A keyed record: the outcome (None for a clock record), its time, the input message
     it came from (``src``), its upstream (``up``: stage-1 partition, how many, idle,
     drained) and, in a clock record, the time of the upstream's next waiting message."""
-    triaged, at = triaged_from_record(value)
-    rec = orjson.loads(value or b"")  # cheap second look (the record was valid JSON just now)
+    try:
+        rec = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("", f"not JSON: {exc}") from None
+    triaged, at = triaged_from_dict(rec)
     src = None
     if triaged is not None:
         src = tuple(rec["src"]) if isinstance(rec.get("src"), list) else None
@@ -1061,6 +1072,11 @@ def triaged_from_record(value: bytes | None) -> tuple[Triaged | None, float]:
         rec = orjson.loads(value or b"")
     except orjson.JSONDecodeError as exc:
         raise DecodeError("", f"not JSON: {exc}") from None
+    return triaged_from_dict(rec)
+
+
+def triaged_from_dict(rec: Any) -> tuple[Triaged | None, float]:
+    """``triaged_from_record`` of a record already decoded."""
     if isinstance(rec, dict) and rec.get("kind") == "clock" and isinstance(
             rec.get("t"), int | float):
         return None, float(rec["t"])

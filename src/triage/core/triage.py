@@ -1,0 +1,91 @@
+"""Both stages and the glue between them, as one object: what ``triage run``, ``triage serve``
+and the benchmarks drive, so that none of them joins the stages itself.
+
+Stage 1 (``Pipeline``) turns a payload into outcomes; stage 2 (``IncidentEngine``) observes
+them at stage 1's clock; change records stage 1 finds in the stream go to the engine's change
+index. ``Triage.process`` does that for one payload, ``Triage.tick`` moves both clocks with
+no input, ``Triage.flush`` decides what waits at the end of an input. A bug in stage 2 is
+caught and returned as a ``Failed`` (the caller dead-letters it): a long replay or a server
+never stops on one.
+
+The partitioned Kafka path runs the two stages on different partitions and joins them
+through a topic (``triage.streams.stages``); everything else goes through here.
+
+>>> t = Triage(Pipeline(), IncidentEngine())
+>>> step = t.process(b'{"alertname": "Down", "service": "db", "severity": "critical", "at": 5}')
+>>> [o.kind for o in step.outcomes], step.events, t.clock
+(['triaged'], [], 5.0)
+>>> [e["type"] for e in t.tick(200.0).events]   # its page delay has passed
+['incident.created']
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any, NamedTuple
+
+from triage.core.incidents import IncidentEngine
+from triage.core.pipeline import Pipeline
+from triage.core.types import Failed, Outcome
+
+
+class Step(NamedTuple):
+    """What one payload (or one clock move) did: stage 1's outcomes, stage 2's events, a
+    failure of stage 2 (None if it had none), and the seconds each stage took."""
+
+    outcomes: list[Outcome]
+    events: list[dict[str, Any]]
+    failure: Failed | None = None
+    seconds: tuple[float, float] = (0.0, 0.0)
+
+
+class Triage:
+    """A pipeline and, optionally, an incident engine (stage 1 alone without one)."""
+
+    def __init__(self, pipeline: Pipeline, engine: IncidentEngine | None = None) -> None:
+        self.pipeline = pipeline
+        self.engine = engine
+        if engine is not None:
+            pipeline.on_change = engine.add_change  # a deploy in the stream: a suspect
+
+    @property
+    def clock(self) -> float:
+        """Event time so far (stage 1's watermark)."""
+        return self.pipeline.watermark
+
+    def process(self, raw: Any, now: float | None = None) -> Step:
+        """Triage one payload (bytes, text or decoded JSON; ``now``: its receive time), then
+        correlate its outcomes at the clock."""
+        started = perf_counter()
+        outcomes = self.pipeline.process(raw, now)
+        return self._correlate(outcomes, self.pipeline.watermark, started, raw)
+
+    def tick(self, now: float) -> Step:
+        """Move both clocks to ``now`` with no input: alerts time out, holds are released
+        (if a sweep is due), pages whose delay has passed are decided."""
+        started = perf_counter()
+        pipeline = self.pipeline
+        swept: list[Outcome] = pipeline.tick(now) if now >= pipeline.next_sweep else []
+        return self._correlate(swept, max(now, pipeline.watermark), started, None)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """The input has ended: pages still inside their delay are decided now."""
+        if self.engine is None:
+            return []
+        return self.engine.flush_pages(self.pipeline.watermark)
+
+    def _correlate(self, outcomes: list[Outcome], at: float, started: float,
+                   raw: Any) -> Step:
+        intake_done = perf_counter()
+        if self.engine is None:
+            return Step(outcomes, [], None, (intake_done - started, 0.0))
+        try:
+            events = self.engine.observe(outcomes, at)
+        except Exception as exc:  # a bug in stage 2 must not stop the stream
+            text = raw.decode("utf-8", "backslashreplace") if isinstance(
+                raw, bytes | bytearray) else ("" if raw is None else str(raw))
+            failure = Failed(type(exc).__name__, "",
+                             f"internal error in the incident stage: {exc!r}", text)
+            return Step(outcomes, [], failure, (intake_done - started, 0.0))
+        return Step(outcomes, events, None,
+                    (intake_done - started, perf_counter() - intake_done))
