@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from bench_intake import free_port, machine, rss_bytes
-from triage.bootstrap import build_engine, build_pipeline
+from triage.bootstrap import build_triage
 from triage.settings import load_settings
 from triage.simulate import (
     DeliveryOptions,
@@ -144,7 +144,7 @@ def shifted_bodies(folder: Path, batch: int) -> list[bytes]:
     for line in (folder / "alerts.jsonl").read_bytes().splitlines():
         for a in orjson.loads(line)["payload"]:
             for key in ("startsAt", "endsAt"):
-                a[key] = format_timestamp(parse_timestamp(a[key]) + offset)  # type: ignore[operator]
+                a[key] = format_timestamp(parse_timestamp(a[key]) + offset)
             flat.append(a)
     return [orjson.dumps(flat[i:i + batch]) for i in range(0, len(flat), batch)]
 
@@ -154,17 +154,18 @@ def ingest(folder: Path, binary: str | None, repeats: int, batch: int) -> dict[s
     n = sum(len(orjson.loads(b)) for b in bodies)
     triage_rates = []
     settings = load_settings(folder / "triage.yaml")
+    pages = 0
     for _ in range(repeats):
-        engine = build_engine(settings)
-        pipeline = build_pipeline(settings, changes=engine.changes)
+        triage = build_triage(settings)
         gc.collect()
         start = time.perf_counter()
         for body in bodies:
-            engine.observe(pipeline.process(body), pipeline.watermark)
+            triage.process(body)
         triage_rates.append(n / (time.perf_counter() - start))
+        pages = triage.engine.counts.get("incident.created", 0) if triage.engine else 0
     out: dict[str, Any] = {"alerts": n, "batches": len(bodies),
                            "triage_embedded_alerts_per_s": statistics.median(triage_rates),
-                           "triage_pages": engine.counts.get("incident.created", 0)}
+                           "triage_pages": pages}
     print(f"  triage, embedded (in process, no HTTP), full triage: "
           f"{out['triage_embedded_alerts_per_s']:>10,.0f} alerts/s "
           f"({n:,} alerts in {len(bodies):,} bodies, median of {repeats})")
@@ -191,7 +192,7 @@ _TRIAGE_MEMORY = """
 import gc, sys
 from pathlib import Path
 import orjson
-from triage.bootstrap import build_engine, build_pipeline
+from triage.bootstrap import build_triage
 from triage.settings import load_settings
 
 def rss():
@@ -199,15 +200,15 @@ def rss():
         return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmRSS"))
 
 settings = load_settings(Path(sys.argv[1]))
-engine = build_engine(settings)
-pipeline = build_pipeline(settings, changes=engine.changes)
+triage = build_triage(settings)
+pipeline, engine = triage.pipeline, triage.engine
 bodies = open(sys.argv[2], "rb").read().splitlines()
 for b in bodies[:50]:  # warm up code paths and topology caches before the first reading
-    engine.observe(pipeline.process(b), pipeline.watermark)
+    triage.process(b)
 gc.collect()
 before, held = rss(), len(pipeline.dedup)
 for b in bodies[50:]:
-    engine.observe(pipeline.process(b), pipeline.watermark)
+    triage.process(b)
 gc.collect()
 incidents = sum(1 for i in engine.incidents.values())
 print(rss() - before, len(pipeline.dedup) - held, incidents)
@@ -282,11 +283,10 @@ def quality(result: SimulationResult) -> dict[str, Any]:
     noise_notes = sum(1 for n in firing_notes
                       if all(sc.series[i].truth.startswith("noise:") for i in n.firing))
     settings = load_settings(result.config)
-    engine = build_engine(settings)
-    pipeline = build_pipeline(settings, changes=engine.changes)
+    triage = build_triage(settings)
     events = []
     for line in (result.out / "alerts.jsonl").read_bytes().splitlines():
-        events += engine.observe(pipeline.process(line), pipeline.watermark)
+        events += triage.process(line).events
     s = score(truth, events)
     return {"alerts_in": truth["counts"]["alerts_in"], "true_incidents": len(true_ids),
             "am_notifications": len(notes), "am_firing_notifications": len(firing_notes),

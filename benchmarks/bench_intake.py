@@ -73,7 +73,7 @@ def in_process(lines: list[bytes], n_alerts: int, repeats: int) -> dict[str, flo
     def parse_normalize_fingerprint() -> None:
         for line in lines:
             for a in normalize.normalize(orjson.loads(line)["payload"]):
-                fpr.fingerprint(a.source, a.labels)  # type: ignore[union-attr]
+                fpr.fingerprint(a.source, a.labels)  # type: ignore[union-attr,arg-type]
 
     def full() -> None:
         pipeline = build_pipeline(settings)

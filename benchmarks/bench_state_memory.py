@@ -47,8 +47,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from machine import describe
-from triage.bootstrap import build_engine, build_pipeline
+from triage.bootstrap import build_triage
 from triage.core.timeutil import format_timestamp
+from triage.core.triage import Triage
 from triage.enrich.synthetic import layered_topology
 from triage.settings import load_settings
 from triage.simulate.emit import services_yaml
@@ -120,19 +121,16 @@ class GcTimer:
 
 
 def build(config: Path) -> tuple[Any, Any]:
-    settings = load_settings(config)
-    engine = build_engine(settings)
-    pipeline = build_pipeline(settings, changes=engine.changes)
-    pipeline.on_change = engine.add_change
-    return pipeline, engine
+    triage = build_triage(load_settings(config))
+    return triage.pipeline, triage.engine
 
 
 def core_feeder(pipeline: Any, engine: Any) -> Callable[[bytes], None]:
     """What ``EmbeddedBackend._triage`` does with one body (no outputs, no state)."""
+    triage = Triage(pipeline, engine)
 
     def feed(body: bytes) -> None:
-        results = pipeline.process(orjson.loads(body), time.time())
-        engine.observe(results, pipeline.watermark)
+        triage.process(orjson.loads(body), time.time())
 
     return feed
 

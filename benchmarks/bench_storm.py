@@ -36,9 +36,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench_intake import machine
-from triage.bootstrap import build_engine, build_pipeline
-from triage.core.incidents import IncidentEngine
-from triage.core.pipeline import Pipeline
+from triage.bootstrap import build_triage
+from triage.core.triage import Triage
 from triage.settings import load_settings
 from triage.simulate import DeliveryOptions, ScenarioOptions, default_rules_dir, simulate
 
@@ -69,17 +68,15 @@ def storm_of(tmp: Path, services: int, alerts: int) -> tuple[Path, int]:
     return out, orjson.loads((out / "truth.json").read_bytes())["counts"]["alerts_in"]
 
 
-def build(folder: Path) -> tuple[Pipeline, IncidentEngine]:
-    settings = load_settings(folder / "triage.yaml")
-    engine = build_engine(settings)
-    pipeline = build_pipeline(settings, changes=engine.changes)
-    pipeline.on_change = engine.add_change
-    return pipeline, engine
+def build(folder: Path) -> Triage:
+    return build_triage(load_settings(folder / "triage.yaml"))
 
 
 def replay(folder: Path, *, label: str) -> dict[str, Any]:
     lines = (folder / "alerts.jsonl").read_bytes().splitlines()
-    pipeline, engine = build(folder)
+    triage = build(folder)
+    pipeline, engine = triage.pipeline, triage.engine
+    assert engine is not None
     # warm the topology caches the way a long-running worker has them
     lat: list[float] = []
     sizes: list[int] = []
@@ -91,8 +88,7 @@ def replay(folder: Path, *, label: str) -> dict[str, Any]:
         task = bar.add_task(label, total=len(lines))
         for n, line in enumerate(lines):
             t0 = clock()
-            out = pipeline.process(line)
-            engine.observe(out, pipeline.watermark)
+            out = triage.process(line).outcomes
             lat.append(clock() - t0)
             sizes.append(len(out))
             if n % 2000 == 0:
@@ -121,13 +117,15 @@ def replay(folder: Path, *, label: str) -> dict[str, Any]:
 def memory(folder: Path) -> dict[str, float]:
     """Triage state (dedup + incidents) per alert held in it, with tracemalloc."""
     lines = (folder / "alerts.jsonl").read_bytes().splitlines()
-    pipeline, engine = build(folder)
+    triage = build(folder)
+    pipeline, engine = triage.pipeline, triage.engine
+    assert engine is not None
     half = lines[: len(lines) // 2]  # mid-storm: the most alerts firing at once
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     for line in half:
-        engine.observe(pipeline.process(line), pipeline.watermark)
+        triage.process(line)
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
@@ -140,11 +138,11 @@ def memory(folder: Path) -> dict[str, float]:
 
 def profile(folder: Path, out: Path) -> str:
     lines = (folder / "alerts.jsonl").read_bytes().splitlines()
-    pipeline, engine = build(folder)
+    triage = build(folder)
 
     def work() -> None:
         for line in lines:
-            engine.observe(pipeline.process(line), pipeline.watermark)
+            triage.process(line)
 
     try:
         from pyinstrument import Profiler
@@ -182,10 +180,10 @@ def quality_sweep(tmp: Path, sizes: list[int], seeds: int, minutes: float,
             simulate(out, services=services, rules_dir=default_rules_dir(),
                      scenario=ScenarioOptions(minutes=minutes, seed=seed))
             truth = orjson.loads((out / "truth.json").read_bytes())
-            pipeline, engine = build(out)
+            triage = build(out)
             events = []
             for line in (out / "alerts.jsonl").read_bytes().splitlines():
-                events += engine.observe(pipeline.process(line), pipeline.watermark)
+                events += triage.process(line).events
             s = score(truth, events)
             for key in ("alerts_in", "pages", "noise_pages", "true_incidents"):
                 pooled.setdefault(key, []).append(float(s[key]))

@@ -23,6 +23,7 @@ from triage.core.pipeline import IntakeLimits, NoiseScorer, Pipeline
 from triage.core.services import ServiceMapper
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds, parse_thresholds
+from triage.core.triage import Triage
 from triage.enrich.changes import load_changes
 from triage.enrich.topology import load_topology
 from triage.errors import ConfigError, InputError
@@ -153,6 +154,12 @@ def build_pipeline(settings: Settings, *, changes: ChangeIndex | None = None) ->
         noise_scorer=scorer,
         noise_threshold=noise_threshold,
     )
+
+
+def build_triage(settings: Settings) -> Triage:
+    """Both stages from ``settings``, joined (``triage.core.triage``)."""
+    engine = build_engine(settings)
+    return Triage(build_pipeline(settings, changes=engine.changes), engine)
 
 
 def intake_limits(settings: Settings) -> IntakeLimits:

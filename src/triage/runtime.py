@@ -20,6 +20,7 @@ from typing import BinaryIO
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_failure, render_outcome
+from triage.core.triage import Triage
 from triage.core.types import Failed
 from triage.errors import OutputConflict, StorageError
 from triage.sinks import JsonLinesSink, check_outputs
@@ -155,8 +156,7 @@ def run_embedded(
         state = (stack.enter_context(StateFile(state_path, durability=durability))
                  if state_path else None)
         checkpoint: Checkpoint | None = state.restore(pipeline, engine) if state else None
-        if engine is not None:
-            pipeline.on_change = engine.add_change
+        triage = Triage(pipeline, engine)
 
         key = input_key(Path(input_path)) if input_path != "-" else None
         resume: dict[str, tuple[str | None, int]] = {}
@@ -210,7 +210,7 @@ def run_embedded(
 
         state_line = [checkpoint.lines_done if checkpoint is not None else 0]
 
-        process = pipeline.process
+        process = triage.process
         alerts_before = pipeline.counts["in"]
         events = failures = lines = 0
         last_line = saved_line = skip
@@ -221,9 +221,9 @@ def run_embedded(
             line = line.rstrip(b"\r\n")  # the raw payload kept for dead letters is the line
             if not line.strip():
                 continue
-            results = process(line)
-            now = pipeline.watermark
-            for outcome in results:
+            step = process(line)
+            now = triage.clock
+            for outcome in step.outcomes:
                 if isinstance(outcome, Failed):
                     failures += 1
                     record = render_outcome(outcome, now, number)
@@ -235,29 +235,22 @@ def run_embedded(
                     record = render_outcome(outcome, now, number)
                     if record is not None:
                         stage1.write(record)
-            if engine is not None:
-                try:
-                    produced = engine.observe(results, now)
-                except Exception as exc:  # a bug in stage 2 must not end a long replay
-                    failures += 1
-                    dlq.write(render_failure(Failed(
-                        type(exc).__name__, "", f"internal error in the incident stage: "
-                        f"{exc!r}", line.decode("utf-8", "backslashreplace")), now, number))
-                    produced = []
-                for event in produced:
-                    out.write(event)
-                    events += 1
+            if step.failure is not None:  # a bug in stage 2 must not end a long replay
+                failures += 1
+                dlq.write(render_failure(step.failure, now, number))
+            for event in step.events:
+                out.write(event)
+                events += 1
             if state is not None and (
                 number - saved_line >= checkpoint_every
                 or (number & 255 == 0 and time.monotonic() - saved_at >= checkpoint_seconds)
             ):
                 save(number)
                 saved_line, saved_at = number, time.monotonic()
-        if engine is not None:
-            # the input has ended: pages still inside their delay are decided now
-            for event in engine.flush_pages(pipeline.watermark):
-                out.write(event)
-                events += 1
+        # the input has ended: pages still inside their delay are decided now
+        for event in triage.flush():
+            out.write(event)
+            events += 1
         save(last_line)
     return RunResult(lines=lines, lines_skipped=skip,
                      alerts=pipeline.counts["in"] - alerts_before, events=events,

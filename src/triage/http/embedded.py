@@ -54,6 +54,7 @@ import orjson
 from triage.core.incidents import Event, IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.render import render_outcome
+from triage.core.triage import Triage
 from triage.core.types import Failed, Outcome, Suppressed
 from triage.errors import OutputConflict
 from triage.http.intake import Accepted, Rejected, envelope
@@ -131,7 +132,7 @@ class EmbeddedBackend:
         if self.state_path is not None:
             self.state = StateFile(self.state_path, durability=self.durability)
             checkpoint = self.state.restore(self.pipeline, self.engine)
-        self.pipeline.on_change = self.engine.add_change
+        self.triage = Triage(self.pipeline, self.engine)
         sinks = checkpoint.sinks if checkpoint is not None else {}
         if checkpoint is not None and checkpoint.input_key == INPUT_KEY:
             self.requests = checkpoint.lines_done
@@ -282,40 +283,32 @@ class EmbeddedBackend:
         written."""
         pipeline = self.pipeline
         swept_before = pipeline.counts["swept"]
-        started = time.perf_counter()
-        if payload is None:
-            results = pipeline.process(raw)
-        else:
-            results = pipeline.process(payload, received_at)
-            if len(results) == 1 and isinstance(results[0], Failed):
-                # a body that failed as a whole is dead-lettered as its envelope, its exact
-                # bytes and receive time, like one read from a file
-                text = raw.decode("utf-8", "backslashreplace")
-                if results[0].raw == orjson.dumps(payload).decode():
-                    results = [dataclasses.replace(results[0], raw=text)]
-        intake_done = time.perf_counter()
-        events = self.engine.observe(results, pipeline.watermark)
-        done = time.perf_counter()
+        step = self.triage.process(raw if payload is None else payload, received_at)
+        results = step.outcomes
+        if payload is not None and len(results) == 1 and isinstance(results[0], Failed):
+            # a body that failed as a whole is dead-lettered as its envelope, its exact
+            # bytes and receive time, like one read from a file
+            text = raw.decode("utf-8", "backslashreplace")
+            if results[0].raw == orjson.dumps(payload).decode():
+                results = [dataclasses.replace(results[0], raw=text)]
         swept = pipeline.counts["swept"] - swept_before
-        self.metrics.observe(results, swept=swept, events=events,
-                             seconds={"intake": intake_done - started,
-                                      "incidents": done - intake_done})
+        self.metrics.observe(results, swept=swept, events=step.events,
+                             seconds={"intake": step.seconds[0], "incidents": step.seconds[1]})
         self.requests += 1
-        self._write(events, results)
-        return results[swept:], len(events)
+        # a bug in stage 2 is dead-lettered with the body, never an error to the sender
+        self._write(step.events, results if step.failure is None else [*results, step.failure])
+        return results[swept:], len(step.events)
 
     # -- the clock -----------------------------------------------------------------------
 
     def tick(self, now: float) -> int:
         """Advance both stages to wall-clock ``now`` with no input: alerts time out, holds
         are released, pages whose delay has passed are decided. Returns events written."""
-        pipeline = self.pipeline
-        swept: list[Outcome] = pipeline.tick(now) if now >= pipeline.next_sweep else []
-        at = max(now, pipeline.watermark)
-        events = self.engine.observe(swept, at)
-        if swept or events:
+        step = self.triage.tick(now)
+        swept, events = step.outcomes, step.events
+        if swept or events or step.failure is not None:
             self.metrics.observe(swept, swept=len(swept), events=events)
-            self._write(events, swept)
+            self._write(events, swept if step.failure is None else [*swept, step.failure])
             self._schedule_commit()
         return len(events)
 
