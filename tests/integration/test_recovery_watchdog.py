@@ -15,7 +15,7 @@ import pytest
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 GIVE_UP_AT_ONCE = """
-import triage.streams.agents as agents
+import triage.streams.wiring as wiring
 import triage.streams.watchdog as watchdog
 
 def gives_up_at_once(app, **_):
@@ -23,7 +23,7 @@ def gives_up_at_once(app, **_):
         await app.crash(watchdog.RecoveryStalled("table recovery made no progress (test)"))
     return check
 
-agents.recovery_watchdog = gives_up_at_once
+wiring.recovery_watchdog = gives_up_at_once
 from triage.cli import main
 main()
 """

@@ -63,10 +63,12 @@ class UpstreamClock:
     """Per-upstream watermarks, the clock they allow, and the records held for it.
 
     >>> c = UpstreamClock(started=0.0)
-    >>> c.note(0, 2, 10.0, False, wall=0.0); c.note(1, 2, 4.0, False, wall=0.0)
+    >>> c.note(0, 2, 10.0, False, wall=0.0), c.note(1, 2, 4.0, False, wall=0.0)
+    (True, True)
     >>> c.safe_time(0.0, wall=0.0)   # the slower upstream holds the clock
     4.0
     >>> c.note(1, 2, 12.0, True, wall=1.0)  # it caught up, and says it is idle
+    True
     >>> c.safe_time(4.0, wall=1.0)
     10.0
     """
@@ -135,12 +137,16 @@ class UpstreamClock:
         times ``triage run`` would fire them, one line at a time.
 
         >>> c = UpstreamClock(started=0.0)
-        >>> c.note(0, 2, 5.0, True, wall=0.0); c.note(0, 2, 7.0, True, wall=0.0)
+        >>> c.note(0, 2, 5.0, True, wall=0.0), c.note(0, 2, 7.0, True, wall=0.0)
+        (True, True)
         >>> c.note(1, 2, 9.0, True, wall=0.0)
+        True
         >>> c.steps(1.0, 20.0), c.steps(20.0, 20.0)
         ([5.0, 7.0, 9.0, 20.0], [20.0])
         """
         reported = self._reported
+        if not reported or reported[0] > until:
+            return [until]
         passed = set()
         while reported and reported[0] <= until:
             t = heapq.heappop(reported)
