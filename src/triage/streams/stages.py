@@ -46,12 +46,16 @@ cannot undo what newer records did. Forwards and silence
 copies are outputs too: the replay sends the same ones again (same key, same time), which
 their owners take as repeats (dedup) or as the same silence (by id).
 
-**Clock.** Event time, as in the embedded path: stage 1's clock is the pipeline's watermark
-(envelope ``received_at`` or the alerts' own times), stage 2's is the largest ``at`` of the
-stage-1 records it has seen. A partition that gets no input for ``idle_after`` seconds of wall
-time has its clock moved on by the wall time that passes (``tick_idle``), so timeouts, held
-alerts and waiting pages are decided without new input. A replay that never pauses that long
-is decided by event time alone, as ``triage run`` decides it.
+**Clock.** Event time, as in the embedded path, merged over partitions as
+``triage.streams.eventtime`` and docs/streaming.md describe: a stage-1 message ahead of
+what this worker's other partitions still reading have reached waits for them (in memory,
+unacknowledged: ``safe_offset``), the clock stepping through their times first; a
+partition that has read everything follows every partition's time; stage 2's clock is the
+least of its upstreams' and its records are applied in event-time order. A partition that
+gets no input for ``idle_after`` seconds of wall time, with nothing to wait for, has its
+clock moved on by the wall time that passes (``tick_idle``), so timeouts, held alerts and
+waiting pages are decided without new input. A replay that never pauses that long is
+decided by event time alone, as ``triage run`` decides it.
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -896,7 +899,7 @@ class IncidentStage:
                 run.flush()
                 part.clock = step
                 run.out += self._guard(part, run.partition, part.offset, None,
-                                       partial(part.engine.tick, step))
+                                       functools.partial(part.engine.tick, step))
 
     def _observe(self, part: IncidentPartition, group: list[Triaged], at: float, offset: int,
                  partition: int) -> list[Output]:
