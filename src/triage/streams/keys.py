@@ -17,7 +17,7 @@ from triage.core.fingerprint import Fingerprinter
 from triage.core.pipeline import Pipeline
 from triage.core.types import Alert
 from triage.errors import InputError
-from triage.streams.stages import forward_record
+from triage.streams.codec import forward_record
 
 _PLAIN = Fingerprinter()
 

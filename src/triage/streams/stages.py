@@ -65,21 +65,33 @@ import functools
 import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
 
 import orjson
 
-from triage.core.changes import ChangeRecord, change_from_dict
+from triage.core.changes import ChangeRecord
 from triage.core.dedup import DedupStore
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline, Read
-from triage.core.render import render_failure, render_outcome
 from triage.core.silences import Silence, SilenceSet
-from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.core.types import Alert, Failed, Outcome, Triaged
-from triage.errors import DecodeError, InputError, SchemaError
+from triage.errors import InputError
+from triage.streams.codec import (
+    INTERNAL,
+    INTERNAL_SOURCE,
+    InternalSilence,
+    clock_record,
+    dead_letter,
+    decode_change,
+    decode_internal,
+    decode_keyed,
+    forward_record,
+    keyed_record,
+    render_change,
+    silence_copy,
+)
 from triage.streams.eventtime import IDLE_TIMEOUT, UpstreamClock
 
 
@@ -113,10 +125,6 @@ MAX_TIMES = 100_000  # stage-1 times kept for idle partitions to step through (I
 _dumps = orjson.dumps
 
 
-# Stage 1's own records on ``alerts.raw`` (forwarded alerts, silence copies) start with this
-# (orjson keeps key order), so telling them from input costs a prefix test.
-INTERNAL = b'{"_triage":'
-INTERNAL_SOURCE = "triage-internal"  # the ``source`` of a dead-lettered internal record
 
 
 def key_partitioner(hash32: Callable[[bytes], int], partitions: int) -> Callable[[bytes], int]:
@@ -393,8 +401,7 @@ class IntakeStage:
             sends: list[Output] = []
             if read.silence is not None and self.raw_partitions > 1:
                 # every partition needs it: copies to the others
-                copy = _dumps({"_triage": "silence", "v": 1, "src": [partition, offset],
-                               "silence": read.silence.to_record()})
+                copy = silence_copy(read.silence, [partition, offset])
                 sends = [Output("raw", None, copy, q)
                          for q in range(self.raw_partitions) if q != partition]
             return list(read.done), sends, None
@@ -526,37 +533,20 @@ class IntakeStage:
         """A forwarded or split alert (to triage here at its time, whatever partition this
         is: never forwarded again) or a silence copy (added here, never copied again)."""
         try:
-            rec = orjson.loads(raw)
-            kind = rec.get("_triage") if isinstance(rec, dict) else None
-            src = rec.get("src") if isinstance(rec, dict) else None
-            if not (isinstance(src, list) and len(src) == 2
-                    and all(isinstance(x, int) for x in src)):
-                raise SchemaError("src", "expected [partition, offset]")
-            if kind == "silence":
-                silence = rec.get("silence")
-                if not isinstance(silence, dict):
-                    raise SchemaError("silence", "expected a silence record")
-                try:
-                    pipeline.add_silence(Silence.from_record(silence), copy=True)
-                except ValueError as exc:
-                    raise SchemaError("silence", str(exc)) from None
+            internal = decode_internal(raw)
+            if isinstance(internal, InternalSilence):
+                pipeline.add_silence(internal.silence, copy=True)
                 return [], [], None
-            if kind != "alert":
-                raise SchemaError("_triage", f"unknown internal record {kind!r}")
-            t = rec.get("t")
-            if not isinstance(t, int | float) or isinstance(t, bool):
-                raise SchemaError("t", "expected the payload's time (number)")
-            alert = alert_from_record(rec.get("alert"))
-        except (orjson.JSONDecodeError, InputError) as exc:
-            error = exc if isinstance(exc, InputError) else DecodeError("", f"not JSON: {exc}")
+        except InputError as error:
             # counted here: it was counted nowhere else
             return pipeline.triage([Failed(type(error).__name__, error.field, error.message,
                                            _text(raw), INTERNAL_SOURCE)]), [], None
         except Exception as exc:  # the boundary, as in Pipeline.process: never a crash
             return pipeline.triage([Failed(type(exc).__name__, "", f"internal error: {exc!r}",
                                            _text(raw), INTERNAL_SOURCE)]), [], None
-        return Pending(offset, pipeline.watermark if t < pipeline.watermark else float(t),
-                       alert=alert, src=src)
+        t = internal.t
+        return Pending(offset, pipeline.watermark if t < pipeline.watermark else t,
+                       alert=internal.alert, src=internal.src)
 
     def _clock(self, part: IntakePartition, out: list[Output], partition: int, *,
                idle: bool, wall: float, force: bool = False) -> None:
@@ -572,11 +562,8 @@ class IntakeStage:
                 or abs(ahead - part.next_sent) >= CLOCK_RESOLUTION):
             part.clock_sent, part.idle_sent, part.beat_sent = now, idle, wall
             part.next_sent = ahead
-            clock: dict[str, Any] = {"schema_version": 1, "kind": "clock", "t": now,
-                                     "up": [partition, self.raw_partitions, idle, part.drained]}
-            if ahead > now:
-                clock["next"] = ahead
-            record = _dumps(clock)
+            record = clock_record(now, [partition, self.raw_partitions, idle, part.drained],
+                                  ahead if ahead > now else None)
             out.extend(Output("keyed", None, record, p) for p in range(self.keyed_partitions))
 
     def tick_idle(self, partition: int, wall: float, idle_after: float = IDLE_AFTER,
@@ -699,15 +686,8 @@ class IntakeStage:
         up = [partition, self.raw_partitions, idle, drained]
         for o in outcomes:
             if isinstance(o, Triaged):
-                record = render_outcome(o, now)
-                assert record is not None
-                record["t"] = now  # the exact clock: stage 2's event time
-                # the input message it came from: stage 2 observes the records of one
-                # message together, as the embedded runtime observes one line
-                record["src"] = src or [partition, offset]
-                record["up"] = up  # the partition whose clock ``t`` is (eventtime.py)
                 out.append(Output("keyed", self.domain_of(o.alert.labels).encode(),
-                                  _dumps(record)))
+                                  keyed_record(o, now, src or [partition, offset], up)))
             elif isinstance(o, Failed):
                 out.append(Output("deadletter", None,
                                   _dumps(dead_letter(o, now, "raw", partition, offset))))
@@ -849,7 +829,7 @@ class IncidentStage:
                 continue
             part.offset = offset
             try:
-                triaged, at, src, up, ahead = _decode_keyed(value)
+                triaged, at, src, up, ahead = decode_keyed(value)
             except InputError as exc:
                 run.flush()
                 failure = Failed(type(exc).__name__, exc.field, exc.message,
@@ -966,11 +946,8 @@ class IncidentStage:
     def add_change(self, value: bytes | None) -> bool:
         """Index a change record from the ``changes`` topic; False if bad or known."""
         try:
-            obj = orjson.loads(value or b"")
-            if not isinstance(obj, dict):
-                raise SchemaError("", "expected a change record object")
-            record = change_from_dict(obj)
-        except (orjson.JSONDecodeError, InputError):
+            record = decode_change(value)
+        except InputError:
             return False
         added = self.changes.add(record)
         self.changes.take_new()  # persistence is the topic itself, nothing to keep here
@@ -982,29 +959,6 @@ class IncidentStage:
         for part in self.parts.values():
             total.update(part.engine.counts)
         return total
-
-
-def _decode_keyed(value: bytes | None
-                  ) -> tuple[Triaged | None, float, Any, Upstream | None, float | None]:
-    """A keyed record: the outcome (None for a clock record), its time, the input message
-    it came from (``src``), its upstream (``up``: stage-1 partition, how many, idle,
-    drained) and, in a clock record, the time of the upstream's next waiting message."""
-    try:
-        rec = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError("", f"not JSON: {exc}") from None
-    triaged, at = triaged_from_dict(rec)
-    src = None
-    if triaged is not None:
-        src = tuple(rec["src"]) if isinstance(rec.get("src"), list) else None
-    raw_up = rec.get("up")
-    up: Upstream | None = None
-    if (isinstance(raw_up, list) and len(raw_up) == 4 and isinstance(raw_up[0], int)
-            and isinstance(raw_up[1], int) and 0 <= raw_up[0] < raw_up[1]):
-        up = (raw_up[0], raw_up[1], raw_up[2] is True, raw_up[3] is True)
-    nxt = rec.get("next")
-    ahead = float(nxt) if isinstance(nxt, int | float) and not isinstance(nxt, bool) else None
-    return triaged, at, src, up, ahead
 
 
 class _Observer:
@@ -1038,150 +992,12 @@ class _Observer:
             self.group = []
 
 
-# (stage-1 partition, how many there are, idle, drained)
-Upstream = tuple[int, int, bool, bool]
 # what is known of a stage-1 partition's clock: (its time, drained, wall time it was heard)
 Mark = tuple[float, bool, float]
 
 
 def _events(events: list[dict[str, Any]]) -> list[Output]:
     return [Output("incidents", e["incident"]["id"].encode(), _dumps(e)) for e in events]
-
-
-def render_change(change: ChangeRecord) -> dict[str, Any]:
-    """A change record as it goes on the ``changes`` topic.
-
-    >>> render_change(ChangeRecord("d1", "cart", "deploy", 0.0))["at"]
-    '1970-01-01T00:00:00.000Z'
-    """
-    rec = asdict(change)
-    rec["at"] = format_timestamp(change.at)
-    return rec
-
-
-def dead_letter(failure: Failed, now: float, topic: str, partition: int,
-                offset: int | None) -> dict[str, Any]:
-    """``render_failure`` plus where the message came from (logical topic, partition,
-    offset), so it can be found and replayed."""
-    record = render_failure(failure, now)
-    record.update(topic=topic, partition=partition, offset=offset)
-    return record
-
-
-def triaged_from_record(value: bytes | None) -> tuple[Triaged | None, float]:
-    """An ``alerts.keyed`` record back into the ``Triaged`` outcome stage 2 observes, with
-    the stage-1 clock (``t``) it was decided at; ``(None, t)`` for a clock record.
-
-    >>> a = Alert({"alertname": "Up", "service": "db"}, {}, "firing", 5.0, None, 5.0,
-    ...           "generic", fingerprint="f1")
-    >>> rec = render_outcome(Triaged(a, "firing", 1, 1, 5.0, 5.0), 5.0) | {"t": 5.0}
-    >>> t, at = triaged_from_record(orjson.dumps(rec))
-    >>> t is not None and (t.alert.fingerprint, t.change, at)
-    ('f1', 'firing', 5.0)
-    """
-    try:
-        rec = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError("", f"not JSON: {exc}") from None
-    return triaged_from_dict(rec)
-
-
-def triaged_from_dict(rec: Any) -> tuple[Triaged | None, float]:
-    """``triaged_from_record`` of a record already decoded."""
-    if isinstance(rec, dict) and rec.get("kind") == "clock" and isinstance(
-            rec.get("t"), int | float):
-        return None, float(rec["t"])
-    if not isinstance(rec, dict) or rec.get("kind") != "alert":
-        raise SchemaError("kind", "expected a stage-1 alert record (kind: alert or clock)")
-    try:
-        at = float(rec["t"]) if "t" in rec else parse_timestamp(rec["at"], "at")
-        labels = rec["labels"]
-        status = rec["status"]
-        fingerprint = rec["fingerprint"]
-        change = rec["change"]
-    except KeyError as exc:
-        raise SchemaError(str(exc.args[0]), "missing") from None
-    if at is None:
-        raise SchemaError("at", "missing")
-    if not isinstance(labels, dict) or not isinstance(fingerprint, str):
-        raise SchemaError("labels", "expected labels (object) and fingerprint (string)")
-    if status not in ("firing", "resolved") or change not in (
-            "firing", "resolved", "flapping", "stable"):
-        raise SchemaError("status", f"unexpected status/change {status!r}/{change!r}")
-    starts = parse_timestamp(rec.get("starts_at"), "starts_at") or at
-    ends = parse_timestamp(rec.get("ends_at"), "ends_at")
-    alert = Alert(labels=labels, annotations=rec.get("annotations") or {}, status=status,
-                  starts_at=starts, ends_at=ends, at=at, source=rec.get("source") or "",
-                  value=rec.get("value"), fingerprint=fingerprint)
-    return Triaged(alert, change, int(rec.get("occurrence") or 1), int(rec.get("count") or 1),
-                   parse_timestamp(rec.get("first_seen"), "first_seen") or at,
-                   parse_timestamp(rec.get("last_seen"), "last_seen") or at,
-                   flapping=bool(rec.get("flapping")), reason=rec.get("reason") or ""), at
-
-
-def forward_record(alert: Alert, t: float, src: list[int]) -> bytes:
-    """An alert for the partition that owns it, normalized and fingerprinted already,
-    triaged there at ``t`` (the payload's time): what stage 1 forwards, and what ``triage
-    serve`` publishes for each alert of a body it splits (``triage.streams.keys``). ``src``
-    names the message it came from ([partition, offset]; [-1, id] for a split body), so
-    stage 2 observes a message's alerts together."""
-    return _dumps({"_triage": "alert", "v": 1, "src": src, "t": t,
-                   "alert": alert_record(alert)})
-
-
-def alert_record(alert: Alert) -> dict[str, Any]:
-    """An alert as stage 1 forwards it to its owner partition: every field, times as epoch
-    seconds (exact, unlike the millisecond strings of rendered records).
-
-    >>> a = Alert({"alertname": "Up"}, {}, "firing", 1.5, None, 2.25, "generic",
-    ...           fingerprint="f1")
-    >>> alert_from_record(orjson.loads(orjson.dumps(alert_record(a)))) == a
-    True
-    """
-    return {"labels": alert.labels, "annotations": alert.annotations, "status": alert.status,
-            "starts_at": alert.starts_at, "ends_at": alert.ends_at, "at": alert.at,
-            "source": alert.source, "value": alert.value, "generator_url": alert.generator_url,
-            "source_fingerprint": alert.source_fingerprint, "fingerprint": alert.fingerprint}
-
-
-def alert_from_record(rec: Any) -> Alert:
-    """``alert_record`` back into the ``Alert``; ``SchemaError`` naming the bad field."""
-    if not isinstance(rec, dict):
-        raise SchemaError("alert", "expected an alert record (object)")
-
-    def num(name: str, optional: bool = False) -> float | None:
-        value = rec.get(name)
-        if value is None and optional:
-            return None
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise SchemaError(f"alert.{name}", "expected a number")
-        return float(value)
-
-    maps: list[dict[str, str]] = []
-    for name in ("labels", "annotations"):
-        mapping = rec.get(name)
-        if not isinstance(mapping, dict) or not all(
-                isinstance(v, str) for v in mapping.values()):
-            raise SchemaError(f"alert.{name}", "expected an object of strings")
-        maps.append(mapping)
-    strings: list[str] = []
-    for name in ("source", "generator_url", "fingerprint"):
-        value = rec.get(name)
-        if not isinstance(value, str):
-            raise SchemaError(f"alert.{name}", "expected a string")
-        strings.append(value)
-    source_fingerprint = rec.get("source_fingerprint")
-    if source_fingerprint is not None and not isinstance(source_fingerprint, str):
-        raise SchemaError("alert.source_fingerprint", "expected a string or null")
-    status = rec.get("status")
-    if status != "firing" and status != "resolved" and status != "pending":
-        raise SchemaError("alert.status", f"unexpected status {status!r}")
-    starts_at, at = num("starts_at"), num("at")
-    assert starts_at is not None and at is not None
-    return Alert(labels=maps[0], annotations=maps[1], status=status, starts_at=starts_at,
-                 ends_at=num("ends_at", True), at=at, source=strings[0],
-                 value=num("value", True), generator_url=strings[1],
-                 source_fingerprint=source_fingerprint, fingerprint=strings[2])
 
 
 def _text(value: bytes | None) -> str:
