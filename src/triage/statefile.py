@@ -298,12 +298,7 @@ class StateFile:
             pipeline.dedup.load(iter(tables["alerts"].items()))
             for rec in silences:
                 pipeline.silences.add(Silence.from_record(rec))
-            clock = meta.get("clock")
-            if clock is not None:
-                pipeline.watermark, pipeline.next_sweep = clock
-            counts = meta.get("counts")
-            if counts:
-                pipeline.counts.update(counts)
+            pipeline.restore_clock_state(meta)
             pipeline.dedup.take_changes()  # what was just loaded is already saved
             checkpoint = meta.get("checkpoint")
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
@@ -337,8 +332,7 @@ class StateFile:
         if pipeline.silences_changed:
             batch.silences = [(s.id, s.to_record()) for s in pipeline.silences]
             pipeline.silences_changed = False
-        put["meta"].update(clock=[pipeline.watermark, pipeline.next_sweep],
-                           counts=dict(pipeline.counts),
+        put["meta"].update(pipeline.clock_state(),
                            checkpoint=asdict(checkpoint) if checkpoint else None)
         if self._carry is not None:
             batch = self._carry.merge_newer(batch)

@@ -335,11 +335,10 @@ class IntakeStage:
                     pipeline.silences.add(Silence.from_record(s))
             elif kind == b"m":
                 part.offset = rec["offset"]
-                pipeline.watermark, pipeline.next_sweep = rec["clock"]
+                pipeline.restore_clock_state(rec)
                 part.clock_sent = rec.get("clock_sent", 0.0)
                 part.idle_sent = bool(rec.get("idle_sent", False))
                 part.drained = bool(rec.get("drained", part.idle_sent))
-                pipeline.counts.update(rec["counts"])
         pipeline.dedup.load(alerts)
         pipeline.dedup.take_changes()  # what was just loaded is already saved
         self.parts[partition] = part
@@ -705,10 +704,9 @@ class IntakeStage:
             writes.append((prefix + b"s", _dumps([s.to_record() for s in pipeline.silences])))
             pipeline.silences_changed = False
         writes.append((prefix + b"m", _dumps({
-            "offset": self.safe_offset(partition),
-            "clock": [pipeline.watermark, pipeline.next_sweep],
+            "offset": self.safe_offset(partition), **pipeline.clock_state(),
             "clock_sent": part.clock_sent, "idle_sent": part.idle_sent,
-            "drained": part.drained, "counts": dict(pipeline.counts)})))
+            "drained": part.drained})))
         return writes
 
     def counts(self) -> Counter[str]:
