@@ -78,10 +78,8 @@ class Streams:
             self.incidents = IncidentStage(engine, idle_timeout=idle_timeout)
         except TypeError:  # the code before issue 12 (benchmarks/bench_partitions.py --src)
             self.incidents = IncidentStage(engine)
-        if hasattr(self.incidents, "upstream_marks"):  # not before issue 12
-            self.intake.peers = self.incidents.upstream_marks
-            self.incidents.on_mark = self.intake.note_time
-            self.intake.idle_timeout = idle_timeout
+        if hasattr(self.intake, "hear"):  # not before issue 12
+            self.intake.hear(self.incidents)
         self.wall = 0.0
         for p in range(raw):
             self.intake.restore(p, [], self.wall)

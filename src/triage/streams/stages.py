@@ -614,6 +614,14 @@ class IntakeStage:
                     force=bool(out) or beat or (moved and not idle))
         return out if out or moved else None
 
+    def hear(self, incidents: IncidentStage) -> None:
+        """Join this worker's stage 2: it hears every stage-1 partition's clock, this
+        worker's or not, so an idle partition here follows theirs (``low_mark``), and it
+        tells this stage each time it hears one move (``note_time``)."""
+        self.peers = incidents.upstream_marks
+        self.idle_timeout = incidents.idle_timeout
+        incidents.on_mark = self.note_time
+
     def waiting(self) -> int:
         """Messages waiting for the other partitions' time, over this worker's partitions."""
         return sum(len(part.queue) for part in self.parts.values())

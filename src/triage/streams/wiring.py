@@ -120,11 +120,7 @@ class Wiring:
         raw_count = parts.get("raw") or app.conf.topic_partitions
         intake.raw_partitions = raw_count
         intake.partition_of = key_partitioner(murmur2, raw_count)
-        # stage 2 hears every stage-1 partition's clock, this worker's or not: an idle
-        # stage-1 partition's clock follows theirs (IntakeStage.low_mark)
-        intake.peers = incidents.upstream_marks
-        incidents.on_mark = intake.note_time
-        intake.idle_timeout = incidents.idle_timeout
+        intake.hear(incidents)  # stage 1 follows the clocks stage 2 hears
         out_topics = {name: self.topic(name)
                       for name in ("keyed", "incidents", "deadletter", "changes")}
         # bytes in, bytes out: the app's default serializers are raw
