@@ -211,7 +211,7 @@ class KafkaCase:
         metrics = () if "--metrics-port" in extra else ("--metrics-port", "0")
         proc = subprocess.Popen(
             [TRIAGE, "worker", "--config", str(self.config), "--session-timeout", "6",
-             "--log-level", "warning", *metrics, *extra],
+             "--log-level", os.environ.get("TRIAGE_TEST_WORKER_LOG", "warning"), *metrics, *extra],
             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
             cwd=self.tmp)  # faust writes its data dir in the working directory
         worker = Worker(proc, log)

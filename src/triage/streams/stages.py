@@ -179,13 +179,16 @@ class IntakePartition(_Part):
 
 class Pending(NamedTuple):
     """A stage-1 message read and waiting for its time (``IntakeStage._release``): a payload
-    (``read``) or a forwarded or split alert (``alert``, with the source it names)."""
+    (``read``) or a forwarded or split alert (``alert``, with the source it names); or what
+    a message did when it was read (``done``: a silence, a change record, a message that
+    failed as a whole), waiting only for the messages before it to be triaged."""
 
     offset: int
     t: float
     read: Read | None = None
     alert: Alert | None = None
     src: list[Any] | None = None
+    done: tuple[list[Outcome], list[Output], list[Any] | None] | None = None
 
 
 @dataclass
@@ -378,7 +381,13 @@ class IntakeStage:
                 if self.observe:  # a silence, a change record, or a message that failed
                     self.observed.seconds.append(perf_counter() - started)
                     self.observed.outcomes.extend(prepared[0])
-                out += self._emit(part, partition, offset, *prepared, wall=wall)
+                if part.queue:
+                    # Sent after the messages before it, never past one still waiting: the
+                    # offset acknowledged (``safe_offset``) covers all that was sent, so a
+                    # re-read after a rebalance does not dead-letter the message twice.
+                    part.queue.append(Pending(offset, part.queue[-1].t, done=prepared))
+                else:
+                    out += self._emit(part, partition, offset, *prepared, wall=wall)
             elif self.raw_partitions <= 1 and not part.queue:
                 out += self._apply(part, partition, prepared, wall)
             else:
@@ -439,7 +448,10 @@ class IntakeStage:
         while queue and (self.raw_partitions <= 1 or (low is not None and queue[0].t <= low)):
             pending = queue.popleft()
             out += self._step(part, partition, pending.t)
-            out += self._apply(part, partition, pending, wall)
+            if pending.done is not None:
+                out += self._emit(part, partition, pending.offset, *pending.done, wall=wall)
+            else:
+                out += self._apply(part, partition, pending, wall)
             self._released.add(partition)
         return out
 
