@@ -6,6 +6,9 @@ much output was written. Each commit is one transaction, so after ``kill -9`` th
 exactly the last checkpoint: the runtime cuts output written after it and resumes reading the
 input right after the last line it covers.
 
+**The records are the snapshot format** of ``triage.core.snapshot``, which the Kafka stages'
+tables hold too; this file adds the checkpoint to its ``meta`` table.
+
 **A commit is one row.** ``take`` moves what changed out of memory into a ``Pending`` batch;
 ``write`` appends it to the ``log`` table as one row (one JSON document, one checksum), in one
 transaction. Rows keyed per alert, incident, change and silence are the *base*; ``fold`` moves
@@ -32,20 +35,19 @@ import contextlib
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from triage.core.changes import ChangeRecord
+from triage.core import snapshot
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
-from triage.core.silences import Silence
+from triage.core.snapshot import TABLES, Delta, silences_of
 from triage.errors import StateError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per row, and the commit log
-TABLES = ("meta", "alerts", "silences", "incidents", "changes")
 FOLD_AT = 2000  # logged batches before a commit folds the oldest into the base
 # batches folded at once: a fold holds the writer, so a storm's commits wait at most for
 # this many batches' rows (about 0.5 s at 1M active alerts), not for the whole log (8 s)
@@ -65,52 +67,7 @@ class Checkpoint:
 
 
 Row = tuple[bytes, int]  # (value, crc)
-
-
-@dataclass(slots=True)
-class Pending:
-    """State taken from memory and not durable yet: per table, key -> value (``put``) or
-    deleted keys (``gone``); ``silences`` replaces the whole table when not None."""
-
-    put: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {t: {} for t in TABLES if t != "silences"})
-    gone: dict[str, set[str]] = field(
-        default_factory=lambda: {t: set() for t in TABLES if t != "silences"})
-    silences: list[tuple[str, Any]] | None = None
-
-    def merge_newer(self, newer: Pending) -> Pending:
-        """This batch (older) overlaid by ``newer``, as one batch."""
-        for table, rows in newer.put.items():
-            self.put[table].update(rows)
-            self.gone[table] -= rows.keys()
-        for table, keys in newer.gone.items():
-            for key in keys:
-                self.put[table].pop(key, None)
-            self.gone[table] |= keys
-        if newer.silences is not None:
-            self.silences = newer.silences
-        return self
-
-    def encode(self) -> bytes:
-        return orjson.dumps({"put": self.put, "gone": {t: sorted(k) for t, k in
-                                                       self.gone.items() if k},
-                             "silences": self.silences})
-
-    @classmethod
-    def decode(cls, data: bytes) -> Pending:
-        doc = orjson.loads(data)
-        batch = cls()
-        for table, rows in doc["put"].items():
-            batch.put[table] = rows
-        for table, keys in doc["gone"].items():
-            batch.gone[table] = set(keys)
-        if doc["silences"] is not None:
-            batch.silences = [(k, v) for k, v in doc["silences"]]
-        return batch
-
-    def __len__(self) -> int:
-        return (sum(len(r) for r in self.put.values())
-                + sum(len(g) for g in self.gone.values()) + (self.silences is not None))
+Pending = Delta  # a commit not durable yet (the name the runtimes use)
 
 
 def _row(key: str, value: Any) -> Row:
@@ -287,20 +244,8 @@ class StateFile:
         """Load saved state into ``pipeline`` (and ``engine``); returns the last checkpoint."""
         try:
             tables, silences = self._state()
-            meta = tables["meta"]
-            if engine is not None:
-                for rec in tables["changes"].values():
-                    engine.changes.add(ChangeRecord(**rec))
-                engine.changes.take_new()
-                engine.load(iter(tables["incidents"].values()), meta.get("engine_timers") or [])
-                engine.counts.update(meta.get("engine_counts") or {})
-                engine.take_changes()
-            pipeline.dedup.load(iter(tables["alerts"].items()))
-            for rec in silences:
-                pipeline.silences.add(Silence.from_record(rec))
-            pipeline.restore_clock_state(meta)
-            pipeline.dedup.take_changes()  # what was just loaded is already saved
-            checkpoint = meta.get("checkpoint")
+            tables["silences"] = silences_of(silences)
+            checkpoint = snapshot.restore(tables, pipeline, engine).get("checkpoint")
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state ({exc})") from None
         if not checkpoint:
@@ -316,24 +261,8 @@ class StateFile:
         """Move what changed since the last ``take`` out of memory into a batch, merged
         over a batch whose write failed. Cheap and synchronous: call it where the state
         lives (the event loop); ``write`` may run elsewhere."""
-        batch = Pending()
-        put, gone = batch.put, batch.gone
-        if engine is not None:
-            incidents, forgotten = engine.take_changes()
-            gone["incidents"] |= forgotten
-            put["incidents"].update(incidents)
-            for c in engine.changes.take_new():
-                put["changes"][c.id] = asdict(c)
-            put["meta"]["engine_timers"] = engine.timers()
-            put["meta"]["engine_counts"] = dict(engine.counts)
-        changed, removed = pipeline.dedup.take_changes()
-        gone["alerts"] |= removed
-        put["alerts"].update(changed)
-        if pipeline.silences_changed:
-            batch.silences = [(s.id, s.to_record()) for s in pipeline.silences]
-            pipeline.silences_changed = False
-        put["meta"].update(pipeline.clock_state(),
-                           checkpoint=asdict(checkpoint) if checkpoint else None)
+        batch = snapshot.take(pipeline, engine)
+        batch.put["meta"]["checkpoint"] = asdict(checkpoint) if checkpoint else None
         if self._carry is not None:
             batch = self._carry.merge_newer(batch)
             self._carry = None

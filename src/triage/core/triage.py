@@ -4,7 +4,9 @@ and the benchmarks drive, so that none of them joins the stages itself.
 Stage 1 (``Pipeline``) turns a payload into outcomes; stage 2 (``IncidentEngine``) observes
 them at stage 1's clock; change records stage 1 finds in the stream go to the engine's change
 index. ``Triage.process`` does that for one payload, ``Triage.tick`` moves both clocks with
-no input, ``Triage.flush`` decides what waits at the end of an input. A bug in stage 2 is
+no input, ``Triage.flush`` decides what waits at the end of an input; ``Triage.snapshot``
+and ``Triage.restore`` save and load its state in the one format every state store keeps
+(``triage.core.snapshot``). A bug in stage 2 is
 caught and returned as a ``Failed`` (the caller dead-letters it): a long replay or a server
 never stops on one.
 
@@ -17,15 +19,20 @@ through a topic (``triage.streams.stages``); everything else goes through here.
 (['triaged'], [], 5.0)
 >>> [e["type"] for e in t.tick(200.0).events]   # its page delay has passed
 ['incident.created']
+>>> u = Triage(Pipeline(), IncidentEngine()); _ = u.restore(t.snapshot().tables())
+>>> u.clock, sorted(u.engine.incidents) == sorted(t.engine.incidents)
+(200.0, True)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from time import perf_counter
 from typing import Any, NamedTuple
 
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
+from triage.core.snapshot import Delta, restore_state, take_state
 from triage.core.types import Failed, Outcome
 
 
@@ -73,6 +80,16 @@ class Triage:
         if self.engine is None:
             return []
         return self.engine.flush_pages(self.pipeline.watermark)
+
+    def snapshot(self) -> Delta:
+        """What changed in both stages since the last snapshot (everything, the first time
+        after construction), to store."""
+        return take_state(self.pipeline, self.engine)
+
+    def restore(self, tables: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+        """Load stored snapshot tables into both stages; returns the meta table (where the
+        store's input stood)."""
+        return restore_state(tables, self.pipeline, self.engine)
 
     def _correlate(self, outcomes: list[Outcome], at: float, started: float,
                    raw: Any) -> Step:

@@ -71,11 +71,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from triage.core import snapshot
 from triage.core.changes import ChangeRecord
 from triage.core.dedup import DedupStore
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline, Read
-from triage.core.silences import Silence, SilenceSet
+from triage.core.silences import SilenceSet
 from triage.core.types import Alert, Failed, Outcome, Triaged
 from triage.errors import InputError
 from triage.streams.codec import (
@@ -147,6 +148,49 @@ def key_partitioner(hash32: Callable[[bytes], int], partitions: int) -> Callable
 def state_prefix(partition: int) -> bytes:
     """Every table key of ``partition`` starts with this."""
     return b"%d|" % partition
+
+
+# A partition's state in its table: the snapshot format (``triage.core.snapshot``), each
+# keyed table under a letter, key ``<partition>|<letter>|<key>``; the silences as one list
+# under ``<partition>|s``; the meta table, with where the partition stands, as one record
+# under ``<partition>|m`` (written last).
+LETTERS = {"alerts": b"a", "incidents": b"i", "changes": b"c"}
+TABLE_OF = {letter: table for table, letter in LETTERS.items()}
+
+
+def stored_writes(partition: int, delta: snapshot.Delta, position: dict[str, Any]
+                  ) -> list[StateWrite]:
+    """``delta`` as table writes for ``partition``, its meta record (with ``position``:
+    where the partition stands) last."""
+    prefix = state_prefix(partition)
+    writes: list[StateWrite] = []
+    for table, keys in delta.gone.items():
+        if keys:
+            head = prefix + LETTERS[table] + b"|"
+            writes.extend((head + key.encode(), None) for key in keys)
+    for table, rows in delta.put.items():
+        if rows and table != "meta":
+            head = prefix + LETTERS[table] + b"|"
+            writes.extend((head + key.encode(), _dumps(rec)) for key, rec in rows.items())
+    if delta.silences is not None:
+        writes.append((prefix + b"s", _dumps([rec for _, rec in delta.silences])))
+    writes.append((prefix + b"m", _dumps({**delta.put["meta"], **position})))
+    return writes
+
+
+def stored_tables(items: Iterable[tuple[bytes, bytes]]) -> dict[str, dict[str, Any]]:
+    """A partition's table entries (``stored_writes``) back as snapshot tables."""
+    tables: dict[str, dict[str, Any]] = {t: {} for t in snapshot.TABLES}
+    for key, value in items:
+        _, kind, ident = [*key.split(b"|", 2), b""][:3]
+        rec = orjson.loads(value)
+        if kind == b"m":
+            tables["meta"] = rec
+        elif kind == b"s":
+            tables["silences"] = snapshot.silences_of(rec)
+        elif kind in TABLE_OF:
+            tables[TABLE_OF[kind]][ident.decode()] = rec
+    return tables
 
 
 @dataclass
@@ -327,23 +371,12 @@ class IntakeStage:
         pipeline = self.new_pipeline()
         part = IntakePartition(pipeline=pipeline, last_input=wall, last_advance=wall)
         pipeline.on_change = part.changes.append
-        alerts: list[tuple[str, list[Any]]] = []
-        for key, value in items:
-            _, kind, ident = [*key.split(b"|", 2), b""][:3]
-            rec = orjson.loads(value)
-            if kind == b"a":
-                alerts.append((ident.decode(), rec))
-            elif kind == b"s":
-                for s in rec:
-                    pipeline.silences.add(Silence.from_record(s))
-            elif kind == b"m":
-                part.offset = rec["offset"]
-                pipeline.restore_clock_state(rec)
-                part.clock_sent = rec.get("clock_sent", 0.0)
-                part.idle_sent = bool(rec.get("idle_sent", False))
-                part.drained = bool(rec.get("drained", part.idle_sent))
-        pipeline.dedup.load(alerts)
-        pipeline.dedup.take_changes()  # what was just loaded is already saved
+        meta = snapshot.restore(stored_tables(items), pipeline)
+        if meta:
+            part.offset = meta["offset"]
+            part.clock_sent = meta.get("clock_sent", 0.0)
+            part.idle_sent = bool(meta.get("idle_sent", False))
+            part.drained = bool(meta.get("drained", part.idle_sent))
         self.parts[partition] = part
         return part
 
@@ -715,19 +748,9 @@ class IntakeStage:
     def take_state(self, partition: int) -> list[StateWrite]:
         """The partition's state changed since the last call, meta record last."""
         part = self.parts[partition]
-        pipeline = part.pipeline
-        prefix = state_prefix(partition)
-        changed, removed = pipeline.dedup.take_changes()
-        writes: list[StateWrite] = [(prefix + b"a|" + fp.encode(), None) for fp in removed]
-        writes.extend((prefix + b"a|" + fp.encode(), _dumps(rec)) for fp, rec in changed.items())
-        if pipeline.silences_changed:
-            writes.append((prefix + b"s", _dumps([s.to_record() for s in pipeline.silences])))
-            pipeline.silences_changed = False
-        writes.append((prefix + b"m", _dumps({
-            "offset": self.safe_offset(partition), **pipeline.clock_state(),
-            "clock_sent": part.clock_sent, "idle_sent": part.idle_sent,
-            "drained": part.drained})))
-        return writes
+        return stored_writes(partition, snapshot.take(part.pipeline), {
+            "offset": self.safe_offset(partition), "clock_sent": part.clock_sent,
+            "idle_sent": part.idle_sent, "drained": part.drained})
 
     def counts(self) -> Counter[str]:
         """Stage-1 counts summed over this worker's partitions."""
@@ -773,22 +796,17 @@ class IncidentStage:
         part = IncidentPartition(engine=engine, last_input=wall, last_advance=wall,
                                  upstream=UpstreamClock(started=wall,
                                                         idle_timeout=self.idle_timeout))
-        records: list[dict[str, Any]] = []
-        timers: list[list[Any]] = []
-        for key, value in items:
-            _, kind, _ = [*key.split(b"|", 2), b""][:3]
-            rec = orjson.loads(value)
-            if kind == b"i":
-                records.append(rec)
-            elif kind == b"m":
-                part.offset = rec["offset"]
-                part.clock = rec["clock"]
-                timers = rec["timers"]
-                engine.counts.update(rec["counts"])
-                part.upstream.restore_marks(rec.get("upstream") or {}, wall)
-                part.applied = {int(u): int(o) for u, o in (rec.get("applied") or {}).items()}
-        engine.load(records, timers)
-        engine.take_changes()
+        tables = stored_tables(items)
+        meta = tables["meta"]
+        if "timers" in meta:  # saved before the shared snapshot format: the old names
+            meta["engine_timers"], meta["engine_counts"] = meta["timers"], meta["counts"]
+        tables.pop("changes", None)  # the changes topic is their store
+        snapshot.restore(tables, None, engine)
+        if meta:
+            part.offset = meta["offset"]
+            part.clock = meta["clock"]
+            part.upstream.restore_marks(meta.get("upstream") or {}, wall)
+            part.applied = {int(u): int(o) for u, o in (meta.get("applied") or {}).items()}
         self.parts[partition] = part
         return part
 
@@ -947,19 +965,14 @@ class IncidentStage:
     def take_state(self, partition: int) -> list[StateWrite]:
         """The partition's state changed since the last call, meta record last."""
         part = self.parts[partition]
-        engine = part.engine
-        prefix = state_prefix(partition)
-        changed, removed = engine.take_changes()
-        writes: list[StateWrite] = [(prefix + b"i|" + i.encode(), None) for i in removed]
-        writes.extend((prefix + b"i|" + i.encode(), _dumps(rec)) for i, rec in changed.items())
+        delta = snapshot.take(None, part.engine)
+        delta.put["changes"].clear()  # the changes topic is their store
         # the offset a restart reads on from: the records held now are read again (their
         # offsets were not acknowledged), what was applied after them skipped (``applied``)
-        writes.append((prefix + b"m", _dumps({
+        return stored_writes(partition, delta, {
             "offset": self.safe_offset(partition), "clock": part.clock,
-            "timers": engine.timers(), "counts": dict(engine.counts),
             "upstream": part.upstream.marks_record(),
-            "applied": {str(u): o for u, o in part.applied.items()}})))
-        return writes
+            "applied": {str(u): o for u, o in part.applied.items()}})
 
     def add_change(self, value: bytes | None) -> bool:
         """Index a change record from the ``changes`` topic; False if bad or known."""
