@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 
 from bench_intake import free_port, machine, rss_bytes
-from triage.bootstrap import build_triage
-from triage.settings import load_settings
+from triage.app.bootstrap import build_triage
+from triage.app.settings import load_settings
 from triage.simulate import (
     DeliveryOptions,
     ScenarioOptions,
@@ -192,8 +192,8 @@ _TRIAGE_MEMORY = """
 import gc, sys
 from pathlib import Path
 import orjson
-from triage.bootstrap import build_triage
-from triage.settings import load_settings
+from triage.app.bootstrap import build_triage
+from triage.app.settings import load_settings
 
 def rss():
     with open("/proc/self/status") as fh:

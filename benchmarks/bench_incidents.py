@@ -2,7 +2,7 @@
 
     python benchmarks/bench_incidents.py [--services 1000] [--alerts 5000] [--repeats 5]
 
-On a generated 1,000-service microservice graph (``triage.enrich.synthetic``), fill the
+On a generated 1,000-service microservice graph (``triage.simulate.graphs``), fill the
 engine with 0, 100, 1,000 and 10,000 open incidents, then time ``IncidentEngine.observe`` for
 a stream of new alerts on random services: joining (or opening) incidents, root cause,
 suspect changes, priority, owner and war room included. The cost per alert must stay flat as
@@ -28,7 +28,7 @@ from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.services import ServiceMapper
 from triage.core.topology import Topology
 from triage.core.types import Alert, Triaged
-from triage.enrich.synthetic import layered_topology
+from triage.simulate.graphs import layered_topology
 
 
 def alert(service: str, i: int, severity: str = "") -> Triaged:

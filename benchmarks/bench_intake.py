@@ -35,13 +35,13 @@ from pathlib import Path
 import orjson
 
 from machine import describe
-from triage.bootstrap import build_pipeline
+from triage.app.bootstrap import build_pipeline
+from triage.app.demo import demo_config_path
+from triage.app.settings import load_settings
 from triage.core import normalize
 from triage.core.fingerprint import Fingerprinter
 from triage.core.pipeline import Pipeline
-from triage.demo import demo_config_path
-from triage.settings import load_settings
-from triage.storm import repeat_storm
+from triage.simulate.storms import repeat_storm
 
 
 def machine() -> str:
@@ -137,7 +137,7 @@ def triage_memory(n: int) -> dict[str, float]:
     code = """
 import gc
 from triage.core.pipeline import Pipeline
-from triage.storm import repeat_storm
+from triage.simulate.storms import repeat_storm
 
 def rss():
     with open("/proc/self/status") as fh:

@@ -12,7 +12,7 @@ live noise scorer.
    the pooled rule in each series' own scale (``triage.models.series``) and the same folds
    through the feedback path (``triage tune``'s defaults on judgements of the static rule's
    alerts). Every fold, the mean and the worst; a fold that loses a window is a miss.
-2. Noise classifier on SIMULATED feedback (triage.models.simulate, seeded): the newest 15%
+2. Noise classifier on SIMULATED feedback (triage.simulate.feedback, seeded): the newest 15%
    (time split) and leave-one-service-out; reliability curves and Brier scores of both.
 3. Threshold tuning on the same simulated feedback (first half / second half).
 4. Live scorer cost: one uncached score, and a cached repeat.
@@ -49,8 +49,8 @@ from triage.models.noise import leave_one_out, train_noise_model
 from triage.models.registry import load_noise_scorer, promote, register_model
 from triage.models.report import plot_folds, plot_reliability
 from triage.models.series import grid
-from triage.models.simulate import simulate_feedback
 from triage.models.tuning import evaluate_thresholds, tune_thresholds
+from triage.simulate.feedback import simulate_feedback
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NAB = ROOT.parent / "shared" / "data" / "nab-dev"

@@ -158,7 +158,7 @@ class Replay:
 
 def stage1(folder: Path, settings: Any) -> Replay:
     """Replay ``folder/alerts.jsonl`` through stage 1 once."""
-    from triage.bootstrap import build_pipeline
+    from triage.app.bootstrap import build_pipeline
 
     pipeline = build_pipeline(settings, changes=load_change_index(settings))
     arrived: list[Any] = []
@@ -177,7 +177,7 @@ def stage1(folder: Path, settings: Any) -> Replay:
 
 
 def load_change_index(settings: Any) -> ChangeIndex:
-    from triage.enrich.changes import load_changes
+    from triage.loaders.changes import load_changes
 
     if settings.changes_file is None:
         return ChangeIndex()
@@ -197,7 +197,7 @@ def feed(observe: Callable[[list[Any], float], list[dict[str, Any]]],
 
 
 def run_triage(settings: Any, replay: Replay) -> list[dict[str, Any]]:
-    from triage.bootstrap import build_engine
+    from triage.app.bootstrap import build_engine
 
     engine = build_engine(settings)
     flush = getattr(engine, "flush_pages", None) or engine.tick
@@ -208,7 +208,7 @@ def reference_parts(settings: Any) -> tuple[Topology, Any, ChangeIndex]:
     """Topology, service mapper and change index for a reference grouper, loaded on their
     own (so they do not depend on the engine being buildable)."""
     from triage.core.services import ServiceMapper
-    from triage.enrich.topology import load_topology
+    from triage.loaders.topology import load_topology
 
     topology, _ = load_topology(settings.topology)
     mapper = ServiceMapper.create(settings.topology.service_labels,
@@ -248,7 +248,7 @@ def run_storm(job: dict[str, Any]) -> dict[str, Any]:
                            "seed": seed, "groupers": {}}
     started = time.perf_counter()
     try:
-        from triage.settings import load_settings
+        from triage.app.settings import load_settings
         from triage.simulate import ScenarioOptions, default_rules_dir, simulate
 
         out = Path(job["workdir"]) / f"{topo.name}-{seed}"
@@ -321,7 +321,7 @@ def run_alarm_set(job: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"kind": "alarms", "name": name, "set": "held-out", "groupers": {}}
     started = time.perf_counter()
     try:
-        from triage.settings import load_settings
+        from triage.app.settings import load_settings
         alarms = importlib.import_module("triage.simulate.alarms")  # optional, see above
 
         alarm_set = alarms.load_alarm_set(SHARED / "alarms" / name)

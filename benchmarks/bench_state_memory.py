@@ -5,7 +5,7 @@
         [--tracemalloc [--top 15]] [--repeats 1] [--json FILE]
 
 Builds the pipeline and the incident engine the way ``triage serve`` does in embedded mode
-(``triage.bootstrap``, a ``triage.yaml`` whose topology is a generated 2,000-service graph),
+(``triage.app.bootstrap``, a ``triage.yaml`` whose topology is a generated 2,000-service graph),
 then feeds distinct firing alerts (API v2 bodies of ``--batch`` alerts, as HTTP bodies are:
 every alert a new active alert, labelled with a service of the graph) until the largest
 ``--alerts`` size. At each size it reports:
@@ -19,7 +19,7 @@ every alert a new active alert, labelled with a service of the graph) until the 
 ``IncidentEngine.observe``); ``--path serve`` runs ``EmbeddedBackend.accept`` itself, with
 ``--state`` (``durability: process``), outputs to files, metrics and the clock task: the
 whole crash-safe receiver but the socket. ``--gc tuned`` applies what ``triage serve``
-and ``triage run`` do at start (``triage.gctune``); ``--gc default`` leaves Python's
+and ``triage run`` do at start (``triage.app.gctune``); ``--gc default`` leaves Python's
 defaults, for the before figure. ``--repeats N`` runs N fresh processes and reports the
 median of each figure.
 """
@@ -47,12 +47,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from machine import describe
-from triage.bootstrap import build_triage
+from triage.app.bootstrap import build_triage
+from triage.app.settings import load_settings
 from triage.core.timeutil import format_timestamp
 from triage.core.triage import Triage
-from triage.enrich.synthetic import layered_topology
-from triage.settings import load_settings
 from triage.simulate.emit import services_yaml
+from triage.simulate.graphs import layered_topology
 
 console = Console(stderr=True)
 RULES = ["HighErrorRate", "HighLatencyP99", "PodCrashLooping", "HostHighCpuLoad",
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     pipeline, engine = build(config)
     bodies = Bodies(services, args.batch)
     if args.gc == "tuned":
-        from triage.gctune import tune_gc
+        from triage.app.gctune import tune_gc
         tune_gc()
     timer = GcTimer()
     gc.callbacks.append(timer)

@@ -36,9 +36,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench_intake import machine
-from triage.bootstrap import build_triage
+from triage.app.bootstrap import build_triage
+from triage.app.settings import load_settings
 from triage.core.triage import Triage
-from triage.settings import load_settings
 from triage.simulate import DeliveryOptions, ScenarioOptions, default_rules_dir, simulate
 
 err = Console(stderr=True)

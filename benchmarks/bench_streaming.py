@@ -58,7 +58,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import CoordinatorNotAvailableError
 
 from machine import describe
-from triage.settings import KafkaSettings
+from triage.app.settings import KafkaSettings
 from triage.streams.topics import consume_records, create_topics, delete_topics
 
 REPO = Path(__file__).resolve().parents[1]

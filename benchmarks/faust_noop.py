@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from faust import Worker
 
-    from triage.settings import KafkaSettings, Settings
+    from triage.app.settings import KafkaSettings, Settings
     from triage.streams.agents import BATCH_MAX, BATCH_WITHIN
     from triage.streams.app import build_app
 

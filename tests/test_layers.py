@@ -10,16 +10,28 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "triage"
 
+# The composition root: below triage.cli, only its validated configuration (``settings``)
+# may be read, never what builds or runs the stages.
+APP = {"triage.app.bootstrap", "triage.app.runtime", "triage.app.server", "triage.app.demo",
+       "triage.app.gctune"}
+
 # What each layer may not import (top-level module names).
 FORBIDDEN = {
     "core": {"faust", "kafka", "aiokafka", "sqlite3", "socket", "http", "urllib", "requests",
              "subprocess", "yaml", "pydantic", "pydantic_settings", "typer", "rich", "pandas",
-             "sklearn", "triage.enrich", "triage.models", "triage.streams", "triage.cli",
-             "triage.bootstrap", "triage.settings", "triage.runtime", "triage.statefile"},
-    "enrich": {"faust", "kafka", "aiokafka", "triage.models", "triage.streams", "triage.cli"},
-    "models": {"faust", "kafka", "aiokafka", "triage.enrich", "triage.streams", "triage.cli"},
+             "sklearn", "triage.loaders", "triage.models", "triage.streams", "triage.cli",
+             "triage.app", "triage.state", "triage.simulate", "triage.http"},
+    "loaders": {"faust", "kafka", "aiokafka", "triage.models", "triage.streams", "triage.cli",
+                "triage.state", "triage.simulate", "triage.http", *APP},
+    "models": {"faust", "kafka", "aiokafka", "triage.loaders", "triage.streams", "triage.cli",
+               "triage.state", "triage.simulate", "triage.http", *APP},
+    "state": {"faust", "kafka", "aiokafka", "triage.streams", "triage.cli", "triage.http",
+              "triage.simulate", "triage.app"},
+    "simulate": {"faust", "kafka", "aiokafka", "triage.streams", "triage.cli", "triage.http",
+                 "triage.state", *APP},
+    "streams": {"triage.cli", "triage.http", *APP},
     # the receiver reaches Kafka only through triage.streams.publisher
-    "http": {"faust", "kafka", "aiokafka", "triage.cli"},
+    "http": {"faust", "kafka", "aiokafka", "triage.cli", *APP},
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.faults.conftest import FAST_PAGES, TRIAGE, Disk, Losses
 from tests.http.tools import free_port, http, ready, wait_until
-from triage.storm import repeat_storm
+from triage.simulate.storms import repeat_storm
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +153,7 @@ def test_a_write_that_fails_halfway_leaves_no_half_line(tmp_path: Path) -> None:
     """The sink's promise, with the kernel refusing the bytes after a limit."""
     script = (
         "import resource, sys\n"
-        "from triage.sinks import JsonLinesSink\n"
+        "from triage.state.sinks import JsonLinesSink\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))\n"
         f"s = JsonLinesSink({str(tmp_path / 'o.jsonl')!r}, resume=None, std=sys.stdout.buffer)\n"
         "s.write({'a': 'x' * 40}); s.flush(sync=True)\n"

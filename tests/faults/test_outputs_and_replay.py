@@ -17,7 +17,7 @@ import pytest
 from tests.faults.conftest import FAST_PAGES, TRIAGE, Losses
 from tests.faults.test_disk_full import alert, run, storm_file
 from tests.http.tools import free_port, http
-from triage.statefile import StateFile
+from triage.state.statefile import StateFile
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,12 @@ import pytest
 
 from tests.faults.conftest import FAST_PAGES, Losses
 from tests.faults.test_disk_full import run, storm_file
-from triage.bootstrap import build_engine, build_pipeline
-from triage.demo import demo_config_path
+from triage.app.bootstrap import build_engine, build_pipeline
+from triage.app.demo import demo_config_path
+from triage.app.settings import load_settings
 from triage.errors import StateError
-from triage.settings import load_settings
-from triage.statefile import StateFile
-from triage.storm import boutique_storm
+from triage.simulate.storms import boutique_storm
+from triage.state.statefile import StateFile
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from triage.app.settings import KafkaSettings
 from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.pipeline import IntakeLimits, Pipeline
 from triage.http.app import create_app
@@ -20,7 +21,6 @@ from triage.http.embedded import EmbeddedBackend
 from triage.http.intake import Backend
 from triage.http.relay import KafkaBackend
 from triage.metrics import TriageMetrics
-from triage.settings import KafkaSettings
 from triage.streams.publisher import Publisher
 
 T = 1_800_000_000.0  # 2027-01-15T08:00:00Z, the fake wall clock

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.http.tools import free_port, http, triage_serve
-from triage.http.server import RateLimitFilter
+from triage.app.server import RateLimitFilter
 
 
 class _Clock:

@@ -23,8 +23,8 @@ from tests.http.conftest import (
     sample,
     served,
 )
+from triage.app.settings import KafkaSettings
 from triage.core.fingerprint import labelset_fingerprint
-from triage.settings import KafkaSettings
 from triage.streams.publisher import Publisher, PublishError, producer_options
 
 ALERT = {"alertname": "DiskFull", "service": "db"}

@@ -16,8 +16,8 @@ import pytest
 
 from tests.http.conftest import Clock, embedded_backend, fresh_metrics, records, served
 from tests.http.tools import free_port, http, triage_serve
+from triage.app.settings import load_settings
 from triage.errors import ConfigError
-from triage.settings import load_settings
 
 
 async def raw_request(client: Any, data: bytes) -> tuple[int, bytes]:

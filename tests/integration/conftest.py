@@ -28,7 +28,7 @@ import orjson
 import pytest
 import yaml
 
-from triage.settings import KafkaSettings
+from triage.app.settings import KafkaSettings
 from triage.streams.topics import consume_records, create_topics, produce_lines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,8 +189,8 @@ class KafkaCase:
         keys them."""
         key_of = None
         if keyed:
-            from triage.bootstrap import build_fingerprinter
-            from triage.settings import load_settings
+            from triage.app.bootstrap import build_fingerprinter
+            from triage.app.settings import load_settings
             from triage.streams.keys import partition_key
 
             fingerprinter = build_fingerprinter(load_settings(self.config))

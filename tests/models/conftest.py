@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from triage.models.noise import TrainedModel, train_noise_model
-from triage.models.simulate import simulate_feedback
+from triage.simulate.feedback import simulate_feedback
 
 NAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab-dev"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from triage.bootstrap import build_pipeline
+from triage.app.bootstrap import build_pipeline
+from triage.app.settings import load_settings
 from triage.models.noise import TrainedModel
 from triage.models.registry import promote, register_model
-from triage.settings import load_settings
 
 
 def test_no_registry_means_no_noise_gate(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from triage.models.feedback import (
     latest_labels,
     read_history,
 )
-from triage.models.simulate import simulate_feedback
+from triage.simulate.feedback import simulate_feedback
 
 
 def test_store_round_trip_keeps_every_field(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_register_list_promote_load_round_trip(tmp_path: Path, trained: TrainedM
     loaded = load_model(tmp_path, v2)
     x = trained.model.predict_proba  # same predictions as the in-memory model
     from triage.models.noise import history_features
-    from triage.models.simulate import simulate_feedback
+    from triage.simulate.feedback import simulate_feedback
     sample = history_features(simulate_feedback(days=1, seed=11))
     np.testing.assert_allclose(loaded.model.predict_proba(sample), x(sample))
 

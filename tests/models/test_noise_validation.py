@@ -11,7 +11,7 @@ import pytest
 
 from triage.models.noise import TrainedModel, leave_one_out
 from triage.models.report import plot_reliability
-from triage.models.simulate import simulate_feedback
+from triage.simulate.feedback import simulate_feedback
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from triage.bootstrap import build_engine, build_pipeline
+from triage.app.bootstrap import build_engine, build_pipeline
+from triage.app.settings import load_settings
 from triage.cli import app
 from triage.core.fingerprint import labelset_fingerprint
-from triage.settings import load_settings
 from triage.simulate.alarms import (
     AlarmIncident,
     AlarmSet,

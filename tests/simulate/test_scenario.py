@@ -11,10 +11,10 @@ import pytest
 
 from triage.core.fingerprint import labelset_fingerprint
 from triage.core.topology import Topology
-from triage.enrich.synthetic import layered_topology
 from triage.simulate import ScenarioOptions, simulate
 from triage.simulate.deliver import Series
 from triage.simulate.emit import DeliveryOptions, deliver
+from triage.simulate.graphs import layered_topology
 from triage.simulate.rules import RuleCatalog
 from triage.simulate.scenario import Scenario, build_scenario
 from triage.simulate.truth import TrueIncident

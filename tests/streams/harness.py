@@ -15,8 +15,8 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
-from triage.bootstrap import build_engine, build_pipeline
-from triage.settings import load_settings
+from triage.app.bootstrap import build_engine, build_pipeline
+from triage.app.settings import load_settings
 from triage.streams.keys import partition_key
 
 try:

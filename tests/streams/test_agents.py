@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
+from triage.app.settings import Settings
 from triage.core.incidents import CorrelationPolicy, IncidentEngine
 from triage.core.pipeline import Pipeline
-from triage.settings import Settings
 from triage.streams.agents import StageRunner, deliver
 from triage.streams.stages import IntakeStage, Output, domain_mapper
 from triage.streams.worker import build_streams

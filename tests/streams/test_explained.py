@@ -8,7 +8,7 @@ import logging
 import pytest
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from triage.settings import KafkaSettings
+from triage.app.settings import KafkaSettings
 from triage.streams.topics import explained
 
 SASL = KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple
 
-from triage.settings import Settings
+from triage.app.settings import Settings
 from triage.streams.agents import StateTable, state_table
 from triage.streams.app import build_app
 

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from triage.app.settings import Settings
 from triage.metrics import TriageMetrics
-from triage.settings import Settings
 from triage.streams.app import build_app
 from triage.streams.watchdog import (
     Action,

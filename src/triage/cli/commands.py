@@ -12,12 +12,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 from rich.table import Table
 
 from triage import __version__
-from triage.bootstrap import build_engine, build_pipeline
+from triage.app.bootstrap import build_engine, build_pipeline
+from triage.app.gctune import tune_gc
+from triage.app.runtime import RunResult, run_embedded
+from triage.app.settings import load_settings
 from triage.cli.app import app, err, fail
 from triage.errors import ConfigError, OutputConflict, StateError, StorageError
-from triage.gctune import tune_gc
-from triage.runtime import RunResult, run_embedded
-from triage.settings import load_settings
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.",
                                                 exists=True, dir_okay=False)]
@@ -66,7 +66,7 @@ def run(
     if input != "-" and not Path(input).is_file():
         raise fail(f"--input {input}: no such file")
     show_progress = not quiet and input != "-" and err.is_terminal
-    tune_gc()  # replays hold every active alert too (triage.gctune)
+    tune_gc()  # replays hold every active alert too (triage.app.gctune)
     try:
         if show_progress:
             total = Path(input).stat().st_size
@@ -178,7 +178,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where to write the demo files.")] = Path("out/demo"),
 ) -> None:
     """Triage the bundled Online Boutique storm (no Kafka needed); writes incidents.jsonl."""
-    from triage.demo import run_demo
+    from triage.app.demo import run_demo
 
     run_demo(out, console=err)
 

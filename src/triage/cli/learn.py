@@ -141,9 +141,9 @@ def feedback_simulate(
     days: Annotated[float, typer.Option(min=0.1, help="Days of history.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same history).")] = 0,
 ) -> None:
-    """Append SIMULATED feedback (triage.models.simulate) for demos and trials."""
+    """Append SIMULATED feedback (triage.simulate.feedback) for demos and trials."""
     from triage.models.feedback import FeedbackStore
-    from triage.models.simulate import simulate_feedback
+    from triage.simulate.feedback import simulate_feedback
 
     n = FeedbackStore(store).append_frame(simulate_feedback(days=days, seed=seed))
     err.print(f"[yellow]simulated[/] {n:,} judgements appended to {store}")

@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triage.bootstrap import load_oncall
+from triage.app.bootstrap import load_oncall
+from triage.app.settings import load_settings
 from triage.cli.app import app, fail
 from triage.core.oncall import CoverageReport
 from triage.core.timeutil import parse_timestamp
 from triage.errors import ConfigError, TimestampError
-from triage.settings import load_settings
 
 oncall_app = typer.Typer(no_args_is_help=True, help="On-call rotations and overrides.")
 app.add_typer(oncall_app, name="oncall")

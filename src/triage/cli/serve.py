@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from triage.bootstrap import build_engine, build_pipeline
+from triage.app.bootstrap import build_engine, build_pipeline
+from triage.app.settings import load_settings
 from triage.cli.app import app, err, fail
 from triage.errors import ConfigError, OutputConflict, StateError
-from triage.settings import load_settings
 
 
 @app.command()
@@ -48,8 +48,8 @@ def serve(
     ] = False,
 ) -> None:
     """Receive alerts over HTTP: Alertmanager API v2, Alertmanager/Grafana webhooks, generic."""
-    from triage.gctune import tune_gc
-    from triage.http.server import ServeOptions, run
+    from triage.app.gctune import tune_gc
+    from triage.app.server import ServeOptions, run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
@@ -83,7 +83,7 @@ def serve(
     level = durability or settings.state.durability
     if level not in ("power", "process"):
         raise fail(f"--durability {level}: expected power or process")
-    tune_gc()  # a long-lived process holding every active alert (triage.gctune)
+    tune_gc()  # a long-lived process holding every active alert (triage.app.gctune)
     try:
         run(settings, ServeOptions(state=state, output=output, dead_letter=dead_letter,
                                    outcomes=outcomes, durability=level,  # type: ignore[arg-type]

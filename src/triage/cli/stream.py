@@ -20,9 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from triage.app.settings import Settings, load_settings
 from triage.cli.app import app, err, fail
 from triage.errors import ConfigError
-from triage.settings import Settings, load_settings
 
 topics_app = typer.Typer(no_args_is_help=True, help="Create the Kafka topics triage uses.")
 app.add_typer(topics_app, name="topics")
@@ -114,7 +114,7 @@ def produce(
     import orjson
     from kafka.errors import KafkaError
 
-    from triage.bootstrap import build_fingerprinter
+    from triage.app.bootstrap import build_fingerprinter
     from triage.streams.keys import partition_key
     from triage.streams.topics import explained, produce_lines, topic_name
 
@@ -199,7 +199,7 @@ def worker(
     """
     from kafka.errors import KafkaError
 
-    from triage.bootstrap import build_engine, build_pipeline
+    from triage.app.bootstrap import build_engine, build_pipeline
     from triage.streams.worker import run_worker
 
     settings = _settings(config, bootstrap)

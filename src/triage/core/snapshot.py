@@ -1,7 +1,7 @@
 """One snapshot format for triage's state, whatever stores it.
 
 Every state store saves the same records, built and read here: the SQLite state file of the
-embedded runtimes (``triage.statefile``, ``--state``) and the tables of the Kafka path's two
+embedded runtimes (``triage.state.statefile``, ``--state``) and the tables of the Kafka path's two
 stages (``triage.streams.stages``). Neither reads or sets a field of the pipeline or the
 incident engine; each adds only where its input stood (a checkpoint of lines and output
 sizes; an offset per partition).

@@ -7,7 +7,7 @@ direction, the incident stage lets time decide which side failed first. Correlat
 cause, suspect changes and priority ask the same few questions of it for every alert, so the
 answers are cached per service: per-alert cost does not grow with the size of the graph or
 the number of incidents.
-Loaders (YAML, GraphML, Kubernetes manifests) live in ``triage.enrich``.
+Loaders (YAML, GraphML, Kubernetes manifests) live in ``triage.loaders``.
 """
 
 from __future__ import annotations

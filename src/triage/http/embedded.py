@@ -60,8 +60,8 @@ from triage.errors import OutputConflict
 from triage.http.intake import Accepted, Rejected, envelope
 from triage.metrics import TriageMetrics, track_embedded_state
 from triage.models.feedback import Feedback, FeedbackStore
-from triage.sinks import JsonLinesSink, check_outputs
-from triage.statefile import FOLD_STEP, Checkpoint, Durability, Pending, StateFile
+from triage.state.sinks import JsonLinesSink, check_outputs
+from triage.state.statefile import FOLD_STEP, Checkpoint, Durability, Pending, StateFile
 
 log = logging.getLogger("triage.http")
 

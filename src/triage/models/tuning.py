@@ -427,7 +427,7 @@ def tune_thresholds(history: pd.DataFrame, *, key: Sequence[str] = ("alertname",
     ``min_samples`` bar is the group's, so a rule is tuned from its first judgement, and a
     rule with no actionable judgement borrows the group's cut.
 
-    >>> from triage.models.simulate import simulate_feedback
+    >>> from triage.simulate.feedback import simulate_feedback
     >>> result = tune_thresholds(simulate_feedback(days=14, seed=3))
     >>> all(r.recall >= 0.99 and r.noise_after <= r.noise_before for r in result.rules)
     True

@@ -62,9 +62,9 @@ def load_sim_topology(out: Path, *, topology: Path | None, catalog: Path | None,
     (a catalog or services YAML; its ``depends_on`` are dropped and it is written to
     ``OUT/catalog.yaml``), or a generated graph of ``services`` services written to
     ``OUT/services.yaml``."""
-    from triage.enrich.synthetic import layered_topology
-    from triage.enrich.topology import load_topology
-    from triage.settings import TopologySettings
+    from triage.app.settings import TopologySettings
+    from triage.loaders.topology import load_topology
+    from triage.simulate.graphs import layered_topology
 
     out.mkdir(parents=True, exist_ok=True)
     if services is not None:

@@ -528,7 +528,7 @@ def _worse(a: str, b: str) -> str:
 def build_scenario(topology: Topology, rules: RuleCatalog, opts: ScenarioOptions) -> Scenario:
     """Inject incidents, noise and changes on ``topology``; deterministic for ``opts.seed``.
 
-    >>> from triage.enrich.synthetic import layered_topology
+    >>> from triage.simulate.graphs import layered_topology
     >>> sc = build_scenario(layered_topology(100, seed=1), RuleCatalog.builtin(),
     ...                     ScenarioOptions(minutes=60, seed=3))
     >>> len(sc.incidents) > 0 and all(i.root_cause in i.services for i in sc.incidents)

@@ -54,8 +54,8 @@ from typing import Any, NamedTuple, Protocol
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from triage.app.settings import Settings
 from triage.metrics import TriageMetrics
-from triage.settings import Settings
 from triage.streams.app import aiokafka_config
 from triage.streams.stages import (
     IDLE_AFTER,

@@ -3,7 +3,7 @@ environment): broker URL, SASL/TLS credentials, in-memory table store with chang
 in Kafka (rocksdb is not required), raw bytes on every topic (``alerts.raw`` values are
 arbitrary payloads; triage encodes JSON itself with orjson).
 
->>> from triage.settings import Settings
+>>> from triage.app.settings import Settings
 >>> app = build_app(Settings())
 >>> app.conf.id, str(app.conf.broker[0])
 ('triage', 'kafka://127.0.0.1:9092')
@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from aiokafka.helpers import create_ssl_context
 
-from triage.settings import KafkaSettings, Settings
+from triage.app.settings import KafkaSettings, Settings
 
 # faust's app/table config that is not a user setting: chosen for this workload.
 _DEFAULTS: dict[str, Any] = {

@@ -31,12 +31,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
+from triage.app.settings import KafkaSettings
 from triage.core.render import render_failure
 from triage.core.types import Failed
 from triage.errors import DecodeError, InputError
 from triage.metrics import FeedbackMetrics
 from triage.models.feedback import Feedback, FeedbackStore, feedback_from_dict
-from triage.settings import KafkaSettings
 from triage.streams.topics import Record, client_config, topic_name
 
 log = logging.getLogger("triage.feedback")

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.helpers import create_ssl_context
 
+from triage.app.settings import KafkaSettings
 from triage.errors import TriageError
-from triage.settings import KafkaSettings
 
 ProducerFactory = Callable[[], Any]  # returns an object with AIOKafkaProducer's async API
 
@@ -67,7 +67,7 @@ class Publisher:
     """Publishes to the topics named in ``KafkaSettings.topics`` (by role: ``raw``,
     ``deadletter``, ...).
 
-    >>> from triage.settings import KafkaSettings
+    >>> from triage.app.settings import KafkaSettings
     >>> Publisher(KafkaSettings()).topic("raw")
     'alerts.raw'
     """

@@ -31,7 +31,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from triage.settings import KafkaSettings
+from triage.app.settings import KafkaSettings
 
 LOGICAL_TOPICS = ("raw", "keyed", "changes", "feedback", "incidents", "deadletter")
 

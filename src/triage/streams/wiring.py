@@ -16,8 +16,8 @@ from typing import Any
 import faust
 from kafka.partitioner.default import murmur2
 
+from triage.app.settings import Settings
 from triage.metrics import TriageMetrics
-from triage.settings import Settings
 from triage.streams.agents import (
     BATCH_MAX,
     BATCH_WITHIN,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from triage.app.settings import Settings
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.metrics import TriageMetrics, serve_registry
-from triage.settings import Settings
 from triage.streams.agents import INCIDENT_STATE, INTAKE_STATE, Streams
 from triage.streams.app import build_app
 from triage.streams.stages import IncidentStage, IntakeStage, domain_mapper

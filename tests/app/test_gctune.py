@@ -9,7 +9,7 @@ import sys
 
 
 def test_tune_gc_freezes_start_up_and_raises_the_young_threshold() -> None:
-    code = ("import gc; from triage.gctune import tune_gc, YOUNG_THRESHOLD; "
+    code = ("import gc; from triage.app.gctune import tune_gc, YOUNG_THRESHOLD; "
             "assert gc.get_freeze_count() == 0; tune_gc(); "
             "print(gc.get_freeze_count() > 1000, gc.get_threshold()[0] == YOUNG_THRESHOLD)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -23,8 +23,8 @@ from triage.core.render import render_failure, render_outcome
 from triage.core.triage import Triage
 from triage.core.types import Failed
 from triage.errors import OutputConflict, StorageError
-from triage.sinks import JsonLinesSink, check_outputs
-from triage.statefile import Checkpoint, Durability, StateFile
+from triage.state.sinks import JsonLinesSink, check_outputs
+from triage.state.statefile import Checkpoint, Durability, StateFile
 
 ProgressFn = Callable[[int], None]  # called with the bytes read so far
 

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from triage.bootstrap import build_engine, build_pipeline
-from triage.runtime import RunResult, run_embedded
-from triage.settings import load_settings
-from triage.storm import boutique_storm
+from triage.app.bootstrap import build_engine, build_pipeline
+from triage.app.runtime import RunResult, run_embedded
+from triage.app.settings import load_settings
+from triage.simulate.storms import boutique_storm
 
 
 def demo_config_path() -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from triage.enrich.changes import load_changes
 from triage.errors import ConfigError
+from triage.loaders.changes import load_changes
 
 
 def record(**overrides: object) -> str:

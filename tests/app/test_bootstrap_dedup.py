@@ -10,8 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from triage.bootstrap import build_pipeline
-from triage.settings import load_settings
+from triage.app.bootstrap import build_pipeline
+from triage.app.settings import load_settings
 
 
 def line(at: float) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from triage.core.pipeline import Pipeline
-from triage.statefile import FORMAT_VERSION, StateFile
+from triage.state.statefile import FORMAT_VERSION, StateFile
 
 
 def feed(p: Pipeline, start: int, n: int) -> None:

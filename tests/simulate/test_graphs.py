@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from triage.enrich.synthetic import layered_topology
+from triage.simulate.graphs import layered_topology
 
 
 def test_deterministic_for_a_seed() -> None:

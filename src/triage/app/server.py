@@ -20,7 +20,8 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
-from triage.bootstrap import build_fingerprinter, build_reader
+from triage.app.bootstrap import build_fingerprinter, build_reader
+from triage.app.settings import Settings
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.http.app import create_app, error_response
@@ -28,8 +29,7 @@ from triage.http.embedded import EmbeddedBackend
 from triage.http.intake import Backend
 from triage.http.relay import KafkaBackend
 from triage.metrics import TriageMetrics
-from triage.settings import Settings
-from triage.statefile import Durability
+from triage.state.statefile import Durability
 from triage.streams.publisher import Publisher
 
 log = logging.getLogger("triage.http")
@@ -53,7 +53,7 @@ def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetr
                   pipeline: Pipeline | None = None, engine: IncidentEngine | None = None,
                   clock: Callable[[], float] = time.time) -> Backend:
     """The backend for ``settings.http.mode``; embedded mode needs ``pipeline`` and
-    ``engine`` (built by ``triage.bootstrap``)."""
+    ``engine`` (built by ``triage.app.bootstrap``)."""
     if settings.http.mode == "kafka":
         limit = settings.intake.max_payload_bytes
         # the producer must carry whatever the door lets through, envelope included

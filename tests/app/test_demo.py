@@ -14,9 +14,9 @@ import orjson
 import pytest
 from rich.console import Console
 
-from triage.demo import run_demo
+from triage.app.demo import run_demo
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "schemas" /
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
                      "incident-event.schema.json").read_text())
 
 

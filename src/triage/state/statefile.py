@@ -17,7 +17,7 @@ latest every ``FOLD_AT`` batches, so a storm pays one insert per commit rather t
 alert. ``restore`` reads the base, then the log on top. If the write fails (disk full,
 I/O error), ``give_back`` keeps the batch and the next ``take`` merges it with what changed
 since, newest first: a record marked saved in memory is never lost by a failed commit. The
-runtimes write their outputs before the state (``triage.sinks``), so nothing is marked in the
+runtimes write their outputs before the state (``triage.state.sinks``), so nothing is marked in the
 state that was not written.
 
 **Durability.** ``durability="power"`` (``synchronous=FULL``, outputs fsynced) survives a

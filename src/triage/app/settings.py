@@ -101,7 +101,7 @@ class NoiseSettings(_Section):
 
 
 class TopologySettings(_Section):
-    """Where the service graph and catalog come from (``triage.enrich`` loaders)."""
+    """Where the service graph and catalog come from (``triage.loaders`` loaders)."""
 
     file: Path | None = None  # services YAML, GraphML (.graphml) or Kubernetes manifests
     format: str | None = None  # services | graphml | kubernetes; default: from the file

@@ -67,7 +67,7 @@ from triage.core.topology import TIERS, ServiceInfo, Topology
 from triage.errors import ConfigError
 
 if TYPE_CHECKING:
-    from triage.settings import TopologySettings
+    from triage.app.settings import TopologySettings
 
 __all__ = [
     "TopologyReport",

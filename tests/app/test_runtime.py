@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from triage.statefile import StateFile
-from triage.storm import demo_storm, repeat_storm
+from triage.simulate.storms import demo_storm, repeat_storm
+from triage.state.statefile import StateFile
 
 pytestmark = pytest.mark.slow
 TRIAGE = [sys.executable, "-m", "triage.cli"]
@@ -36,7 +36,7 @@ def test_run_on_every_format_with_malformed_lines(tmp_path: Path) -> None:
     storm.write_bytes(b"\n".join(lines) + b"\n")
     out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
     incidents = tmp_path / "incidents.jsonl"
-    from triage.demo import demo_config_path
+    from triage.app.demo import demo_config_path
 
     proc = triage("run", "--config", str(demo_config_path()), "--input", str(storm),
                   "--output", str(incidents), "--outcomes", str(out),
@@ -74,10 +74,10 @@ def test_counts_reconcile_exactly(tmp_path: Path) -> None:
     storm = tmp_path / "storm.jsonl"
     storm.write_bytes(b"\n".join([*demo_storm(), *repeat_storm(2000, seed=3)]) + b"\n")
     out = tmp_path / "out.jsonl"
-    from triage.bootstrap import build_pipeline
-    from triage.demo import demo_config_path
-    from triage.runtime import run_embedded
-    from triage.settings import load_settings
+    from triage.app.bootstrap import build_pipeline
+    from triage.app.demo import demo_config_path
+    from triage.app.runtime import run_embedded
+    from triage.app.settings import load_settings
 
     pipeline = build_pipeline(load_settings(demo_config_path()))
     result = run_embedded(pipeline, input_path=str(storm), output=str(out))
@@ -90,8 +90,8 @@ def test_counts_reconcile_exactly(tmp_path: Path) -> None:
 
 
 def test_replay_is_deterministic(tmp_path: Path) -> None:
-    from triage.demo import demo_config_path
-    from triage.storm import boutique_storm
+    from triage.app.demo import demo_config_path
+    from triage.simulate.storms import boutique_storm
 
     storm = tmp_path / "storm.jsonl"
     storm.write_bytes(b"\n".join([*demo_storm(), *boutique_storm()]) + b"\n")
@@ -190,7 +190,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 
 
 def test_env_overrides_file(tmp_path: Path) -> None:
-    from triage.settings import load_settings
+    from triage.app.settings import load_settings
 
     cfg = tmp_path / "triage.yaml"
     cfg.write_text("dedup:\n  resolve_timeout: 5m\n")
@@ -212,9 +212,9 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_readme_config_example_is_valid(tmp_path: Path) -> None:
     import re
 
-    from triage.settings import load_settings
+    from triage.app.settings import load_settings
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = re.search(r"## Configuration.*?```yaml\n(.*?)```", readme, re.S)
     assert block is not None
     (tmp_path / "silences.json").write_text("[]")
@@ -226,11 +226,11 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
     cfg = tmp_path / "triage.yaml"
     cfg.write_text(block.group(1))
     settings = load_settings(cfg)
-    from triage.bootstrap import build_pipeline
+    from triage.app.bootstrap import build_pipeline
 
     pipeline = build_pipeline(settings)
     assert len(pipeline.silences) == 2 and settings.dedup.notification_timeout == 86400.0
-    from triage.bootstrap import build_engine
+    from triage.app.bootstrap import build_engine
 
     engine = build_engine(settings)
     assert engine.topology.depends_on("cart", "redis") and len(engine.changes) == 1
@@ -240,9 +240,9 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
 
 def test_a_bug_in_the_incident_stage_dead_letters_the_line_and_the_run_goes_on(
         tmp_path: Path) -> None:
+    from triage.app.runtime import run_embedded
     from triage.core.incidents import IncidentEngine
     from triage.core.pipeline import Pipeline
-    from triage.runtime import run_embedded
 
     storm = tmp_path / "storm.jsonl"
     storm.write_bytes(b'{"alertname": "A", "at": 1800000000}\n'

@@ -16,7 +16,7 @@ from triage.core.matchers import parse_matchers
 from triage.core.pipeline import Pipeline
 from triage.core.silences import Silence
 from triage.core.triage import Triage
-from triage.statefile import StateFile
+from triage.state.statefile import StateFile
 from triage.streams.stages import (
     IncidentStage,
     IntakeStage,

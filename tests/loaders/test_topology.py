@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 import triage.demo_assets
+from triage.app.settings import TopologySettings
 from triage.core.topology import ServiceInfo
-from triage.enrich.topology import (
+from triage.errors import ConfigError
+from triage.loaders.topology import (
     TopologyReport,
     UnresolvedRef,
     load_catalog,
@@ -22,8 +24,6 @@ from triage.enrich.topology import (
     load_services_yaml,
     load_topology,
 )
-from triage.errors import ConfigError
-from triage.settings import TopologySettings
 from triage.simulate.emit import services_yaml
 
 MANIFESTS = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topologies"

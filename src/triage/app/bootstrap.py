@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from triage.app.settings import Settings, SilenceSettings
 from triage.core.changes import ChangeIndex
 from triage.core.dedup import DedupPolicy, DedupStore, FlapPolicy
 from triage.core.fingerprint import Fingerprinter, FingerprintPolicy
@@ -24,10 +25,9 @@ from triage.core.services import ServiceMapper
 from triage.core.silences import Silence, SilenceSet, silence_from_alertmanager
 from triage.core.thresholds import Thresholds, parse_thresholds
 from triage.core.triage import Triage
-from triage.enrich.changes import load_changes
-from triage.enrich.topology import load_topology
 from triage.errors import ConfigError, InputError
-from triage.settings import Settings, SilenceSettings
+from triage.loaders.changes import load_changes
+from triage.loaders.topology import load_topology
 
 # Sources whose identity is not their whole label set (see each normalizer's docstring).
 DEFAULT_IDENTITY: dict[str, tuple[str, ...]] = {
