@@ -25,7 +25,7 @@ from triage.cli.stream import BootstrapOpt, ConfigOpt, _kafka_unavailable, _sett
 
 if TYPE_CHECKING:
     from triage.metrics import FeedbackMetrics
-    from triage.streams.feedback import IngestCounts
+    from triage.streams.ingest import IngestCounts
 
 
 @feedback_app.command("ingest")
@@ -63,9 +63,9 @@ def feedback_ingest(
 
     from triage.models.feedback import FeedbackStore
     from triage.streams.feedback import (
-        KafkaDeadLetters,
         KafkaFeedbackSource,
         default_group,
+        feedback_dead_letters,
         metered,
         run_ingest,
     )
@@ -79,12 +79,12 @@ def feedback_ingest(
     consumer_group = default_group(settings.kafka, group or settings.feedback.group)
     stopping = threading.Event()
     source: KafkaFeedbackSource | None = None
-    sink: KafkaDeadLetters | None = None
+    sink: Any = None
     exporter = _serve_metrics(metrics_host, metrics_port) if metrics_port else None
     try:
         source = KafkaFeedbackSource(settings.kafka, group=consumer_group, timeout=timeout,
                                      max_records=batch, session_timeout=session_timeout)
-        sink = KafkaDeadLetters(settings.kafka, timeout=timeout)
+        sink = feedback_dead_letters(settings.kafka, timeout=timeout)
         err.print(f"feedback ingest: {source.topic} (group {consumer_group}) → {path}"
                   f"{'' if once else '; following until SIGTERM/SIGINT'}", highlight=False)
         if exporter is not None:
