@@ -29,7 +29,10 @@ FORBIDDEN = {
               "triage.simulate", "triage.app"},
     "simulate": {"faust", "kafka", "aiokafka", "triage.streams", "triage.cli", "triage.http",
                  "triage.state", *APP},
-    "streams": {"triage.cli", "triage.http", *APP},
+    "streams": {"triage.cli", "triage.http", "triage.desk", *APP},
+    # the desk: core types and state; never faust, a Kafka client, or the streams
+    "desk": {"faust", "kafka", "aiokafka", "triage.streams", "triage.cli", "triage.http",
+             "triage.simulate", *APP},
     # the receiver reaches Kafka only through triage.streams.publisher
     "http": {"faust", "kafka", "aiokafka", "triage.cli", *APP},
 }

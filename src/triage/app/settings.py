@@ -213,6 +213,16 @@ class FeedbackSettings(_Section):
     group: str | None = None  # consumer group of `feedback ingest`; None: <kafka.app_id>-feedback
 
 
+class DeskSettings(_Section):
+    """The incident desk (``triage desk``, ``triage incident``): its database, and the
+    consumer group it reads the ``incidents`` topic in."""
+
+    # a SQLAlchemy URL: sqlite:///desk.db (embedded, the default) or
+    # postgresql+psycopg://user@host/db; TRIAGE_DESK__URL
+    url: str = "sqlite:///desk.db"
+    group: str | None = None  # None: <kafka.app_id>-desk
+
+
 class Settings(BaseSettings):
     """All of triage's configuration."""
 
@@ -241,6 +251,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     state: StateSettings = StateSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    desk: DeskSettings = DeskSettings()
 
     @classmethod
     def settings_customise_sources(

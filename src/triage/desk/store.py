@@ -1,0 +1,218 @@
+"""The desk's store: SQLite (the default, embedded: WAL, a busy timeout) or PostgreSQL (a
+URL), migrated by Alembic at open, written in one transaction per batch.
+
+``ingest`` takes triage's incident events in any number and order, as often as they come:
+each is applied once, by its ``event_id`` (a unique column of the log), so a replay, a
+consumer restarted before its offsets were committed, or a second desk on the same
+database changes nothing. A batch commits as a whole or not at all; the caller acknowledges
+its input only after ``ingest`` returns (``triage desk ingest`` commits Kafka offsets then).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from triage.desk.projection import apply_triage, check_event
+from triage.desk.schema import incident, incident_event
+from triage.errors import DecodeError, InputError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+CHUNK = 500  # keys per IN (...) query
+BUSY_TIMEOUT_MS = 10_000
+
+
+def default_url(path: Path | str = "desk.db") -> str:
+    """The embedded default: a SQLite file."""
+    return f"sqlite:///{Path(path)}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite in WAL mode with a busy timeout, so a reader never
+    blocks the writer and two writers wait for each other instead of failing."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (Alembic ``upgrade head``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass
+class Ingested:
+    """What a batch did: events applied, events seen before (or twice in the batch), and
+    events refused: (their index in the batch, why), for the caller to dead-letter with
+    their payload."""
+
+    added: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, InputError]] = field(default_factory=list)
+
+
+class DeskStore:
+    """The incident log and its projection in one database."""
+
+    def __init__(self, url: str, *, now: Callable[[], float] = time.time,
+                 upgrade: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.now = now
+        if upgrade:
+            migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> DeskStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def ingest(self, events: Iterable[Any], *, retries: int = 5) -> Ingested:
+        """Apply triage's incident events (decoded JSON, or raw bytes/str lines) in one
+        transaction. A conflict with another writer, or a database that went away, retries
+        the whole batch (up to ``retries`` times, backing off); then it raises and nothing
+        of the batch is in the database."""
+        batch = list(events)
+        for attempt in range(retries + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return self._ingest(conn, batch)
+            except (IntegrityError, OperationalError):
+                if attempt == retries:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def _ingest(self, conn: Connection, batch: Sequence[Any]) -> Ingested:
+        result = Ingested()
+        valid: dict[str, dict[str, Any]] = {}
+        for i, raw in enumerate(batch):
+            try:
+                ev = orjson.loads(raw) if isinstance(raw, bytes | bytearray | str) else raw
+                event_id = check_event(ev)[0]
+            except orjson.JSONDecodeError as exc:
+                result.rejected.append((i, DecodeError("", f"not JSON: {exc}")))
+                continue
+            except InputError as exc:
+                result.rejected.append((i, exc))
+                continue
+            if event_id in valid:
+                result.duplicates += 1
+            else:
+                valid[event_id] = ev
+        seen = set(self._existing(conn, list(valid)))
+        result.duplicates += len(seen)
+        new = [ev for eid, ev in valid.items() if eid not in seen]
+        if not new:
+            return result
+        ids = list(dict.fromkeys(ev["incident"]["id"] for ev in new))
+        before = {row["id"]: row for row in self._rows(conn, ids)}
+        rows: dict[str, dict[str, Any]] = dict(before)
+        logs: dict[str, list[dict[str, Any]]] = {}
+        recorded = self.now()
+        for ev in new:
+            iid = ev["incident"]["id"]
+            log = logs.setdefault(iid, [])
+            rows[iid], appended = apply_triage(rows.get(iid), ev, log)
+            log.extend(appended)
+        conn.execute(insert(incident_event), [
+            {**r, "recorded_at": recorded} for log in logs.values() for r in log])
+        fresh = [rows[i] for i in ids if i not in before]
+        if fresh:
+            conn.execute(insert(incident), fresh)
+        changed = [rows[i] for i in ids if i in before]
+        if changed:
+            cols = [c.name for c in incident.c if c.name != "id"]
+            stmt = update(incident).where(incident.c.id == bindparam("_id")).values(
+                {c: bindparam(c) for c in cols})
+            conn.execute(stmt, [{"_id": r["id"], **{c: r[c] for c in cols}} for r in changed])
+        result.added = len(new)
+        return result
+
+    @staticmethod
+    def _existing(conn: Connection, event_ids: list[str]) -> Iterable[str]:
+        for i in range(0, len(event_ids), CHUNK):
+            chunk = event_ids[i:i + CHUNK]
+            yield from conn.execute(select(incident_event.c.source_id).where(
+                incident_event.c.source_id.in_(chunk))).scalars()
+
+    @staticmethod
+    def _rows(conn: Connection, ids: list[str]) -> Iterable[dict[str, Any]]:
+        for i in range(0, len(ids), CHUNK):
+            for row in conn.execute(select(incident).where(incident.c.id.in_(ids[i:i + CHUNK]))):
+                yield dict(row._mapping)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def incidents(self, *, status: Sequence[str] | None = None,
+                  priority: Sequence[str] | None = None, limit: int = 100
+                  ) -> list[dict[str, Any]]:
+        """Incidents, newest first (by when they were triggered), optionally filtered."""
+        q = select(incident)
+        if status:
+            q = q.where(incident.c.status.in_(list(status)))
+        if priority:
+            q = q.where(incident.c.priority.in_(list(priority)))
+        q = q.order_by(incident.c.triggered_at.desc(), incident.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(incident).where(incident.c.id == incident_id)).first()
+            return dict(row._mapping) if row is not None else None
+
+    def log(self, incident_id: str) -> list[dict[str, Any]]:
+        """The incident's log rows in order."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(incident_event).where(incident_event.c.incident_id == incident_id)
+                .order_by(incident_event.c.seq))]
+
+    def count(self) -> tuple[int, int]:
+        """(incidents, log rows)."""
+        with self.engine.connect() as conn:
+            n = conn.execute(select(func.count()).select_from(incident)).scalar_one()
+            m = conn.execute(select(func.count()).select_from(incident_event)).scalar_one()
+            return int(n), int(m)
