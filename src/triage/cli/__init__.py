@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from triage.cli import commands as commands  # registers run, demo, formats, check-config
+from triage.cli import desk as desk  # registers `triage desk`, `triage incident`
 from triage.cli import feedback as feedback  # registers `triage feedback ingest`
 from triage.cli import learn as learn  # registers tune, train, model, feedback
 from triage.cli import oncall as oncall  # registers `triage oncall`

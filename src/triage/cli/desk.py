@@ -1,0 +1,277 @@
+"""``triage desk ingest`` (triage's incident events into the desk's store) and ``triage
+incident list|show`` (what the desk holds).
+
+Exit codes: 0 done; 1 the database or Kafka unusable; 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from triage.cli.app import app, err, fail
+from triage.cli.stream import BootstrapOpt, ConfigOpt, _kafka_unavailable, _settings
+
+if TYPE_CHECKING:
+    from triage.desk.store import DeskStore
+    from triage.streams.ingest import IngestCounts
+    from triage.streams.topics import Record
+
+desk_app = typer.Typer(no_args_is_help=True,
+                       help="The incident desk's store: take in triage's incident events.")
+incident_app = typer.Typer(no_args_is_help=True, help="Incidents on the desk.")
+app.add_typer(desk_app, name="desk")
+app.add_typer(incident_app, name="incident")
+
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", help="The desk's database: a SQLAlchemy URL (sqlite:///desk.db, "
+    "postgresql+psycopg://user@host/db) or a SQLite file path (default: desk.url).")]
+CLIENT_ID = "triage-desk-ingest"
+
+
+def _url(db: str | None, config: Path | None) -> str:
+    if db is None:
+        return _settings(config, None).desk.url
+    return db if "://" in db else f"sqlite:///{db}"
+
+
+def _open(url: str) -> DeskStore:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from triage.desk.store import DeskStore
+    try:
+        return DeskStore(url)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc  # the driver's own words, when it has them
+        raise fail(f"--db {url}: {type(cause).__name__}: {cause}", 1) from None
+
+
+def _dead_letter(raw: Any, exc: Exception, where: dict[str, Any]) -> bytes:
+    from triage.core.render import render_failure
+    from triage.core.types import Failed
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+    failed = Failed(type(exc).__name__, getattr(exc, "field", ""),
+                    getattr(exc, "message", str(exc)), text, "incidents")
+    return orjson.dumps(render_failure(failed, time.time()) | where)
+
+
+def _lines(path: Path, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    stream: IO[bytes] = sys.stdin.buffer if str(path) == "-" else path.open("rb")
+    try:
+        batch: list[tuple[int, bytes]] = []
+        for n, line in enumerate(stream, 1):
+            if line.strip():
+                batch.append((n, line.rstrip(b"\r\n")))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+@desk_app.command("ingest")
+def desk_ingest(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="Incident events as JSON Lines (triage run's --output; - for "
+        "stdin). Without it, the incidents topic is read.", dir_okay=False)] = None,
+    dead_letter: Annotated[Path | None, typer.Option(
+        "--dead-letter", help="With --input: where refused lines go, with the reason "
+        "(JSON Lines, appended). From Kafka they go to the deadletter topic.",
+        dir_okay=False)] = None,
+    bootstrap: BootstrapOpt = None,
+    once: Annotated[bool, typer.Option(
+        "--once/--follow", help="From Kafka: --once reads what the topic holds now, then "
+        "exits; --follow (default) keeps reading until SIGTERM/SIGINT.")] = False,
+    group: Annotated[str | None, typer.Option(
+        help="Consumer group (default: desk.group, else <kafka.app_id>-desk).")] = None,
+    batch: Annotated[int, typer.Option(
+        min=1, help="Events per database transaction (and per offset commit).")] = 500,
+    timeout: Annotated[float, typer.Option(
+        min=1.0, help="Seconds to wait for Kafka (partitions assigned, acks).")] = 60.0,
+) -> None:
+    """Apply triage's incident events to the desk, each once (by event_id): a replay, or a
+    restart before offsets were committed, changes nothing. Offsets are committed only
+    after the database has committed the batch; a database that goes away is waited for."""
+    url = _url(db, config)
+    store = _open(url)
+    try:
+        if input_path is not None:
+            counts = _ingest_file(store, input_path, dead_letter, batch)
+        else:
+            counts = _ingest_kafka(store, config, bootstrap, once, group, batch, timeout)
+    finally:
+        store.close()
+    err.print(f"desk ingest: {counts[0]:,} events applied, {counts[1]:,} seen before, "
+              f"{counts[2]:,} dead-lettered", highlight=False)
+
+
+def _ingest_file(store: DeskStore, path: Path, dead_letter: Path | None,
+                 size: int) -> tuple[int, int, int]:
+    from sqlalchemy.exc import SQLAlchemyError
+    if str(path) != "-" and not path.exists():
+        raise fail(f"--input {path}: no such file")
+    added = seen = dead = 0
+    out = dead_letter.open("ab") if dead_letter is not None else None
+    try:
+        for lines in _lines(path, size):
+            try:
+                result = store.ingest([raw for _, raw in lines])
+            except SQLAlchemyError as exc:
+                raise fail(f"--db {store.url}: {exc}", 1) from None
+            added, seen = added + result.added, seen + result.duplicates
+            for i, why in result.rejected:
+                n, raw = lines[i]
+                dead += 1
+                letter = _dead_letter(raw, why, {"input": str(path), "line": n})
+                if out is not None:
+                    out.write(letter + b"\n")
+                else:  # nothing lost: the whole dead letter, raw line included
+                    sys.stderr.write(f"{path}:{n}: refused: {why}\n{letter.decode()}\n")
+    finally:
+        if out is not None:
+            out.close()
+    return added, seen, dead
+
+
+def _ingest_kafka(store: DeskStore, config: Path | None, bootstrap: str | None, once: bool,
+                  group: str | None, size: int, timeout: float) -> tuple[int, int, int]:
+    from kafka.errors import KafkaError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from triage.cli.feedback import _stop_on_signals
+    from triage.streams.ingest import (
+        IngestCounts,
+        KafkaDeadLetters,
+        KafkaTopicSource,
+        run_batches,
+    )
+    from triage.streams.topics import explained
+
+    settings = _settings(config, bootstrap)
+    consumer_group = group or settings.desk.group or f"{settings.kafka.app_id}-desk"
+    source = sink = None
+    stopping = threading.Event()
+
+    def handle(records: Sequence[Record], now: float) -> IngestCounts:
+        result = store.ingest([r.value or b"" for r in records])
+        letters = [_dead_letter(records[i].value or b"", exc, {
+            "topic": "incidents", "partition": records[i].partition,
+            "offset": records[i].offset}) for i, exc in result.rejected]
+        if letters:
+            assert sink is not None
+            sink(letters)
+        return IngestCounts(read=len(records), stored=result.added,
+                            repeats=result.duplicates, dead_lettered=len(letters))
+
+    try:
+        source = KafkaTopicSource(settings.kafka, "incidents", group=consumer_group,
+                                  client_id=CLIENT_ID, timeout=timeout, max_records=size)
+        sink = KafkaDeadLetters(settings.kafka, client_id=CLIENT_ID, timeout=timeout)
+        err.print(f"desk ingest: {source.topic} (group {consumer_group}) → {store.url}"
+                  f"{'' if once else '; following until SIGTERM/SIGINT'}", highlight=False)
+        with _stop_on_signals(stopping), explained(settings.kafka):
+            counts = run_batches(source, handle, what="incident events", once=once,
+                                 stop=stopping.is_set)
+    except KafkaError as exc:
+        raise _kafka_unavailable(exc, settings) from None
+    except SQLAlchemyError as exc:  # --once: the batch was not committed, nor its offsets
+        raise fail(f"--db {store.url}: {exc}", 1) from None
+    finally:
+        if sink is not None:
+            sink.close()
+        if source is not None:
+            source.close()
+    return counts.stored, counts.repeats, counts.dead_lettered
+
+
+def _when(t: float | None) -> str:
+    from triage.core.timeutil import format_timestamp
+    return (format_timestamp(t) or "")[:19].replace("T", " ") if t is not None else ""
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    from triage.core.timeutil import format_timestamp
+    return {k: (format_timestamp(v) if k.endswith(("_at", "_seen")) and isinstance(v, float)
+                else v) for k, v in row.items()}
+
+
+@incident_app.command("list")
+def incident_list(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", "-s", help="Only these statuses (repeatable).")] = None,
+    priority: Annotated[list[str] | None, typer.Option(
+        "--priority", "-p", help="Only these priorities, P1..P4 (repeatable).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
+) -> None:
+    """The desk's incidents, newest first."""
+    store = _open(_url(db, config))
+    try:
+        rows = store.incidents(status=status, priority=priority, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            sys.stdout.write(orjson.dumps(_jsonable(row)).decode() + "\n")
+        return
+    table = Table("id", "P", "status", "title", "owner", "triggered", box=None)
+    for r in rows:
+        owner = "/".join(x for x in (r["owner_team"], r["owner_person"]) if x)
+        table.add_row(r["id"], r["priority"], r["status"], r["title"], owner,
+                      _when(r["triggered_at"]))
+    from rich.console import Console
+    Console().print(table)
+
+
+@incident_app.command("show")
+def incident_show(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the incident "
+                                          "and its log.")] = False,
+) -> None:
+    """One incident: its current state and its log, oldest first."""
+    store = _open(_url(db, config))
+    try:
+        row = store.incident(incident_id)
+        log = store.log(incident_id) if row is not None else []
+    finally:
+        store.close()
+    if row is None:
+        raise fail(f"no incident {incident_id!r} on the desk", 1)
+    if as_json:
+        sys.stdout.write(orjson.dumps({"incident": _jsonable(row), "log": [
+            _jsonable({k: v for k, v in e.items() if k != "recorded_at"}) for e in log]}
+        ).decode() + "\n")
+        return
+    from rich.console import Console
+    out = Console()
+    out.print(f"[bold]{row['id']}[/]  {row['priority']}  {row['status']}  {row['title']}")
+    out.print(f"services: {', '.join(row['services'])}; root cause: {row['root_cause']}; "
+              f"owner: {row['owner_team']}/{row['owner_person']}; war room: "
+              f"{'open' if row['war_room'] else 'no'}", highlight=False)
+    table = Table("#", "at", "type", "by", "what", box=None)
+    for e in log:
+        body = e["body"]
+        what = (f"{body.get('from')} → {body.get('to')}: {body.get('reason')}"
+                if e["type"] == "status.changed" else
+                f"{body.get('incident', {}).get('priority')} "
+                f"{body.get('incident', {}).get('alert_count')} alerts")
+        table.add_row(str(e["seq"]), _when(e["at"]), e["type"], e["actor"], what)
+    out.print(table)
