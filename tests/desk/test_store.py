@@ -180,3 +180,29 @@ def test_an_unusable_database_is_named(url: str) -> None:
     from sqlalchemy.exc import OperationalError
     with pytest.raises(OperationalError):
         DeskStore(url)
+
+
+def test_a_database_of_an_older_schema_is_migrated_with_its_incidents(
+        desk_url: str, events: list[dict[str, Any]]) -> None:
+    """A desk database made before the commander column (revision 0001), with incidents in
+    it: opening it migrates it, and nothing it held is lost."""
+    from alembic import command
+    from alembic.config import Config
+
+    from triage.desk.store import MIGRATIONS, make_engine
+    engine = make_engine(desk_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO incident (id, title, status, priority, services, war_room, "
+            "alert_count, firing, first_seen, last_seen, triggered_at, triage_sequence, seq, "
+            "updated_at) VALUES ('inc-old', 'db: 1 alert', 'triggered', 'P2', '[\"db\"]', "
+            "false, 1, true, 0, 0, 0, 1, 1, 0)")
+    engine.dispose()
+    with DeskStore(desk_url) as store:
+        row = store.incident("inc-old")
+        assert row is not None and row["services"] == ["db"] and row["commander"] is None
+        assert store.ingest(events).added == len(events)

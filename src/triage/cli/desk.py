@@ -256,9 +256,12 @@ def incident_show(
     if row is None:
         raise fail(f"no incident {incident_id!r} on the desk", 1)
     if as_json:
-        sys.stdout.write(orjson.dumps({"incident": _jsonable(row), "log": [
-            _jsonable({k: v for k, v in e.items() if k != "recorded_at"}) for e in log]}
-        ).decode() + "\n")
+        from triage.desk.lifecycle import holders, timeline
+        sys.stdout.write(orjson.dumps({
+            "incident": _jsonable(row), "roles": holders(log),
+            "timeline": [_jsonable(e) for e in timeline(log)],
+            "log": [_jsonable({k: v for k, v in e.items() if k != "recorded_at"})
+                    for e in log]}).decode() + "\n")
         return
     from rich.console import Console
     out = Console()
@@ -266,12 +269,148 @@ def incident_show(
     out.print(f"services: {', '.join(row['services'])}; root cause: {row['root_cause']}; "
               f"owner: {row['owner_team']}/{row['owner_person']}; war room: "
               f"{'open' if row['war_room'] else 'no'}", highlight=False)
-    table = Table("#", "at", "type", "by", "what", box=None)
-    for e in log:
-        body = e["body"]
-        what = (f"{body.get('from')} → {body.get('to')}: {body.get('reason')}"
-                if e["type"] == "status.changed" else
-                f"{body.get('incident', {}).get('priority')} "
-                f"{body.get('incident', {}).get('alert_count')} alerts")
-        table.add_row(str(e["seq"]), _when(e["at"]), e["type"], e["actor"], what)
+    from triage.desk.lifecycle import holders, timeline
+    roles = holders(log)
+    if roles:
+        out.print("roles: " + "; ".join(f"{r}: {h['person']}" for r, h in roles.items()),
+                  highlight=False)
+    table = Table("#", "at", "type", "by", "", "what", box=None)
+    for e in timeline(log):
+        mark = ("📌" if e["pinned"] else "") + (f"[{e['state']}]" if "state" in e else "")
+        table.add_row(str(e["seq"]), _when(e["at"]), e["type"], e["author"], mark, e["text"])
     out.print(table)
+
+
+ActorOpt = Annotated[str | None, typer.Option(
+    "--as", help="Who does it (default: $TRIAGE_ACTOR, else the login name).")]
+
+
+def _actor(given: str | None) -> str:
+    import getpass
+    import os
+    return given or os.environ.get("TRIAGE_ACTOR") or getpass.getuser()
+
+
+def _act(db: str | None, config: Path | None, incident_id: str, command: Any) -> None:
+    """Run a lifecycle command on the incident; print what it appended."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from triage.desk.lifecycle import timeline
+    from triage.errors import InputError
+    store = _open(_url(db, config))
+    try:
+        rows = store.act(incident_id, command)
+    except InputError as exc:
+        raise fail(str(exc), 1) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"--db {store.url}: {exc}", 1) from None
+    finally:
+        store.close()
+    for e in timeline(rows):
+        err.print(f"{incident_id} #{e['seq']} {e['type']}: {e['text']}", highlight=False)
+
+
+def _status_command(to: str, actor: str, reason: str | None, correct: bool) -> Any:
+
+    from triage.desk import lifecycle
+    return lambda row, log: lifecycle.set_status(row, log, to, actor=actor, at=time.time(),
+                                                 reason=reason, correct=correct)
+
+
+IdArg = Annotated[str, typer.Argument(help="The incident's id.")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why.")]
+
+
+@incident_app.command("ack")
+def incident_ack(incident_id: IdArg, config: ConfigOpt = None, db: DbOpt = None,
+                 actor: ActorOpt = None) -> None:
+    """Acknowledge the incident: someone is on it."""
+    _act(db, config, incident_id, _status_command("acknowledged", _actor(actor), None, False))
+
+
+@incident_app.command("status")
+def incident_status(
+    incident_id: IdArg,
+    status: Annotated[str, typer.Argument(help="acknowledged, investigating, identified, "
+                                          "mitigated, resolved or closed.")],
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+    reason: ReasonOpt = None,
+    correct: Annotated[bool, typer.Option(
+        "--correct", help="Go back to an earlier status (a correction; needs --reason).")
+    ] = False,
+) -> None:
+    """Move the incident's status (forward; back only as a correction, or a reopen of a
+    resolved incident to investigating, each with a reason)."""
+    _act(db, config, incident_id, _status_command(status, _actor(actor), reason, correct))
+
+
+@incident_app.command("resolve")
+def incident_resolve(incident_id: IdArg, config: ConfigOpt = None, db: DbOpt = None,
+                     actor: ActorOpt = None, reason: ReasonOpt = None) -> None:
+    """The incident is over for its users."""
+    _act(db, config, incident_id, _status_command("resolved", _actor(actor), reason, False))
+
+
+@incident_app.command("close")
+def incident_close(incident_id: IdArg, config: ConfigOpt = None, db: DbOpt = None,
+                   actor: ActorOpt = None, reason: ReasonOpt = None) -> None:
+    """Close a resolved incident (final)."""
+    _act(db, config, incident_id, _status_command("closed", _actor(actor), reason, False))
+
+
+@incident_app.command("note")
+def incident_note(
+    incident_id: IdArg,
+    text: Annotated[str, typer.Argument(help="What to put on the timeline.")],
+    kind: Annotated[str, typer.Option(
+        "--type", "-t", help="observation, hypothesis, negative_finding, decision or "
+        "action.")] = "observation",
+    pin: Annotated[bool, typer.Option("--pin", help="Pin it to the top.")] = False,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Add a typed entry to the incident's timeline."""
+    from triage.desk import lifecycle
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: lifecycle.add_entry(
+        row, log, kind, text, actor=who, at=time.time(), pinned=pin))
+
+
+@incident_app.command("judge")
+def incident_judge(
+    incident_id: IdArg,
+    entry: Annotated[int, typer.Argument(help="The hypothesis's entry number (#).")],
+    state: Annotated[str, typer.Argument(help="confirmed, refuted or open.")],
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+    reason: ReasonOpt = None,
+) -> None:
+    """Confirm or refute a hypothesis on the timeline."""
+    from triage.desk import lifecycle
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: lifecycle.judge(
+        row, log, entry, state, actor=who, at=time.time(), reason=reason))
+
+
+@incident_app.command("role")
+def incident_role(
+    incident_id: IdArg,
+    role: Annotated[str, typer.Argument(help="incident_commander, comms_lead, ops_lead, "
+                                        "scribe or liaison.")],
+    person: Annotated[str | None, typer.Argument(
+        help="Who takes it (a handoff if someone holds it). Omit with --renounce.")] = None,
+    renounce: Annotated[bool, typer.Option("--renounce", help="Its holder gives it up.")
+                        ] = False,
+    note: Annotated[str | None, typer.Option("--note", "-n", help="The handoff note.")
+                    ] = None,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Assign a role (time-bounded: who held it before renounces it, with the note)."""
+    from triage.desk import lifecycle
+    who = _actor(actor)
+    if renounce:
+        _act(db, config, incident_id, lambda row, log: lifecycle.renounce_role(
+            row, log, role, actor=who, at=time.time(), note=note))
+        return
+    if person is None:
+        raise fail("role: give the person who takes it (or --renounce)")
+    _act(db, config, incident_id, lambda row, log: lifecycle.assume_role(
+        row, log, role, person, actor=who, at=time.time(), note=note))

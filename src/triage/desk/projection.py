@@ -89,7 +89,7 @@ def apply_triage(row: dict[str, Any] | None, event: dict[str, Any], log: list[di
         return {**row, "seq": seq + 1}, rows
     firing = inc.get("status") != "resolved"
     new = dict(row) if row is not None else {
-        "id": inc["id"], "status": "triggered",
+        "id": inc["id"], "status": "triggered", "commander": None,
         **{col: None for col in STATUS_AT.values()}, "triggered_at": at}
     new.update(
         title=title_of(inc), priority=str(inc.get("priority") or "P4"),

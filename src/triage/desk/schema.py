@@ -54,6 +54,7 @@ incident = Table(
     Column("root_cause", String(256), nullable=True),
     Column("owner_team", String(128), nullable=True),
     Column("owner_person", String(128), nullable=True),
+    Column("commander", String(128), nullable=True),  # who holds incident_commander now
     Column("war_room", Boolean, nullable=False),
     Column("alert_count", Integer, nullable=False),
     Column("firing", Boolean, nullable=False),  # triage still sees a firing alert

@@ -30,10 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from triage.desk.lifecycle import RuleError, apply_status, holders, timeline
 from triage.desk.projection import apply_triage, check_event
 from triage.desk.schema import incident, incident_event
 from triage.errors import DecodeError, InputError
 
+Command = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CHUNK = 500  # keys per IN (...) query
 BUSY_TIMEOUT_MS = 10_000
@@ -183,6 +185,46 @@ class DeskStore:
             for row in conn.execute(select(incident).where(incident.c.id.in_(ids[i:i + CHUNK]))):
                 yield dict(row._mapping)
 
+    def act(self, incident_id: str, command: Command, *, retries: int = 5
+            ) -> list[dict[str, Any]]:
+        """Run a responder's command (``triage.desk.lifecycle``: ``command(row, log)`` gives
+        the rows to append, or raises a ``RuleError``) against the incident's current state,
+        append its rows and update the projection, in one transaction; returns the rows.
+        Two commands at once on one incident: one waits or retries, and then sees the
+        other's rows (its rules are checked against them)."""
+        for attempt in range(retries + 1):
+            try:
+                with self.engine.begin() as conn:
+                    q = select(incident).where(incident.c.id == incident_id)
+                    if conn.dialect.name == "postgresql":
+                        q = q.with_for_update()
+                    found = conn.execute(q).first()
+                    if found is None:
+                        raise RuleError("incident", f"no incident {incident_id!r}")
+                    row = dict(found._mapping)
+                    log = [dict(r._mapping) for r in conn.execute(
+                        select(incident_event).where(incident_event.c.incident_id == incident_id)
+                        .order_by(incident_event.c.seq))]
+                    rows = command(row, log)
+                    if not rows:
+                        return []
+                    recorded = self.now()
+                    conn.execute(insert(incident_event),
+                                 [{**r, "recorded_at": recorded} for r in rows])
+                    new = project(row, log, rows)
+                    conn.execute(update(incident).where(incident.c.id == incident_id).values(
+                        {k: v for k, v in new.items() if k != "id"}))
+                    return rows
+            except (IntegrityError, OperationalError):
+                if attempt == retries:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        """The incident's typed timeline (``lifecycle.timeline``)."""
+        return timeline(self.log(incident_id))
+
     # -- reading ---------------------------------------------------------------------------
 
     def incidents(self, *, status: Sequence[str] | None = None,
@@ -216,3 +258,17 @@ class DeskStore:
             n = conn.execute(select(func.count()).select_from(incident)).scalar_one()
             m = conn.execute(select(func.count()).select_from(incident_event)).scalar_one()
             return int(n), int(m)
+
+
+def project(row: dict[str, Any], log: list[dict[str, Any]], rows: list[dict[str, Any]]
+            ) -> dict[str, Any]:
+    """The incident's state after a command's ``rows`` (appended to ``log``)."""
+    new = dict(row)
+    for r in rows:
+        if r["type"] == "status.changed":
+            new = apply_status(new, r)
+    held = holders([*log, *rows]).get("incident_commander")
+    new["commander"] = held["person"] if held is not None else None
+    new["seq"] = rows[-1]["seq"]
+    new["updated_at"] = max(new["updated_at"], rows[-1]["at"])
+    return new

@@ -1,0 +1,268 @@
+"""What responders do to an incident: the rules, as pure functions from the incident's state
+and its log to the log rows a command appends (``triage.desk.store`` writes them).
+
+**Status** moves forward along triggered → acknowledged → investigating → identified →
+mitigated → resolved → closed; a move may skip steps (an incident fixed at once goes from
+acknowledged to resolved), and each step reached gets its own time, never earlier than the
+step before it. Going back is a correction (``correct=True``) and needs a reason. A resolved
+incident reopens (to investigating) within ``REOPEN_WITHIN`` of its resolution, with a
+reason; a closed one never does (open a new one).
+
+**The timeline** is typed: every entry has one of ``ENTRY_TYPES``, an author, a time, and
+may be pinned; a hypothesis is open until confirmed or refuted. Triage's own events and
+every status change, role change and access grant are on it too (``timeline``).
+
+**Roles** are time-bounded: a person assumes a role (incident commander, comms lead, ops
+lead, scribe, liaison) and renounces it, and a handoff does both in one step with a note.
+One person holds a role at a time.
+
+>>> row = {"id": "inc-1", "status": "triggered", "triggered_at": 0.0,
+...        **{f"{s}_at": None for s in STATUSES[1:]}, "seq": 1, "commander": None}
+>>> rows = set_status(row, [], "acknowledged", actor="ana", at=60.0)
+>>> [(r["type"], r["body"]["to"]) for r in rows]
+[('status.changed', 'acknowledged')]
+>>> set_status(row, [], "closed", actor="ana", at=60.0)
+Traceback (most recent call last):
+...
+triage.desk.lifecycle.RuleError: status: closed only follows resolved (the incident is triggered)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from triage.desk.schema import STATUSES
+from triage.errors import InputError
+
+ENTRY_TYPES = ("alert", "observation", "hypothesis", "negative_finding", "decision", "action",
+               "mitigation", "status_update", "role_change", "access_grant", "change")
+# what a responder may post (the others are written by the desk itself, from what happened)
+POSTABLE = ("observation", "hypothesis", "negative_finding", "decision", "action")
+HYPOTHESIS_STATES = ("open", "confirmed", "refuted")
+ROLES = ("incident_commander", "comms_lead", "ops_lead", "scribe", "liaison")
+REOPEN_WITHIN = 7 * 86400.0
+MAX_TEXT = 10_000
+
+
+class RuleError(InputError):
+    """A command the incident's state does not allow (names the field and why)."""
+
+
+def _row(incident_id: str, seq: int, kind: str, actor: str, at: float,
+         body: dict[str, Any]) -> dict[str, Any]:
+    return {"incident_id": incident_id, "seq": seq, "type": kind, "actor": actor, "at": at,
+            "body": body, "source_id": None}
+
+
+def _check_actor(actor: str) -> None:
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 128:
+        raise RuleError("actor", "who does it: a name of 1 to 128 characters")
+
+
+def _check_text(text: Any, field: str = "text") -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise RuleError(field, "empty")
+    if len(text) > MAX_TEXT:
+        raise RuleError(field, f"longer than {MAX_TEXT} characters")
+    return text
+
+
+def _last_step_at(row: dict[str, Any], upto: str) -> tuple[str, float] | None:
+    """The latest status reached before ``upto`` in the order, and its time."""
+    best = None
+    for s in STATUSES[:STATUSES.index(upto)]:
+        t = row.get(f"{s}_at")
+        if t is not None:
+            best = (s, t)
+    return best
+
+
+def set_status(row: dict[str, Any], log: Sequence[dict[str, Any]], to: str, *, actor: str,
+               at: float, reason: str | None = None, correct: bool = False
+               ) -> list[dict[str, Any]]:
+    """Move the incident to status ``to`` at ``at``: the log rows to append. A
+    ``RuleError`` names what the rules refuse."""
+    _check_actor(actor)
+    if to not in STATUSES:
+        raise RuleError("status", f"one of {', '.join(STATUSES)}; got {to!r}")
+    now = row["status"]
+    order, target = STATUSES.index(now), STATUSES.index(to)
+    seq = (log[-1]["seq"] if log else row["seq"]) + 1
+    body: dict[str, Any] = {"from": now, "to": to}
+    if to == now:
+        raise RuleError("status", f"the incident is {now} already")
+    if to == "closed" and now != "resolved":
+        raise RuleError("status", f"closed only follows resolved (the incident is {now})")
+    if target < order:
+        if now == "closed":
+            raise RuleError("status", "a closed incident does not reopen: open a new one")
+        reopening = now == "resolved" and to == "investigating"
+        if reopening:
+            if reason is None:
+                raise RuleError("reason", "a reopened incident needs a reason")
+            resolved_at = row.get("resolved_at") or 0.0
+            if at - resolved_at > REOPEN_WITHIN:
+                raise RuleError("status", "resolved more than 7 days ago: open a new incident")
+        elif not correct:
+            raise RuleError("status", f"{to} comes before {now}: a correction "
+                            "(correct, with a reason) can go back")
+        elif reason is None:
+            raise RuleError("reason", "a correction needs a reason")
+        body.update(reason=_check_text(reason, "reason"),
+                    kind="reopened" if reopening else "corrected")
+        return [_row(row["id"], seq, "status.changed", actor, at, body)]
+    before = _last_step_at(row, to)
+    if before is not None and at < before[1]:
+        raise RuleError("at", f"{to} cannot be earlier than {before[0]} "
+                        f"({at:.0f} < {before[1]:.0f})")
+    if reason is not None:
+        body["reason"] = _check_text(reason, "reason")
+    return [_row(row["id"], seq, "status.changed", actor, at, body)]
+
+
+def apply_status(row: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """The incident after a ``status.changed`` row: the status, and its step's time if the
+    step was not reached before; a move back clears the times of the steps after it (the
+    log keeps them)."""
+    body = change["body"]
+    new = {**row, "status": body["to"], "seq": change["seq"], "updated_at": change["at"]}
+    to = STATUSES.index(body["to"])
+    if to < STATUSES.index(body["from"]):
+        for s in STATUSES[to + 1:]:
+            new[f"{s}_at"] = None
+    elif new.get(f"{body['to']}_at") is None:
+        new[f"{body['to']}_at"] = change["at"]
+    return new
+
+
+def add_entry(row: dict[str, Any], log: Sequence[dict[str, Any]], kind: str, text: str, *,
+              actor: str, at: float, pinned: bool = False) -> list[dict[str, Any]]:
+    """A timeline entry a responder posts (an observation, a hypothesis (open), a negative
+    finding, a decision, an action)."""
+    _check_actor(actor)
+    if kind not in POSTABLE:
+        raise RuleError("type", f"one of {', '.join(POSTABLE)}; got {kind!r}")
+    if row["status"] == "closed":
+        raise RuleError("status", "the incident is closed")
+    body: dict[str, Any] = {"entry": kind, "text": _check_text(text), "pinned": bool(pinned)}
+    if kind == "hypothesis":
+        body["state"] = "open"
+    seq = (log[-1]["seq"] if log else row["seq"]) + 1
+    return [_row(row["id"], seq, "entry.added", actor, at, body)]
+
+
+def _entry(log: Sequence[dict[str, Any]], seq: int) -> dict[str, Any]:
+    for e in log:
+        if e["seq"] == seq and e["type"] == "entry.added":
+            return e
+    raise RuleError("entry", f"no timeline entry #{seq} on this incident")
+
+
+def pin(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, *, actor: str,
+        at: float, pinned: bool = True) -> list[dict[str, Any]]:
+    _check_actor(actor)
+    _entry(log, entry)
+    return [_row(row["id"], log[-1]["seq"] + 1, "entry.pinned", actor, at,
+                 {"entry": entry, "pinned": pinned})]
+
+
+def judge(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, state: str, *,
+          actor: str, at: float, reason: str | None = None) -> list[dict[str, Any]]:
+    """Confirm or refute a hypothesis (or open it again)."""
+    _check_actor(actor)
+    target = _entry(log, entry)
+    if target["body"]["entry"] != "hypothesis":
+        raise RuleError("entry", f"#{entry} is a {target['body']['entry']}, not a hypothesis")
+    if state not in HYPOTHESIS_STATES:
+        raise RuleError("state", f"one of {', '.join(HYPOTHESIS_STATES)}; got {state!r}")
+    body: dict[str, Any] = {"entry": entry, "state": state}
+    if reason is not None:
+        body["reason"] = _check_text(reason, "reason")
+    return [_row(row["id"], log[-1]["seq"] + 1, "hypothesis.judged", actor, at, body)]
+
+
+def holders(log: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Who holds each role now: role -> {person, since, note}."""
+    now: dict[str, dict[str, Any]] = {}
+    for e in log:
+        body = e["body"]
+        if e["type"] == "role.assumed":
+            now[body["role"]] = {"person": body["person"], "since": e["at"],
+                                 "note": body.get("note")}
+        elif e["type"] == "role.renounced" and now.get(body["role"], {}).get(
+                "person") == body["person"]:
+            del now[body["role"]]
+    return now
+
+
+def assume_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str, person: str,
+                *, actor: str, at: float, note: str | None = None) -> list[dict[str, Any]]:
+    """``person`` takes ``role``; whoever held it hands it over (renounced, with the note)."""
+    _check_actor(actor)
+    if role not in ROLES:
+        raise RuleError("role", f"one of {', '.join(ROLES)}; got {role!r}")
+    _check_actor(person)
+    if row["status"] == "closed":
+        raise RuleError("status", "the incident is closed")
+    seq = (log[-1]["seq"] if log else row["seq"]) + 1
+    held = holders(log).get(role)
+    rows = []
+    if held is not None:
+        if held["person"] == person:
+            raise RuleError("person", f"{person} holds {role} already")
+        rows.append(_row(row["id"], seq, "role.renounced", actor, at, {
+            "role": role, "person": held["person"], "note": note, "to": person}))
+        seq += 1
+    rows.append(_row(row["id"], seq, "role.assumed", actor, at, {
+        "role": role, "person": person, "note": note,
+        **({"from": held["person"]} if held is not None else {})}))
+    return rows
+
+
+def renounce_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str, *,
+                  actor: str, at: float, note: str | None = None) -> list[dict[str, Any]]:
+    _check_actor(actor)
+    held = holders(log).get(role)
+    if held is None:
+        raise RuleError("role", f"nobody holds {role}")
+    return [_row(row["id"], log[-1]["seq"] + 1, "role.renounced", actor, at,
+                 {"role": role, "person": held["person"], "note": note})]
+
+
+def timeline(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The incident's typed timeline from its log: entries as posted (with their pin and a
+    hypothesis's state as they are now), triage's events as ``alert`` entries, status
+    changes as ``status_update``, role changes as ``role_change``."""
+    out: list[dict[str, Any]] = []
+    by_seq: dict[int, dict[str, Any]] = {}
+    for e in log:
+        body, kind = e["body"], e["type"]
+        entry: dict[str, Any] | None = None
+        if kind == "entry.added":
+            entry = {"type": body["entry"], "text": body["text"], "pinned": body["pinned"],
+                     **({"state": body["state"]} if "state" in body else {})}
+        elif kind.startswith("triage."):
+            inc = body.get("incident", {})
+            entry = {"type": "alert", "pinned": False,
+                     "text": f"triage: {kind.split('.', 1)[1]}: {inc.get('priority')}, "
+                             f"{inc.get('alert_count')} alerts on "
+                             f"{', '.join(inc.get('services') or [])}"}
+        elif kind == "status.changed":
+            entry = {"type": "status_update", "pinned": False,
+                     "text": f"{body['from']} → {body['to']}"
+                             + (f": {body['reason']}" if body.get("reason") else "")}
+        elif kind in ("role.assumed", "role.renounced"):
+            verb = "takes" if kind == "role.assumed" else "hands over"
+            entry = {"type": "role_change", "pinned": False,
+                     "text": f"{body['person']} {verb} {body['role']}"
+                             + (f" ({body['note']})" if body.get("note") else "")}
+        elif kind == "entry.pinned" and body["entry"] in by_seq:
+            by_seq[body["entry"]]["pinned"] = body["pinned"]
+        elif kind == "hypothesis.judged" and body["entry"] in by_seq:
+            by_seq[body["entry"]]["state"] = body["state"]
+        if entry is not None:
+            entry.update(seq=e["seq"], at=e["at"], author=e["actor"])
+            by_seq[e["seq"]] = entry
+            out.append(entry)
+    return out
