@@ -64,8 +64,9 @@ class LocalPostgres:
 
 
 def _have_postgres() -> bool:
-    proc = subprocess.run(["bash", "-c", "command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl"],
-                          capture_output=True)
+    proc = subprocess.run(
+        ["bash", "-c", "command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl"],
+        capture_output=True)
     return proc.returncode == 0
 
 
