@@ -184,3 +184,18 @@ def test_triage_keeps_updating_what_it_knows_without_undoing_a_responder(
         row = store.incident(inc["id"])
         assert row is not None
         assert (row["status"], row["firing"], row["priority"]) == ("acknowledged", False, "P1")
+
+
+def test_a_p1_or_p2_without_a_commander_is_flagged_after_ten_minutes(
+        desk: tuple[DeskStore, str, float]) -> None:
+    store, iid, t0 = desk
+    row = store.incident(iid)
+    assert row is not None
+    flagged = [r["id"] for r in store.unattended(t0 + 601, priorities=[row["priority"]])]
+    assert flagged == [iid]
+    assert store.unattended(t0 + 599, priorities=[row["priority"]]) == []
+    assert store.unattended(t0 + 601, priorities=["P9"]) == []
+    store.act(iid, lambda row, log: lc.assume_role(row, log, "incident_commander",
+                                                   row["owner_person"] or "ana",
+                                                   actor="ana", at=t0 + 700))
+    assert store.unattended(t0 + 900, priorities=[row["priority"]]) == []

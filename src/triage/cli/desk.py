@@ -217,23 +217,29 @@ def incident_list(
     priority: Annotated[list[str] | None, typer.Option(
         "--priority", "-p", help="Only these priorities, P1..P4 (repeatable).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    unattended: Annotated[float | None, typer.Option(
+        "--unattended", help="Only open P1/P2 incidents with no incident commander this "
+        "many minutes after they were triggered.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
 ) -> None:
     """The desk's incidents, newest first."""
     store = _open(_url(db, config))
     try:
-        rows = store.incidents(status=status, priority=priority, limit=limit)
+        if unattended is not None:
+            rows = store.unattended(time.time(), after=unattended * 60)[:limit]
+        else:
+            rows = store.incidents(status=status, priority=priority, limit=limit)
     finally:
         store.close()
     if as_json:
         for row in rows:
             sys.stdout.write(orjson.dumps(_jsonable(row)).decode() + "\n")
         return
-    table = Table("id", "P", "status", "title", "owner", "triggered", box=None)
+    table = Table("id", "P", "status", "title", "owner", "commander", "triggered", box=None)
     for r in rows:
         owner = "/".join(x for x in (r["owner_team"], r["owner_person"]) if x)
         table.add_row(r["id"], r["priority"], r["status"], r["title"], owner,
-                      _when(r["triggered_at"]))
+                      r["commander"] or "—", _when(r["triggered_at"]))
     from rich.console import Console
     Console().print(table)
 
@@ -271,6 +277,9 @@ def incident_show(
               f"{'open' if row['war_room'] else 'no'}", highlight=False)
     from triage.desk.lifecycle import holders, timeline
     roles = holders(log)
+    if "incident_commander" not in roles and row["owner_person"]:
+        out.print(f"incident commander: none yet; proposed: {row['owner_person']} (on call "
+                  f"for {row['owner_team']}, triage's owner)", highlight=False)
     if roles:
         out.print("roles: " + "; ".join(f"{r}: {h['person']}" for r, h in roles.items()),
                   highlight=False)

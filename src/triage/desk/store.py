@@ -39,6 +39,7 @@ Command = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CHUNK = 500  # keys per IN (...) query
 BUSY_TIMEOUT_MS = 10_000
+UNATTENDED_AFTER = 600.0  # a P1/P2 without an incident commander this long is flagged
 
 
 def default_url(path: Path | str = "desk.db") -> str:
@@ -237,6 +238,18 @@ class DeskStore:
         if priority:
             q = q.where(incident.c.priority.in_(list(priority)))
         q = q.order_by(incident.c.triggered_at.desc(), incident.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def unattended(self, now: float, *, after: float = UNATTENDED_AFTER,
+                   priorities: Sequence[str] = ("P1", "P2")) -> list[dict[str, Any]]:
+        """Open incidents of ``priorities`` with no incident commander ``after`` seconds
+        (10 minutes by default) after they were triggered: the ones to chase."""
+        q = (select(incident).where(
+            incident.c.priority.in_(list(priorities)), incident.c.commander.is_(None),
+            incident.c.status.not_in(["resolved", "closed"]),
+            incident.c.triggered_at <= now - after)
+            .order_by(incident.c.priority, incident.c.triggered_at))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
