@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from triage.core.incidents.engine import CorrelationPolicy
@@ -213,14 +213,25 @@ class FeedbackSettings(_Section):
     group: str | None = None  # consumer group of `feedback ingest`; None: <kafka.app_id>-feedback
 
 
+class DeskToken(_Section):
+    """One bearer token of the desk's API: its name is the actor its writes record."""
+
+    name: str = Field(min_length=1, max_length=128)
+    token: SecretStr = Field(min_length=16)  # never printed, not even in a config error
+    role: Literal["viewer", "responder", "admin"] = "viewer"
+
+
 class DeskSettings(_Section):
-    """The incident desk (``triage desk``, ``triage incident``): its database, and the
-    consumer group it reads the ``incidents`` topic in."""
+    """The incident desk (``triage desk``, ``triage incident``): its database, the
+    consumer group it reads the ``incidents`` topic in, and its API's tokens."""
 
     # a SQLAlchemy URL: sqlite:///desk.db (embedded, the default) or
     # postgresql+psycopg://user@host/db; TRIAGE_DESK__URL
     url: str = "sqlite:///desk.db"
     group: str | None = None  # None: <kafka.app_id>-desk
+    tokens: list[DeskToken] = []  # TRIAGE_DESK__TOKENS='[{"name": ..., "token": ...}]'
+    host: str = "127.0.0.1"
+    port: int = Field(9095, ge=0, le=65535)
 
 
 class Settings(BaseSettings):

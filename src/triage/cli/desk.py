@@ -423,3 +423,32 @@ def incident_role(
         raise fail("role: give the person who takes it (or --renounce)")
     _act(db, config, incident_id, lambda row, log: lifecycle.assume_role(
         row, log, role, person, actor=who, at=time.time(), note=note))
+
+
+@desk_app.command("serve")
+def desk_serve(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: desk.host).")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Port (default: desk.port, 9095).")] = None,
+) -> None:
+    """Serve the desk's HTTP API (OpenAPI document at /api/v1/openapi.json) until
+    SIGTERM/SIGINT. Tokens and their roles come from desk.tokens."""
+    from aiohttp import web
+
+    from triage.desk.api import Token, create_desk_app
+    settings = _settings(config, None)
+    if not settings.desk.tokens:
+        raise fail("desk.tokens: no API token configured (each: name, token of 16+ "
+                   "characters, role viewer|responder|admin)")
+    store = _open(_url(db, config))
+    tokens = [Token(t.name, t.token.get_secret_value(), t.role) for t in settings.desk.tokens]
+    app = create_desk_app(store, tokens, clock=time.time)
+    where = (host or settings.desk.host, settings.desk.port if port is None else port)
+    err.print(f"desk: http://{where[0]}:{where[1]}/api/v1/incidents ({store.url})",
+              highlight=False)
+    try:
+        web.run_app(app, host=where[0], port=where[1], print=None, access_log=None)
+    finally:
+        store.close()

@@ -46,7 +46,15 @@ MAX_TEXT = 10_000
 
 
 class RuleError(InputError):
-    """A command the incident's state does not allow (names the field and why)."""
+    """A command with a wrong value (names the field and why): HTTP 422."""
+
+
+class ConflictError(RuleError):
+    """A command the incident's state does not allow now: HTTP 409."""
+
+
+class MissingError(RuleError):
+    """No such incident, or no such entry on it: HTTP 404."""
 
 
 def _row(incident_id: str, seq: int, kind: str, actor: str, at: float,
@@ -55,9 +63,9 @@ def _row(incident_id: str, seq: int, kind: str, actor: str, at: float,
             "body": body, "source_id": None}
 
 
-def _check_actor(actor: str) -> None:
+def _check_actor(actor: str, field: str = "actor") -> None:
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 128:
-        raise RuleError("actor", "who does it: a name of 1 to 128 characters")
+        raise RuleError(field, "a name of 1 to 128 characters")
 
 
 def _check_text(text: Any, field: str = "text") -> str:
@@ -91,21 +99,21 @@ def set_status(row: dict[str, Any], log: Sequence[dict[str, Any]], to: str, *, a
     seq = (log[-1]["seq"] if log else row["seq"]) + 1
     body: dict[str, Any] = {"from": now, "to": to}
     if to == now:
-        raise RuleError("status", f"the incident is {now} already")
+        raise ConflictError("status", f"the incident is {now} already")
     if to == "closed" and now != "resolved":
-        raise RuleError("status", f"closed only follows resolved (the incident is {now})")
+        raise ConflictError("status", f"closed only follows resolved (the incident is {now})")
     if target < order:
         if now == "closed":
-            raise RuleError("status", "a closed incident does not reopen: open a new one")
+            raise ConflictError("status", "a closed incident does not reopen: open a new one")
         reopening = now == "resolved" and to == "investigating"
         if reopening:
             if reason is None:
                 raise RuleError("reason", "a reopened incident needs a reason")
             resolved_at = row.get("resolved_at") or 0.0
             if at - resolved_at > REOPEN_WITHIN:
-                raise RuleError("status", "resolved more than 7 days ago: open a new incident")
+                raise ConflictError("status", "resolved more than 7 days ago: open a new incident")
         elif not correct:
-            raise RuleError("status", f"{to} comes before {now}: a correction "
+            raise ConflictError("status", f"{to} comes before {now}: a correction "
                             "(correct, with a reason) can go back")
         elif reason is None:
             raise RuleError("reason", "a correction needs a reason")
@@ -144,7 +152,7 @@ def add_entry(row: dict[str, Any], log: Sequence[dict[str, Any]], kind: str, tex
     if kind not in POSTABLE:
         raise RuleError("type", f"one of {', '.join(POSTABLE)}; got {kind!r}")
     if row["status"] == "closed":
-        raise RuleError("status", "the incident is closed")
+        raise ConflictError("status", "the incident is closed")
     body: dict[str, Any] = {"entry": kind, "text": _check_text(text), "pinned": bool(pinned)}
     if kind == "hypothesis":
         body["state"] = "open"
@@ -156,7 +164,7 @@ def _entry(log: Sequence[dict[str, Any]], seq: int) -> dict[str, Any]:
     for e in log:
         if e["seq"] == seq and e["type"] == "entry.added":
             return e
-    raise RuleError("entry", f"no timeline entry #{seq} on this incident")
+    raise MissingError("entry", f"no timeline entry #{seq} on this incident")
 
 
 def pin(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, *, actor: str,
@@ -173,7 +181,7 @@ def judge(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, state:
     _check_actor(actor)
     target = _entry(log, entry)
     if target["body"]["entry"] != "hypothesis":
-        raise RuleError("entry", f"#{entry} is a {target['body']['entry']}, not a hypothesis")
+        raise ConflictError("entry", f"#{entry} is a {target['body']['entry']}, not a hypothesis")
     if state not in HYPOTHESIS_STATES:
         raise RuleError("state", f"one of {', '.join(HYPOTHESIS_STATES)}; got {state!r}")
     body: dict[str, Any] = {"entry": entry, "state": state}
@@ -202,15 +210,15 @@ def assume_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str, p
     _check_actor(actor)
     if role not in ROLES:
         raise RuleError("role", f"one of {', '.join(ROLES)}; got {role!r}")
-    _check_actor(person)
+    _check_actor(person, "person")
     if row["status"] == "closed":
-        raise RuleError("status", "the incident is closed")
+        raise ConflictError("status", "the incident is closed")
     seq = (log[-1]["seq"] if log else row["seq"]) + 1
     held = holders(log).get(role)
     rows = []
     if held is not None:
         if held["person"] == person:
-            raise RuleError("person", f"{person} holds {role} already")
+            raise ConflictError("person", f"{person} holds {role} already")
         rows.append(_row(row["id"], seq, "role.renounced", actor, at, {
             "role": role, "person": held["person"], "note": note, "to": person}))
         seq += 1
@@ -225,7 +233,7 @@ def renounce_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str,
     _check_actor(actor)
     held = holders(log).get(role)
     if held is None:
-        raise RuleError("role", f"nobody holds {role}")
+        raise ConflictError("role", f"nobody holds {role}")
     return [_row(row["id"], log[-1]["seq"] + 1, "role.renounced", actor, at,
                  {"role": role, "person": held["person"], "note": note})]
 

@@ -25,12 +25,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from triage.desk.lifecycle import RuleError, apply_status, holders, timeline
+from triage.desk.lifecycle import MissingError, apply_status, holders, timeline
 from triage.desk.projection import apply_triage, check_event
 from triage.desk.schema import incident, incident_event
 from triage.errors import DecodeError, InputError
@@ -184,7 +185,7 @@ class DeskStore:
     def _rows(conn: Connection, ids: list[str]) -> Iterable[dict[str, Any]]:
         for i in range(0, len(ids), CHUNK):
             for row in conn.execute(select(incident).where(incident.c.id.in_(ids[i:i + CHUNK]))):
-                yield dict(row._mapping)
+                yield _plain(row)
 
     def act(self, incident_id: str, command: Command, *, retries: int = 5
             ) -> list[dict[str, Any]]:
@@ -201,9 +202,9 @@ class DeskStore:
                         q = q.with_for_update()
                     found = conn.execute(q).first()
                     if found is None:
-                        raise RuleError("incident", f"no incident {incident_id!r}")
-                    row = dict(found._mapping)
-                    log = [dict(r._mapping) for r in conn.execute(
+                        raise MissingError("incident", f"no incident {incident_id!r}")
+                    row = _plain(found)
+                    log = [_plain(r) for r in conn.execute(
                         select(incident_event).where(incident_event.c.incident_id == incident_id)
                         .order_by(incident_event.c.seq))]
                     rows = command(row, log)
@@ -229,17 +230,24 @@ class DeskStore:
     # -- reading ---------------------------------------------------------------------------
 
     def incidents(self, *, status: Sequence[str] | None = None,
-                  priority: Sequence[str] | None = None, limit: int = 100
-                  ) -> list[dict[str, Any]]:
-        """Incidents, newest first (by when they were triggered), optionally filtered."""
+                  priority: Sequence[str] | None = None, limit: int = 100,
+                  search: str | None = None) -> list[dict[str, Any]]:
+        """Incidents, newest first (by when they were triggered), optionally filtered by
+        status, priority, and ``search``: words that must each be in the id, the title, the
+        root cause, the owner or the commander (any case)."""
         q = select(incident)
+        for word in (search or "").split():
+            like = "%" + "".join("\\" + c if c in "\\%_" else c for c in word) + "%"
+            q = q.where(or_(*(col.ilike(like, escape="\\") for col in (
+                incident.c.id, incident.c.title, incident.c.root_cause, incident.c.owner_team,
+                incident.c.owner_person, incident.c.commander))))
         if status:
             q = q.where(incident.c.status.in_(list(status)))
         if priority:
             q = q.where(incident.c.priority.in_(list(priority)))
         q = q.order_by(incident.c.triggered_at.desc(), incident.c.id).limit(limit)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [_plain(r) for r in conn.execute(q)]
 
     def unattended(self, now: float, *, after: float = UNATTENDED_AFTER,
                    priorities: Sequence[str] = ("P1", "P2")) -> list[dict[str, Any]]:
@@ -251,17 +259,17 @@ class DeskStore:
             incident.c.triggered_at <= now - after)
             .order_by(incident.c.priority, incident.c.triggered_at))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [_plain(r) for r in conn.execute(q)]
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(incident).where(incident.c.id == incident_id)).first()
-            return dict(row._mapping) if row is not None else None
+            return _plain(row) if row is not None else None
 
     def log(self, incident_id: str) -> list[dict[str, Any]]:
         """The incident's log rows in order."""
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
+            return [_plain(r) for r in conn.execute(
                 select(incident_event).where(incident_event.c.incident_id == incident_id)
                 .order_by(incident_event.c.seq))]
 
@@ -271,6 +279,12 @@ class DeskStore:
             n = conn.execute(select(func.count()).select_from(incident)).scalar_one()
             m = conn.execute(select(func.count()).select_from(incident_event)).scalar_one()
             return int(n), int(m)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A result row as a dict with plain ``str`` keys (SQLAlchemy's are a ``str`` subclass,
+    which orjson refuses as keys)."""
+    return {str(k): v for k, v in row._mapping.items()}
 
 
 def project(row: dict[str, Any], log: list[dict[str, Any]], rows: list[dict[str, Any]]

@@ -1,0 +1,260 @@
+"""The desk's HTTP JSON API (aiohttp), with its OpenAPI document at ``/api/v1/openapi.json``.
+
+Every request but the health check and the document carries ``Authorization: Bearer
+<token>``; each token has a name (the actor every write records) and a role:
+
+- ``viewer``: read incidents and timelines;
+- ``responder``: also acknowledge, move status, post and judge entries, take roles;
+- ``admin``: also post triage's incident events (``POST /api/v1/events``).
+
+Refusals are JSON ``{"error", "field", "reason"}``: 400 for a body that is not JSON or not an
+object, 422 for a field that is wrong, 409 for a move the incident's state does not allow,
+404 for an unknown incident, 401 without a valid token, 403 for a role that may not.
+Database calls run in worker threads: the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from triage.core.timeutil import format_timestamp, parse_timestamp
+from triage.desk import lifecycle as lc
+from triage.desk.lifecycle import ConflictError, MissingError, RuleError
+from triage.desk.schema import STATUSES
+from triage.desk.store import DeskStore
+from triage.errors import InputError
+
+ROLE_RANK = {"viewer": 0, "responder": 1, "admin": 2}
+MAX_BODY = 1 << 20
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str  # the actor of every write made with it
+    secret: str
+    role: str
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status,
+                        content_type="application/json")
+
+
+def _error(status: int, error: str, field: str, reason: str) -> web.Response:
+    return _json({"error": error, "field": field, "reason": reason}, status)
+
+
+def _times(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (format_timestamp(v) if (k.endswith("_at") or k.endswith("_seen"))
+                and isinstance(v, float) else v) for k, v in row.items()}
+
+
+class DeskAPI:
+    """The routes over one store."""
+
+    def __init__(self, store: DeskStore, tokens: Sequence[Token],
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.tokens = list(tokens)
+        self.clock = clock
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def who(self, request: web.Request, need: str) -> Token:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _Refused(401, "Unauthorized", "Authorization",
+                           "send Authorization: Bearer <token>")
+        found = None
+        for token in self.tokens:  # compare with every one: no early exit to time
+            if hmac.compare_digest(token.secret.encode(), given.strip().encode(
+                    "utf-8", "surrogateescape")):
+                found = token
+        if found is None:
+            raise _Refused(401, "Unauthorized", "Authorization", "unknown token")
+        if ROLE_RANK[found.role] < ROLE_RANK[need]:
+            raise _Refused(403, "Forbidden", "Authorization",
+                           f"{found.name} is a {found.role}; this needs {need}")
+        return found
+
+    @staticmethod
+    async def body(request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Refused(400, "DecodeError", "", f"not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _Refused(400, "SchemaError", "", "expected a JSON object")
+        return doc
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def act(self, request: web.Request, command: lc_command) -> web.Response:
+        iid = request.match_info["id"]
+        try:
+            rows = await self.run(self.store.act, iid, command)
+        except RuleError as exc:
+            status = (404 if isinstance(exc, MissingError) else
+                      409 if isinstance(exc, ConflictError) else 422)
+            return _error(status, type(exc).__name__, exc.field, exc.message)
+        timeline = lc.timeline(rows)
+        return _json({"appended": [_times(e) for e in timeline] or
+                      [{"seq": r["seq"], "type": r["type"]} for r in rows]}, 201)
+
+    def at(self, doc: dict[str, Any]) -> float:
+        """When it happened: ``at`` in the body (RFC 3339 or epoch seconds), else now."""
+        if doc.get("at") is None:
+            return self.clock()
+        t = parse_timestamp(doc["at"], "at")
+        if t is None:
+            raise _Refused(422, "TimestampError", "at", "not a time")
+        return t
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def list_incidents(self, request: web.Request) -> web.Response:
+        self.who(request, "viewer")
+        q = request.query
+        try:
+            limit = min(500, max(1, int(q.get("limit", "50"))))
+        except ValueError:
+            return _error(422, "SchemaError", "limit", "an integer")
+        status = [s for s in q.getall("status", []) if s]
+        bad = [s for s in status if s not in STATUSES]
+        if bad:
+            return _error(422, "SchemaError", "status", f"one of {', '.join(STATUSES)}")
+        rows = await self.run(self.store.incidents, status=status or None,
+                              priority=q.getall("priority", []) or None, limit=limit,
+                              search=q.get("q") or None)
+        return _json({"incidents": [_times(r) for r in rows]})
+
+    async def get_incident(self, request: web.Request) -> web.Response:
+        self.who(request, "viewer")
+        iid = request.match_info["id"]
+        row = await self.run(self.store.incident, iid)
+        if row is None:
+            return _error(404, "NotFound", "id", f"no incident {iid!r}")
+        log = await self.run(self.store.log, iid)
+        return _json({"incident": _times(row), "roles": lc.holders(log),
+                      "timeline": [_times(e) for e in lc.timeline(log)]})
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def post_status(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        to, at = doc.get("status"), self.at(doc)
+        if not isinstance(to, str):
+            return _error(422, "SchemaError", "status", f"one of {', '.join(STATUSES)}")
+        reason, correct = doc.get("reason"), bool(doc.get("correct", False))
+        return await self.act(request, lambda row, log: lc.set_status(
+            row, log, to, actor=token.name, at=at, reason=reason, correct=correct))
+
+    async def post_entry(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        kind, text, at = doc.get("type"), doc.get("text"), self.at(doc)
+        return await self.act(request, lambda row, log: lc.add_entry(
+            row, log, kind, text, actor=token.name, at=at,  # type: ignore[arg-type]
+            pinned=bool(doc.get("pinned", False))))
+
+    async def post_judgement(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        entry, at = int(request.match_info["seq"]), self.at(doc)
+        return await self.act(request, lambda row, log: lc.judge(
+            row, log, entry, doc.get("state"), actor=token.name, at=at,  # type: ignore[arg-type]
+            reason=doc.get("reason")))
+
+    async def post_pin(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        entry, at = int(request.match_info["seq"]), self.at(doc)
+        return await self.act(request, lambda row, log: lc.pin(
+            row, log, entry, actor=token.name, at=at, pinned=bool(doc.get("pinned", True))))
+
+    async def post_role(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        role, person, at = doc.get("role"), doc.get("person"), self.at(doc)
+        if doc.get("renounce"):
+            return await self.act(request, lambda row, log: lc.renounce_role(
+                row, log, role, actor=token.name, at=at,  # type: ignore[arg-type]
+                note=doc.get("note")))
+        return await self.act(request, lambda row, log: lc.assume_role(
+            row, log, role, person, actor=token.name, at=at,  # type: ignore[arg-type]
+            note=doc.get("note")))
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        self.who(request, "admin")
+        raw = await request.read()
+        lines = [line for line in raw.splitlines() if line.strip()]
+        result = await self.run(self.store.ingest, lines)
+        return _json({"added": result.added, "duplicates": result.duplicates,
+                      "rejected": [{"line": i + 1, "error": type(e).__name__,
+                                    "field": e.field, "reason": e.message}
+                                   for i, e in result.rejected]},
+                     422 if result.rejected and not result.added else 200)
+
+    async def healthy(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from triage.desk.openapi import document
+        return _json(document())
+
+
+lc_command = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, error: str, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.response = _error(status, error, field, reason)
+
+
+ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
+    ("GET", "/-/healthy", "healthy"),
+    ("GET", "/api/v1/openapi.json", "openapi"),
+    ("GET", "/api/v1/incidents", "list_incidents"),
+    ("GET", "/api/v1/incidents/{id}", "get_incident"),
+    ("POST", "/api/v1/incidents/{id}/status", "post_status"),
+    ("POST", "/api/v1/incidents/{id}/entries", "post_entry"),
+    ("POST", "/api/v1/incidents/{id}/entries/{seq:\\d+}/judgement", "post_judgement"),
+    ("POST", "/api/v1/incidents/{id}/entries/{seq:\\d+}/pin", "post_pin"),
+    ("POST", "/api/v1/incidents/{id}/roles", "post_role"),
+    ("POST", "/api/v1/events", "post_events"),
+]
+
+
+def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
+                    clock: Callable[[], float]) -> web.Application:
+    """The desk's application over ``store``."""
+    api = DeskAPI(store, tokens, clock)
+
+    @web.middleware
+    async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _Refused as exc:
+            return exc.response
+        except InputError as exc:
+            return _error(422, type(exc).__name__, exc.field, exc.message)
+        except web.HTTPException as exc:  # aiohttp's own 404, 405, 413: JSON as well
+            return _error(exc.status, exc.reason, "", exc.text or exc.reason)
+
+    app = web.Application(middlewares=[refusals], client_max_size=MAX_BODY)
+    for method, path, name in ROUTES:
+        app.router.add_route(method, path, getattr(api, name), name=name)
+    return app

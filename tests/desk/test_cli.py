@@ -1,0 +1,52 @@
+"""``triage desk ingest`` and ``triage incident ...`` as a user runs them, on a SQLite file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+TRIAGE = str(Path(sys.executable).with_name("triage"))
+
+
+def triage(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([TRIAGE, *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TRIAGE_ACTOR": "ana"})
+    if ok:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_responder_works_an_incident_from_the_command_line(
+        tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    created = next(e for e in events if e["type"] == "incident.created")
+    iid = created["incident"]["id"]
+    path = tmp_path / "incidents.jsonl"
+    path.write_bytes(orjson.dumps(created) + b"\n" + b"{broken\n")
+    db = str(tmp_path / "desk.db")
+    dead = tmp_path / "dead.jsonl"
+    said = triage("desk", "ingest", "--db", db, "-i", str(path), "--dead-letter", str(dead))
+    assert "1 events applied, 0 seen before, 1 dead-lettered" in said.stderr
+    letter = orjson.loads(dead.read_bytes())
+    assert letter["raw"] == "{broken" and letter["line"] == 2 and letter["error"]
+    triage("incident", "ack", iid, "--db", db)
+    triage("incident", "note", iid, "error rate at baseline", "--type", "negative_finding",
+           "--pin", "--db", db)
+    triage("incident", "role", iid, "incident_commander", "bo", "--note", "takes over",
+           "--db", db)
+    refused = triage("incident", "status", iid, "closed", "--db", db, ok=False)
+    assert refused.returncode == 1 and "closed only follows resolved" in refused.stderr
+    listed = [orjson.loads(line) for line in triage(
+        "incident", "list", "--db", db, "--json").stdout.splitlines()]
+    assert [(i["id"], i["status"], i["commander"]) for i in listed] == [
+        (iid, "acknowledged", "bo")]
+    shown = orjson.loads(triage("incident", "show", iid, "--db", db, "--json").stdout)
+    kinds = [(e["type"], e["author"]) for e in shown["timeline"]]
+    assert kinds == [("alert", "triage"), ("status_update", "ana"),
+                     ("negative_finding", "ana"), ("role_change", "ana")]
+    assert shown["timeline"][2]["pinned"] is True
+    missing = triage("incident", "show", "inc-nope", "--db", db, ok=False)
+    assert missing.returncode == 1 and "no incident" in missing.stderr
