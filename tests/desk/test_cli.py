@@ -50,3 +50,50 @@ def test_a_responder_works_an_incident_from_the_command_line(
     assert shown["timeline"][2]["pinned"] is True
     missing = triage("incident", "show", "inc-nope", "--db", db, ok=False)
     assert missing.returncode == 1 and "no incident" in missing.stderr
+
+
+def test_the_demo_opens_the_desk_and_the_storm_s_incidents_arrive_in_it(
+        tmp_path: Path) -> None:
+    """``triage demo --desk``: the demo's incidents arrive in a desk served on a port, which
+    a browser signs in to with the token the demo prints."""
+    import http.cookiejar
+    import re
+    import socket
+    import time
+    import urllib.parse
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([TRIAGE, "demo", "--out", str(tmp_path / "demo"), "--desk",
+                             "--port", str(port), "--speed", "600"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    try:
+        said = ""
+        deadline = time.monotonic() + 60
+        while "token" not in said and time.monotonic() < deadline:
+            said += proc.stderr.readline() if proc.stderr else ""
+        token = re.search(r"token (\S+)", said)
+        assert token, said
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                opener.open(base + "/login", data=urllib.parse.urlencode(
+                    {"token": token.group(1)}).encode(), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.2)
+        page = ""
+        for _ in range(100):  # the storm's 45 minutes at 600x: under 5 s
+            page = opener.open(base + "/?status=all", timeout=5).read().decode()
+            if page.count('href="/incidents/') == 2:
+                break
+            time.sleep(0.2)
+        assert page.count('href="/incidents/') == 2 and "cartservice" in page
+    finally:
+        proc.terminate()
+        proc.wait(30)

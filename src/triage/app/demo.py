@@ -85,3 +85,59 @@ def print_incidents(events: list[dict[str, Any]], console: Console) -> None:
             ("[bold red]open[/]\n" if wr["open"] else "no\n") + wr["reason"],
         )
     console.print(table)
+
+
+def serve_desk_demo(out: Path, *, port: int, speed: float, console: Console) -> None:
+    """The incident desk over the demo's incidents: a fresh SQLite desk in ``out``, a token
+    made for this run, the events fed in at their own pace (``speed`` times faster), served
+    on 127.0.0.1:``port`` until Ctrl+C."""
+    import asyncio
+    import secrets
+    import time
+
+    import orjson
+    from aiohttp import web
+
+    from triage.core.timeutil import parse_timestamp
+    from triage.desk.api import Token, create_desk_app
+    from triage.desk.store import DeskStore
+
+    db = out / "desk.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    events = [orjson.loads(line) for line in (out / "incidents.jsonl").read_bytes().splitlines()]
+    store = DeskStore(f"sqlite:///{db}")
+    token = Token("you", secrets.token_urlsafe(18), "responder")
+    first = (parse_timestamp(events[0]["at"]) or 0.0) if events else 0.0
+    state = {"origin": time.time()}
+
+    def now() -> float:  # the storm's clock: its first event when the desk opens
+        return first + (time.time() - state["origin"]) * speed
+
+    async def feed(app: web.Application) -> None:
+        state["origin"] = time.time()
+        for event in events:
+            at = parse_timestamp(event["at"]) or first
+            delay = (at - first) / speed - (time.time() - state["origin"])
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await asyncio.to_thread(store.ingest, [event])
+            console.print(f"desk: {event['type']} {event['incident']['id']} "
+                          f"{event['incident']['priority']}", highlight=False)
+
+    async def start(app: web.Application) -> None:
+        app["feed"] = asyncio.create_task(feed(app))
+
+    async def stop(app: web.Application) -> None:
+        app["feed"].cancel()
+
+    app = create_desk_app(store, [token], clock=now)
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    console.print(f"\n[bold]The desk:[/] http://127.0.0.1:{port}/login, token "
+                  f"[bold]{token.secret}[/] (this run only). The incidents arrive {speed:g}x "
+                  "faster than the storm raised them. Ctrl+C stops.", highlight=False)
+    try:
+        web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    finally:
+        store.close()

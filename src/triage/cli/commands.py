@@ -176,11 +176,21 @@ def check_config(config: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where to write the demo files.")] = Path("out/demo"),
+    desk: Annotated[bool, typer.Option(
+        "--desk", help="Then open the incident desk on the result: the storm's incidents "
+        "arrive in it as they were raised (an hour in a minute), in the browser.")] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The desk's port (--desk).")
+                    ] = 9095,
+    speed: Annotated[float, typer.Option(min=1.0, help="With --desk: how much faster than "
+                                         "real time the incidents arrive.")] = 60.0,
 ) -> None:
     """Triage the bundled Online Boutique storm (no Kafka needed); writes incidents.jsonl."""
     from triage.app.demo import run_demo
 
     run_demo(out, console=err)
+    if desk:
+        from triage.app.demo import serve_desk_demo
+        serve_desk_demo(out, port=port, speed=speed, console=err)
 
 
 @app.command()

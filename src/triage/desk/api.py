@@ -239,8 +239,8 @@ ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
 
 
 def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
-                    clock: Callable[[], float]) -> web.Application:
-    """The desk's application over ``store``."""
+                    clock: Callable[[], float], console: bool = True) -> web.Application:
+    """The desk's application over ``store``: the API, and the web console (``console``)."""
     api = DeskAPI(store, tokens, clock)
 
     @web.middleware
@@ -251,10 +251,16 @@ def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
             return exc.response
         except InputError as exc:
             return _error(422, type(exc).__name__, exc.field, exc.message)
-        except web.HTTPException as exc:  # aiohttp's own 404, 405, 413: JSON as well
+        except web.HTTPException as exc:
+            if exc.status < 400 or not request.path.startswith("/api/"):
+                raise  # the console's redirects and pages
+            # aiohttp's own 404, 405, 413 on the API: JSON as well
             return _error(exc.status, exc.reason, "", exc.text or exc.reason)
 
     app = web.Application(middlewares=[refusals], client_max_size=MAX_BODY)
     for method, path, name in ROUTES:
         app.router.add_route(method, path, getattr(api, name), name=name)
+    if console:
+        from triage.desk.console import add_console
+        add_console(app, api)
     return app

@@ -231,10 +231,12 @@ class DeskStore:
 
     def incidents(self, *, status: Sequence[str] | None = None,
                   priority: Sequence[str] | None = None, limit: int = 100,
-                  search: str | None = None) -> list[dict[str, Any]]:
+                  search: str | None = None, by_priority: bool = False
+                  ) -> list[dict[str, Any]]:
         """Incidents, newest first (by when they were triggered), optionally filtered by
         status, priority, and ``search``: words that must each be in the id, the title, the
-        root cause, the owner or the commander (any case)."""
+        root cause, the owner or the commander (any case). ``by_priority``: P1 first, then
+        newest first within a priority."""
         q = select(incident)
         for word in (search or "").split():
             like = "%" + "".join("\\" + c if c in "\\%_" else c for c in word) + "%"
@@ -245,7 +247,8 @@ class DeskStore:
             q = q.where(incident.c.status.in_(list(status)))
         if priority:
             q = q.where(incident.c.priority.in_(list(priority)))
-        q = q.order_by(incident.c.triggered_at.desc(), incident.c.id).limit(limit)
+        order = [incident.c.triggered_at.desc(), incident.c.id]
+        q = q.order_by(*([incident.c.priority] if by_priority else []), *order).limit(limit)
         with self.engine.connect() as conn:
             return [_plain(r) for r in conn.execute(q)]
 
