@@ -2,7 +2,7 @@
 incident list and one incident with its log come out, on SQLite and on PostgreSQL.
 
     python benchmarks/bench_desk.py [--incidents 10000] [--updates 20] [--batch 500]
-                                    [--pg-url URL] [--json out.json]
+                                    [--pg-url URL] [--http-seconds 20] [--json out.json]
 
 Events are a real triage event (the demo's P1) copied over ``--incidents`` incidents with
 ``--updates`` events each (created, updates, resolved), interleaved as a storm interleaves
@@ -11,7 +11,9 @@ a plain multi-row INSERT of the same log rows with no duplicate check and no pro
 
 Reads, once the store is full: the newest-first incident list (50 rows, and filtered by
 status and priority) and one incident with its whole log, 200 times each at random; p50
-and p99. Without ``--pg-url``, a throwaway server is started with deploy/postgres/pg-local
+and p99. Then over HTTP, the desk's app on a real port: 50 requests a second for
+``--http-seconds`` (open loop), half the list API and half an incident's console page.
+Without ``--pg-url``, a throwaway server is started with deploy/postgres/pg-local
 (skipped, and said, if there is none).
 """
 
@@ -122,6 +124,68 @@ def reads(url: str, incidents: int, n: int = 200) -> dict[str, dict[str, float]]
     return out
 
 
+def http_load(url: str, incidents: int, seconds: float, rate: float = 50.0
+              ) -> dict[str, dict[str, float]]:
+    """The desk's app on a real port over the full store; an open-loop client sends
+    ``rate`` requests a second for ``seconds``, alternating the list API (50 newest) and an
+    incident's console page (random incident, its whole timeline); p50 and p99 of each."""
+    import asyncio
+    import socket
+
+    import aiohttp
+    from aiohttp import web
+
+    from triage.desk.api import Token, create_desk_app
+    token = Token("bench", "bench-token-000000001", "viewer")
+    store = DeskStore(url, upgrade=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    rng = random.Random(3)
+    times: dict[str, list[float]] = {"list API (50 newest)": [], "incident page (HTML)": []}
+
+    async def main() -> None:
+        runner = web.AppRunner(create_desk_app(store, [token], clock=time.time))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {token.secret}"}
+        cookies = {"desk_token": token.secret}
+        async with aiohttp.ClientSession(cookies=cookies) as session:
+            async def one(i: int) -> None:
+                if i % 2 == 0:
+                    name, target = "list API (50 newest)", base + "/api/v1/incidents?limit=50"
+                else:
+                    name = "incident page (HTML)"
+                    target = f"{base}/incidents/inc-{rng.randrange(incidents):08x}"
+                t = time.perf_counter()
+                async with session.get(target, headers=headers) as r:
+                    await r.read()
+                    assert r.status == 200, (target, r.status)
+                times[name].append((time.perf_counter() - t) * 1000)
+
+            tasks = []
+            start = time.perf_counter()
+            for i in range(int(seconds * rate)):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+        await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    out = {}
+    for name, ts in times.items():
+        ts.sort()
+        out[name] = {"p50_ms": statistics.median(ts), "p99_ms": ts[int(0.99 * len(ts)) - 1],
+                     "requests": len(ts)}
+    return out
+
+
 def local_postgres() -> tuple[str, Any]:
     port = 39500 + random.randrange(400)
     data = Path(f"/tmp/triage-pg-bench-{uuid.uuid4().hex[:8]}")
@@ -152,6 +216,7 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=20)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--pg-url", default="")
+    ap.add_argument("--http-seconds", type=float, default=20.0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     evs = events(template(), args.incidents, args.updates)
@@ -176,13 +241,19 @@ def main() -> None:
                 again = ingest(url, evs[: len(evs) // 10], args.batch, backend + " replay")
                 floor_rate = floor(make("floor"), evs, args.batch)
                 r = reads(url, args.incidents)
+                h = http_load(url, args.incidents, args.http_seconds)
                 results[backend] = {"ingest_events_per_s": rate, "replay_events_per_s": again,
-                                    "plain_insert_events_per_s": floor_rate, "reads": r}
+                                    "plain_insert_events_per_s": floor_rate, "reads": r,
+                                    "http_at_50_per_s": h}
                 print(f"{backend}: ingest {rate:,.0f} events/s (replay of a tenth "
                       f"{again:,.0f}/s; plain INSERT floor {floor_rate:,.0f}/s, ratio "
                       f"{rate / floor_rate:.2f})", file=sys.stderr)
                 for name, v in r.items():
                     print(f"  {name}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms",
+                          file=sys.stderr)
+                for name, v in h.items():
+                    print(f"  HTTP at 50 requests/s, {name}: p50 {v['p50_ms']:.1f} ms, "
+                          f"p99 {v['p99_ms']:.1f} ms ({v['requests']:.0f} requests)",
                           file=sys.stderr)
     finally:
         if stop is not None:
