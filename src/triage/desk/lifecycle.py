@@ -24,7 +24,7 @@ One person holds a role at a time.
 >>> set_status(row, [], "closed", actor="ana", at=60.0)
 Traceback (most recent call last):
 ...
-triage.desk.lifecycle.RuleError: status: closed only follows resolved (the incident is triggered)
+triage.desk.lifecycle.ConflictError: status: closed only follows resolved (the incident is triggered)
 """
 
 from __future__ import annotations
