@@ -28,7 +28,7 @@ from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.desk import lifecycle as lc
 from triage.desk.lifecycle import ConflictError, MissingError, RuleError
 from triage.desk.schema import STATUSES
-from triage.desk.store import DeskStore
+from triage.desk.store import Command, DeskStore
 from triage.errors import InputError
 
 ROLE_RANK = {"viewer": 0, "responder": 1, "admin": 2}
@@ -100,7 +100,7 @@ class DeskAPI:
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def act(self, request: web.Request, command: lc_command) -> web.Response:
+    async def act(self, request: web.Request, command: Command) -> web.Response:
         iid = request.match_info["id"]
         try:
             rows = await self.run(self.store.act, iid, command)
@@ -213,9 +213,6 @@ class DeskAPI:
     async def openapi(self, request: web.Request) -> web.Response:
         from triage.desk.openapi import document
         return _json(document())
-
-
-lc_command = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 class _Refused(Exception):
