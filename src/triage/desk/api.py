@@ -16,9 +16,7 @@ Database calls run in worker threads: the event loop never waits on the database
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,21 +24,16 @@ from aiohttp import web
 
 from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.desk import lifecycle as lc
+from triage.desk.auth import Token, allows, find_token
+from triage.desk.console import add_console
 from triage.desk.lifecycle import ConflictError, MissingError, RuleError
 from triage.desk.schema import STATUSES
 from triage.desk.store import Command, DeskStore
 from triage.errors import InputError
 
-ROLE_RANK = {"viewer": 0, "responder": 1, "admin": 2}
 MAX_BODY = 1 << 20
+__all__ = ["ROUTES", "DeskAPI", "Token", "create_desk_app"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Token:
-    name: str  # the actor of every write made with it
-    secret: str
-    role: str
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -74,14 +67,10 @@ class DeskAPI:
         if scheme.lower() != "bearer" or not given.strip():
             raise _Refused(401, "Unauthorized", "Authorization",
                            "send Authorization: Bearer <token>")
-        found = None
-        for token in self.tokens:  # compare with every one: no early exit to time
-            if hmac.compare_digest(token.secret.encode(), given.strip().encode(
-                    "utf-8", "surrogateescape")):
-                found = token
+        found = find_token(self.tokens, given)
         if found is None:
             raise _Refused(401, "Unauthorized", "Authorization", "unknown token")
-        if ROLE_RANK[found.role] < ROLE_RANK[need]:
+        if not allows(found, need):
             raise _Refused(403, "Forbidden", "Authorization",
                            f"{found.name} is a {found.role}; this needs {need}")
         return found
@@ -258,6 +247,5 @@ def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
     for method, path, name in ROUTES:
         app.router.add_route(method, path, getattr(api, name), name=name)
     if console:
-        from triage.desk.console import add_console
-        add_console(app, api)
+        add_console(app, api.store, api.tokens, api.clock)
     return app

@@ -12,7 +12,7 @@ the token's name.
 from __future__ import annotations
 
 import asyncio
-import hmac
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
@@ -22,8 +22,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from triage.core.timeutil import format_timestamp
 from triage.desk import lifecycle as lc
+from triage.desk.auth import Token, allows, find_token
 from triage.desk.schema import STATUSES
-from triage.desk.store import UNATTENDED_AFTER
+from triage.desk.store import UNATTENDED_AFTER, DeskStore
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "desk_token"
@@ -57,8 +58,9 @@ def moves(status: str) -> list[str]:
 
 
 class Console:
-    def __init__(self, api: Any) -> None:
-        self.api = api  # triage.desk.api.DeskAPI: the store, the tokens, the clock
+    def __init__(self, store: DeskStore, tokens: Sequence[Token],
+                 clock: Callable[[], float]) -> None:
+        self.store, self.tokens, self.clock = store, list(tokens), clock
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(["html"]))
         self.env.globals["when"] = _when
@@ -68,19 +70,13 @@ class Console:
         return web.Response(text=html, status=code, content_type="text/html")
 
     def who(self, request: web.Request) -> Any:
-        given = request.cookies.get(COOKIE, "").encode("utf-8", "surrogateescape")
-        found = None
-        for token in self.api.tokens:
-            if given and hmac.compare_digest(token.secret.encode(), given):
-                found = token
-        return found
+        return find_token(self.tokens, request.cookies.get(COOKIE, ""))
 
     def need(self, request: web.Request, role: str) -> Any:
         token = self.who(request)
         if token is None:
             raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs))
-        from triage.desk.api import ROLE_RANK
-        if ROLE_RANK[token.role] < ROLE_RANK[role]:
+        if not allows(token, role):
             raise web.HTTPForbidden(text=f"{token.name} is a {token.role}: this needs {role}")
         if request.method == "POST":
             origin = request.headers.get("Origin")
@@ -96,8 +92,7 @@ class Console:
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         given = str(form.get("token", "")).strip()
-        if not given or not any(hmac.compare_digest(t.secret.encode(), given.encode())
-                                for t in self.api.tokens):
+        if find_token(self.tokens, given) is None:
             return self.page("login.html", code=401, who=None, error="Unknown token.")
         nxt = request.query.get("next", "/")
         response = web.HTTPSeeOther(nxt if nxt.startswith("/") else "/")
@@ -109,9 +104,9 @@ class Console:
         q, status = request.query.get("q", ""), request.query.get("status", "")
         wanted = (None if status == "all" else [status] if status in STATUSES
                   else [s for s in STATUSES if s not in ("resolved", "closed")])
-        rows = await asyncio.to_thread(self.api.store.incidents, status=wanted, limit=200,
+        rows = await asyncio.to_thread(self.store.incidents, status=wanted, limit=200,
                                        search=q or None, by_priority=True)
-        now = self.api.clock()
+        now = self.clock()
         for r in rows:
             r["since"] = _since(r["triggered_at"], now)
             r["unattended"] = (r["priority"] in ("P1", "P2") and not r["commander"]
@@ -125,14 +120,14 @@ class Console:
     async def incident(self, request: web.Request) -> web.Response:
         who = self.need(request, "viewer")
         iid = request.match_info["id"]
-        row = await asyncio.to_thread(self.api.store.incident, iid)
+        row = await asyncio.to_thread(self.store.incident, iid)
         if row is None:
             return self.page("list.html", code=404, status="", who=who, incidents=[], q="",
                              statuses=STATUSES, refresh="/", error=f"No incident {iid}.")
-        log = await asyncio.to_thread(self.api.store.log, iid)
+        log = await asyncio.to_thread(self.store.log, iid)
         entries = lc.timeline(log)
         roles = lc.holders(log)
-        now = self.api.clock()
+        now = self.clock()
         failing = sorted(row["services"], key=lambda s: (s != row["root_cause"], s))
         return self.page(
             "incident.html", who=who, inc=row, roles=roles, moves=moves(row["status"]),
@@ -149,7 +144,7 @@ class Console:
         iid = request.match_info["id"]
         target = f"/incidents/{quote(iid)}"
         try:
-            await asyncio.to_thread(self.api.store.act, iid, command)
+            await asyncio.to_thread(self.store.act, iid, command)
         except lc.RuleError as exc:
             raise web.HTTPSeeOther(target + "?" + urlencode({"error": str(exc)})) from None
         raise web.HTTPSeeOther(target)
@@ -157,14 +152,14 @@ class Console:
     async def post_status(self, request: web.Request) -> web.StreamResponse:
         who = self.need(request, "responder")
         form = await request.post()
-        to, at = str(form.get("status", "")), self.api.clock()
+        to, at = str(form.get("status", "")), self.clock()
         return await self._act(request, lambda row, log: lc.set_status(
             row, log, to, actor=who.name, at=at))
 
     async def post_entry(self, request: web.Request) -> web.StreamResponse:
         who = self.need(request, "responder")
         form = await request.post()
-        kind, text, at = str(form.get("type", "")), str(form.get("text", "")), self.api.clock()
+        kind, text, at = str(form.get("type", "")), str(form.get("text", "")), self.clock()
         pinned = bool(form.get("pinned"))
         return await self._act(request, lambda row, log: lc.add_entry(
             row, log, kind, text, actor=who.name, at=at, pinned=pinned))
@@ -173,7 +168,7 @@ class Console:
         who = self.need(request, "responder")
         form = await request.post()
         entry, state, at = int(request.match_info["seq"]), str(form.get("state", "")), \
-            self.api.clock()
+            self.clock()
         return await self._act(request, lambda row, log: lc.judge(
             row, log, entry, state, actor=who.name, at=at))
 
@@ -181,14 +176,15 @@ class Console:
         who = self.need(request, "responder")
         form = await request.post()
         role, person = str(form.get("role", "")), str(form.get("person", ""))
-        note, at = str(form.get("note", "")) or None, self.api.clock()
+        note, at = str(form.get("note", "")) or None, self.clock()
         return await self._act(request, lambda row, log: lc.assume_role(
             row, log, role, person, actor=who.name, at=at, note=note))
 
 
-def add_console(app: web.Application, api: Any) -> None:
+def add_console(app: web.Application, store: DeskStore, tokens: Sequence[Token],
+                clock: Callable[[], float]) -> None:
     """The console's routes on the desk's app."""
-    console = Console(api)
+    console = Console(store, tokens, clock)
     r = app.router
     r.add_get("/", console.incidents, name="console_list")
     r.add_get("/login", console.login_form, name="console_login_form")
