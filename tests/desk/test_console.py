@@ -149,6 +149,29 @@ def test_an_on_call_engineer_takes_up_the_p1_in_the_browser(
 
     browser.find_element(By.CSS_SELECTOR, "form[action$='/roles'] button").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "commander"), "ana"))
+
+    # a status update to customers, from the template; one naming a service is refused
+    from selenium.webdriver.support.ui import Select
+    Select(browser.find_element(By.NAME, "audience")).select_by_value("customers")
+    browser.find_element(By.XPATH, "//button[text()='Use template']").click()
+    wait.until(ec.presence_of_element_located(
+        (By.XPATH, "//button[text()='Record as sent to customers']")))
+    box = browser.find_element(By.ID, "update-text")
+    draft = box.get_attribute("value")
+    assert draft.startswith("We are looking into a problem") and "cartservice" not in draft
+    box.clear()
+    box.send_keys("cartservice is slow")
+    box.send_keys(Keys.CONTROL, Keys.ENTER)
+    wait.until(ec.presence_of_element_located((By.ID, "error")))
+    assert "internal name" in browser.find_element(By.ID, "error").text
+    Select(browser.find_element(By.NAME, "audience")).select_by_value("customers")
+    browser.find_element(By.XPATH, "//button[text()='Use template']").click()
+    wait.until(ec.presence_of_element_located(
+        (By.XPATH, "//button[text()='Record as sent to customers']")))
+    browser.find_element(By.XPATH, "//button[starts-with(text(), 'Record as sent')]").click()
+    wait.until(ec.presence_of_element_located((By.ID, "comms")))
+    sent = browser.find_element(By.ID, "comms").text
+    assert "customers (desk)" in sent and "ana" in sent
     shot(browser, "incident")
 
     # a move the rules refuse is said on the page, not as an error page

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from triage.cli.app import app, err, fail
 from triage.cli.stream import BootstrapOpt, ConfigOpt, _kafka_unavailable, _settings
+from triage.errors import InputError
 
 if TYPE_CHECKING:
     from triage.desk.store import DeskStore
@@ -452,3 +453,37 @@ def desk_serve(
         web.run_app(app, host=where[0], port=where[1], print=None, access_log=None)
     finally:
         store.close()
+
+
+@incident_app.command("update")
+def incident_update(
+    incident_id: IdArg,
+    audience: Annotated[str, typer.Option(
+        "--audience", "-A", help="responders, internal, executive or customers.")],
+    text: Annotated[str | None, typer.Option(
+        "--text", help="The message sent (recorded in the comms log). Without it, the "
+        "audience's template is printed, filled in, and nothing is recorded.")] = None,
+    channel: Annotated[str, typer.Option(
+        help="Where it was sent: desk, webhook, email, chat or status-page.")] = "desk",
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """A status update to an audience: the template to start from, or the message sent.
+    A customer update that names a service, team or person is refused."""
+    from triage.desk import updates
+    if text is None:
+        store = _open(_url(db, config))
+        try:
+            row = store.incident(incident_id)
+            if row is None:
+                raise fail(f"no incident {incident_id!r} on the desk", 1)
+            try:
+                sys.stdout.write(updates.draft(row, store.log(incident_id), audience,
+                                               now=time.time()) + "\n")
+            except InputError as exc:
+                raise fail(str(exc)) from None
+        finally:
+            store.close()
+        return
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: updates.send_update(
+        row, log, audience, text, actor=who, at=time.time(), channel=channel))

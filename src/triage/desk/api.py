@@ -16,6 +16,7 @@ Database calls run in worker threads: the event loop never waits on the database
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.desk import lifecycle as lc
+from triage.desk import updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.console import add_console
 from triage.desk.lifecycle import ConflictError, MissingError, RuleError
@@ -32,7 +34,8 @@ from triage.desk.store import Command, DeskStore
 from triage.errors import InputError
 
 MAX_BODY = 1 << 20
-__all__ = ["ROUTES", "DeskAPI", "Token", "create_desk_app"]
+log = logging.getLogger("triage.desk")
+__all__ = ["API", "ROUTES", "DeskAPI", "Token", "create_desk_app"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -55,9 +58,14 @@ class DeskAPI:
 
     def __init__(self, store: DeskStore, tokens: Sequence[Token],
                  clock: Callable[[], float]) -> None:
+        from prometheus_client import CollectorRegistry, Gauge
         self.store = store
         self.tokens = list(tokens)
         self.clock = clock
+        self.registry = CollectorRegistry()
+        self.overdue = Gauge("triage_desk_updates_overdue", "Open incidents whose next "
+                             "status update is overdue (P1 every 30 min, P2 1 h, P3 4 h)",
+                             registry=self.registry)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -135,8 +143,42 @@ class DeskAPI:
         if row is None:
             return _error(404, "NotFound", "id", f"no incident {iid!r}")
         log = await self.run(self.store.log, iid)
+        due = updates.next_due(row, log)
         return _json({"incident": _times(row), "roles": lc.holders(log),
-                      "timeline": [_times(e) for e in lc.timeline(log)]})
+                      "timeline": [_times(e) for e in lc.timeline(log)],
+                      "comms": [_times(c) for c in updates.comms_log(log)],
+                      "next_update_due": format_timestamp(due) if due is not None else None})
+
+    async def get_draft(self, request: web.Request) -> web.Response:
+        self.who(request, "viewer")
+        iid = request.match_info["id"]
+        audience = request.query.get("audience", "")
+        row = await self.run(self.store.incident, iid)
+        if row is None:
+            return _error(404, "NotFound", "id", f"no incident {iid!r}")
+        log = await self.run(self.store.log, iid)
+        return _json({"audience": audience,
+                      "text": updates.draft(row, log, audience, now=self.clock())})
+
+    async def post_update(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        audience, text, at = doc.get("audience"), doc.get("text"), self.at(doc)
+        channel = doc.get("channel", "desk")
+        return await self.act(request, lambda row, log: updates.send_update(
+            row, log, audience, text, actor=token.name, at=at,  # type: ignore[arg-type]
+            channel=channel))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        return web.Response(body=generate_latest(self.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def remind(self) -> list[str]:
+        """One pass of the reminders: ``update.overdue`` rows, and the overdue gauge."""
+        overdue: list[str] = await self.run(self.store.remind, self.clock())
+        self.overdue.set(len(overdue))
+        return overdue
 
     # -- writing -------------------------------------------------------------------------
 
@@ -210,6 +252,9 @@ class _Refused(Exception):
         self.response = _error(status, error, field, reason)
 
 
+API = web.AppKey("api", DeskAPI)
+REMINDERS = web.AppKey("reminders", asyncio.Task)
+
 ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
     ("GET", "/-/healthy", "healthy"),
     ("GET", "/api/v1/openapi.json", "openapi"),
@@ -220,13 +265,18 @@ ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
     ("POST", "/api/v1/incidents/{id}/entries/{seq:\\d+}/judgement", "post_judgement"),
     ("POST", "/api/v1/incidents/{id}/entries/{seq:\\d+}/pin", "post_pin"),
     ("POST", "/api/v1/incidents/{id}/roles", "post_role"),
+    ("GET", "/api/v1/incidents/{id}/updates/draft", "get_draft"),
+    ("POST", "/api/v1/incidents/{id}/updates", "post_update"),
+    ("GET", "/metrics", "metrics"),
     ("POST", "/api/v1/events", "post_events"),
 ]
 
 
 def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
-                    clock: Callable[[], float], console: bool = True) -> web.Application:
-    """The desk's application over ``store``: the API, and the web console (``console``)."""
+                    clock: Callable[[], float], console: bool = True,
+                    remind_every: float | None = 30.0) -> web.Application:
+    """The desk's application over ``store``: the API, the web console (``console``), and
+    a reminder pass every ``remind_every`` seconds (None: none; ``app[API].remind()``)."""
     api = DeskAPI(store, tokens, clock)
 
     @web.middleware
@@ -248,4 +298,24 @@ def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
         app.router.add_route(method, path, getattr(api, name), name=name)
     if console:
         add_console(app, api.store, api.tokens, api.clock)
+    app[API] = api
+    if remind_every is not None:
+        every = remind_every
+
+        async def reminders() -> None:
+            while True:
+                try:
+                    await api.remind()
+                except Exception:  # a database away: the next pass tries again
+                    log.exception("desk: the reminder pass failed; retrying in %gs", every)
+                await asyncio.sleep(every)
+
+        async def start(app: web.Application) -> None:
+            app[REMINDERS] = asyncio.create_task(reminders())
+
+        async def stop(app: web.Application) -> None:
+            app[REMINDERS].cancel()
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
     return app

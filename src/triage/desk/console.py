@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from triage.core.timeutil import format_timestamp
 from triage.desk import lifecycle as lc
+from triage.desk import updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.schema import STATUSES
 from triage.desk.store import UNATTENDED_AFTER, DeskStore
@@ -129,8 +130,16 @@ class Console:
         roles = lc.holders(log)
         now = self.clock()
         failing = sorted(row["services"], key=lambda s: (s != row["root_cause"], s))
+        audience = request.query.get("audience", "internal")
+        if audience not in updates.AUDIENCES:
+            audience = "internal"
+        due = updates.next_due(row, log)
         return self.page(
             "incident.html", who=who, inc=row, roles=roles, moves=moves(row["status"]),
+            audiences=updates.AUDIENCES, audience=audience,
+            update_draft=updates.draft(row, log, audience, now=now),
+            comms=updates.comms_log(log), next_due=due,
+            overdue=due is not None and due <= now,
             pinned=[e for e in entries if e["pinned"]][::-1],
             rest=[e for e in entries if not e["pinned"]][::-1],
             postable=lc.POSTABLE, all_roles=lc.ROLES, failing=failing,
@@ -172,6 +181,14 @@ class Console:
         return await self._act(request, lambda row, log: lc.judge(
             row, log, entry, state, actor=who.name, at=at))
 
+    async def post_update(self, request: web.Request) -> web.StreamResponse:
+        who = self.need(request, "responder")
+        form = await request.post()
+        audience, text, at = str(form.get("audience", "")), str(form.get("text", "")), \
+            self.clock()
+        return await self._act(request, lambda row, log: updates.send_update(
+            row, log, audience, text, actor=who.name, at=at))
+
     async def post_role(self, request: web.Request) -> web.StreamResponse:
         who = self.need(request, "responder")
         form = await request.post()
@@ -195,4 +212,5 @@ def add_console(app: web.Application, store: DeskStore, tokens: Sequence[Token],
     r.add_post("/incidents/{id}/entries/{seq:\\d+}/judgement", console.post_judgement,
                name="console_judgement")
     r.add_post("/incidents/{id}/roles", console.post_role, name="console_role")
+    r.add_post("/incidents/{id}/updates", console.post_update, name="console_update")
     r.add_static("/static", HERE / "static", name="static")

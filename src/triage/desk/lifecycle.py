@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from triage.core.timeutil import format_timestamp
 from triage.desk.schema import STATUSES
 from triage.errors import InputError
 
@@ -63,12 +64,12 @@ def _row(incident_id: str, seq: int, kind: str, actor: str, at: float,
             "body": body, "source_id": None}
 
 
-def _check_actor(actor: str, field: str = "actor") -> None:
+def check_actor(actor: str, field: str = "actor") -> None:
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 128:
         raise RuleError(field, "a name of 1 to 128 characters")
 
 
-def _check_text(text: Any, field: str = "text") -> str:
+def check_text(text: Any, field: str = "text") -> str:
     if not isinstance(text, str) or not text.strip():
         raise RuleError(field, "empty")
     if len(text) > MAX_TEXT:
@@ -91,7 +92,7 @@ def set_status(row: dict[str, Any], log: Sequence[dict[str, Any]], to: str, *, a
                ) -> list[dict[str, Any]]:
     """Move the incident to status ``to`` at ``at``: the log rows to append. A
     ``RuleError`` names what the rules refuse."""
-    _check_actor(actor)
+    check_actor(actor)
     if to not in STATUSES:
         raise RuleError("status", f"one of {', '.join(STATUSES)}; got {to!r}")
     now = row["status"]
@@ -117,7 +118,7 @@ def set_status(row: dict[str, Any], log: Sequence[dict[str, Any]], to: str, *, a
                             "(correct, with a reason) can go back")
         elif reason is None:
             raise RuleError("reason", "a correction needs a reason")
-        body.update(reason=_check_text(reason, "reason"),
+        body.update(reason=check_text(reason, "reason"),
                     kind="reopened" if reopening else "corrected")
         return [_row(row["id"], seq, "status.changed", actor, at, body)]
     before = _last_step_at(row, to)
@@ -125,7 +126,7 @@ def set_status(row: dict[str, Any], log: Sequence[dict[str, Any]], to: str, *, a
         raise RuleError("at", f"{to} cannot be earlier than {before[0]} "
                         f"({at:.0f} < {before[1]:.0f})")
     if reason is not None:
-        body["reason"] = _check_text(reason, "reason")
+        body["reason"] = check_text(reason, "reason")
     return [_row(row["id"], seq, "status.changed", actor, at, body)]
 
 
@@ -148,12 +149,12 @@ def add_entry(row: dict[str, Any], log: Sequence[dict[str, Any]], kind: str, tex
               actor: str, at: float, pinned: bool = False) -> list[dict[str, Any]]:
     """A timeline entry a responder posts (an observation, a hypothesis (open), a negative
     finding, a decision, an action)."""
-    _check_actor(actor)
+    check_actor(actor)
     if kind not in POSTABLE:
         raise RuleError("type", f"one of {', '.join(POSTABLE)}; got {kind!r}")
     if row["status"] == "closed":
         raise ConflictError("status", "the incident is closed")
-    body: dict[str, Any] = {"entry": kind, "text": _check_text(text), "pinned": bool(pinned)}
+    body: dict[str, Any] = {"entry": kind, "text": check_text(text), "pinned": bool(pinned)}
     if kind == "hypothesis":
         body["state"] = "open"
     seq = (log[-1]["seq"] if log else row["seq"]) + 1
@@ -169,7 +170,7 @@ def _entry(log: Sequence[dict[str, Any]], seq: int) -> dict[str, Any]:
 
 def pin(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, *, actor: str,
         at: float, pinned: bool = True) -> list[dict[str, Any]]:
-    _check_actor(actor)
+    check_actor(actor)
     _entry(log, entry)
     return [_row(row["id"], log[-1]["seq"] + 1, "entry.pinned", actor, at,
                  {"entry": entry, "pinned": pinned})]
@@ -178,7 +179,7 @@ def pin(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, *, actor
 def judge(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, state: str, *,
           actor: str, at: float, reason: str | None = None) -> list[dict[str, Any]]:
     """Confirm or refute a hypothesis (or open it again)."""
-    _check_actor(actor)
+    check_actor(actor)
     target = _entry(log, entry)
     if target["body"]["entry"] != "hypothesis":
         raise ConflictError("entry", f"#{entry} is a {target['body']['entry']}, not a hypothesis")
@@ -186,7 +187,7 @@ def judge(row: dict[str, Any], log: Sequence[dict[str, Any]], entry: int, state:
         raise RuleError("state", f"one of {', '.join(HYPOTHESIS_STATES)}; got {state!r}")
     body: dict[str, Any] = {"entry": entry, "state": state}
     if reason is not None:
-        body["reason"] = _check_text(reason, "reason")
+        body["reason"] = check_text(reason, "reason")
     return [_row(row["id"], log[-1]["seq"] + 1, "hypothesis.judged", actor, at, body)]
 
 
@@ -207,10 +208,10 @@ def holders(log: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def assume_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str, person: str,
                 *, actor: str, at: float, note: str | None = None) -> list[dict[str, Any]]:
     """``person`` takes ``role``; whoever held it hands it over (renounced, with the note)."""
-    _check_actor(actor)
+    check_actor(actor)
     if role not in ROLES:
         raise RuleError("role", f"one of {', '.join(ROLES)}; got {role!r}")
-    _check_actor(person, "person")
+    check_actor(person, "person")
     if row["status"] == "closed":
         raise ConflictError("status", "the incident is closed")
     seq = (log[-1]["seq"] if log else row["seq"]) + 1
@@ -230,7 +231,7 @@ def assume_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str, p
 
 def renounce_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str, *,
                   actor: str, at: float, note: str | None = None) -> list[dict[str, Any]]:
-    _check_actor(actor)
+    check_actor(actor)
     held = holders(log).get(role)
     if held is None:
         raise ConflictError("role", f"nobody holds {role}")
@@ -265,6 +266,13 @@ def timeline(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             entry = {"type": "role_change", "pinned": False,
                      "text": f"{body['person']} {verb} {body['role']}"
                              + (f" ({body['note']})" if body.get("note") else "")}
+        elif kind == "update.sent":
+            entry = {"type": "status_update", "pinned": False,
+                     "text": f"to {body['audience']} ({body['channel']}): {body['text']}"}
+        elif kind == "update.overdue":
+            entry = {"type": "status_update", "pinned": False,
+                     "text": f"update overdue ({body['priority']}: due "
+                             f"{format_timestamp(body['due'])})"}
         elif kind == "entry.pinned" and body["entry"] in by_seq:
             by_seq[body["entry"]]["pinned"] = body["pinned"]
         elif kind == "hypothesis.judged" and body["entry"] in by_seq:

@@ -8,6 +8,7 @@ from typing import Any
 
 from triage.desk.lifecycle import HYPOTHESIS_STATES, POSTABLE, ROLES
 from triage.desk.schema import STATUSES
+from triage.desk.updates import AUDIENCES, CHANNELS
 
 VERSION = "1.0.0"
 
@@ -146,6 +147,26 @@ def document() -> dict[str, Any]:
                         "role": {"enum": list(ROLES)}, "person": {"type": "string"},
                         "renounce": {"type": "boolean"}, "note": {"type": "string"},
                         "at": AT}}), "parameters": by_id}},
+            "/api/v1/incidents/{id}/updates/draft": {"get": {
+                "summary": "The status update template for an audience, filled in",
+                "security": [{"bearer": []}],
+                "parameters": [*by_id, {"name": "audience", "in": "query", "required": True,
+                                        "schema": {"enum": list(AUDIENCES)}}],
+                "responses": {**_ok("the draft", {"type": "object", "properties": {
+                    "audience": {"type": "string"}, "text": {"type": "string"}}}),
+                    **ERRORS}}},
+            "/api/v1/incidents/{id}/updates": {"post": {
+                **_write("Record a status update sent to an audience (the comms log); a "
+                         "customer update naming an internal name is refused", {
+                             "type": "object", "required": ["audience", "text"],
+                             "properties": {"audience": {"enum": list(AUDIENCES)},
+                                            "text": {"type": "string"},
+                                            "channel": {"enum": list(CHANNELS)},
+                                            "at": AT}}), "parameters": by_id}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (no token)",
+                                 "responses": {"200": {"description": "text exposition",
+                                                       "content": {"text/plain": {
+                                                           "schema": {"type": "string"}}}}}}},
             "/api/v1/events": {"post": {
                 "summary": "Triage's incident events (JSON Lines), applied once each "
                            "(admin)", "security": [{"bearer": []}],

@@ -34,6 +34,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from triage.desk.lifecycle import MissingError, apply_status, holders, timeline
 from triage.desk.projection import apply_triage, check_event
 from triage.desk.schema import incident, incident_event
+from triage.desk.updates import CADENCE, OPEN, next_due
+from triage.desk.updates import remind as reminder
 from triage.errors import DecodeError, InputError
 
 Command = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
@@ -222,6 +224,23 @@ class DeskStore:
                     raise
                 time.sleep(min(2.0, 0.05 * 2 ** attempt))
         raise AssertionError("unreachable")
+
+    def remind(self, now: float) -> list[str]:
+        """Append an ``update.overdue`` row to each open incident whose next status update
+        is overdue (once per due time); returns the ids of every overdue incident."""
+        overdue = []
+        for row in self.incidents(status=list(OPEN), priority=list(CADENCE), limit=100_000):
+            rows = self.act(row["id"], lambda r, log: reminder(r, log, now=now))
+            if rows or self._overdue(row["id"], now):
+                overdue.append(row["id"])
+        return overdue
+
+    def _overdue(self, incident_id: str, now: float) -> bool:
+        row = self.incident(incident_id)
+        if row is None:
+            return False
+        due = next_due(row, self.log(incident_id))
+        return due is not None and due <= now
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         """The incident's typed timeline (``lifecycle.timeline``)."""
