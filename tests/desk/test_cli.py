@@ -97,3 +97,68 @@ def test_the_demo_opens_the_desk_and_the_storm_s_incidents_arrive_in_it(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_desk_serve_tells_a_webhook_receiver_of_a_new_incident(
+        tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    """``desk serve`` with a route in ``desk.notify``: triage's events posted to the API,
+    and the receiver gets the incident, in the Alertmanager webhook format."""
+    import http.server
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    import yaml
+
+    got: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "desk.yaml"
+    config.write_text(yaml.safe_dump({"desk": {
+        "url": f"sqlite:///{tmp_path / 'desk.db'}", "port": port,
+        "tokens": [{"name": "triage", "token": "admin-token-000001", "role": "admin"}],
+        "notify": [{"name": "tickets", "format": "alertmanager", "kinds": ["triggered"],
+                    "url": f"http://127.0.0.1:{receiver.server_address[1]}/hook"}]}}))
+    proc = subprocess.Popen([TRIAGE, "desk", "serve", "--config", str(config)],
+                            stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+    created = next(e for e in events if e["type"] == "incident.created")
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/events", data=orjson.dumps(created),
+            headers={"Authorization": "Bearer admin-token-000001"})
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(request, timeout=5)
+                break
+            except OSError:
+                time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert got and got[0]["version"] == "4"
+        assert got[0]["alerts"][0]["labels"]["incident"] == created["incident"]["id"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        receiver.shutdown()
+
+
+def test_a_bad_route_is_named_in_the_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "desk.yaml"
+    config.write_text("desk:\n  notify:\n    - {name: x, url: 'ftp://nope', format: slack}\n")
+    done = triage("incident", "list", "--config", str(config), ok=False)
+    assert done.returncode == 2 and "desk.notify[0].url" in done.stderr

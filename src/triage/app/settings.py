@@ -221,6 +221,19 @@ class DeskToken(_Section):
     role: Literal["viewer", "responder", "admin"] = "viewer"
 
 
+class NotifyRoute(_Section):
+    """A webhook receiver the desk tells of incidents triggered, status changes and status
+    updates (``triage.desk.notify``); the filters are empty for "every one"."""
+
+    name: str = Field(min_length=1, max_length=128)
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["json", "slack", "alertmanager"] = "json"
+    priorities: list[Literal["P1", "P2", "P3", "P4"]] = []
+    teams: list[str] = []
+    audiences: list[Literal["responders", "internal", "executive", "customers"]] = []
+    kinds: list[Literal["triggered", "status", "update"]] = ["triggered", "status", "update"]
+
+
 class DeskSettings(_Section):
     """The incident desk (``triage desk``, ``triage incident``): its database, the
     consumer group it reads the ``incidents`` topic in, and its API's tokens."""
@@ -232,6 +245,7 @@ class DeskSettings(_Section):
     tokens: list[DeskToken] = []  # TRIAGE_DESK__TOKENS='[{"name": ..., "token": ...}]'
     host: str = "127.0.0.1"
     port: int = Field(9095, ge=0, le=65535)
+    notify: list[NotifyRoute] = []
 
 
 class Settings(BaseSettings):

@@ -44,12 +44,20 @@ def _url(db: str | None, config: Path | None) -> str:
     return db if "://" in db else f"sqlite:///{db}"
 
 
-def _open(url: str) -> DeskStore:
+def routes_of(config: Path | None) -> list[Any]:
+    """The webhook routes of ``desk.notify`` (every writer queues deliveries for them)."""
+    from triage.desk.notify import Route
+    settings = _settings(config, None)
+    return [Route(r.name, r.url, r.format, tuple(r.priorities), tuple(r.teams),
+                  tuple(r.audiences), tuple(r.kinds)) for r in settings.desk.notify]
+
+
+def _open(url: str, config: Path | None = None) -> DeskStore:
     from sqlalchemy.exc import SQLAlchemyError
 
     from triage.desk.store import DeskStore
     try:
-        return DeskStore(url)
+        return DeskStore(url, routes=routes_of(config) if config is not None else ())
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's own words, when it has them
         raise fail(f"--db {url}: {type(cause).__name__}: {cause}", 1) from None
@@ -107,7 +115,7 @@ def desk_ingest(
     restart before offsets were committed, changes nothing. Offsets are committed only
     after the database has committed the batch; a database that goes away is waited for."""
     url = _url(db, config)
-    store = _open(url)
+    store = _open(url, config)
     try:
         if input_path is not None:
             counts = _ingest_file(store, input_path, dead_letter, batch)
@@ -224,7 +232,7 @@ def incident_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
 ) -> None:
     """The desk's incidents, newest first."""
-    store = _open(_url(db, config))
+    store = _open(_url(db, config), config)
     try:
         if unattended is not None:
             rows = store.unattended(time.time(), after=unattended * 60)[:limit]
@@ -254,7 +262,7 @@ def incident_show(
                                           "and its log.")] = False,
 ) -> None:
     """One incident: its current state and its log, oldest first."""
-    store = _open(_url(db, config))
+    store = _open(_url(db, config), config)
     try:
         row = store.incident(incident_id)
         log = store.log(incident_id) if row is not None else []
@@ -307,7 +315,7 @@ def _act(db: str | None, config: Path | None, incident_id: str, command: Any) ->
 
     from triage.desk.lifecycle import timeline
     from triage.errors import InputError
-    store = _open(_url(db, config))
+    store = _open(_url(db, config), config)
     try:
         rows = store.act(incident_id, command)
     except InputError as exc:
@@ -443,7 +451,7 @@ def desk_serve(
     if not settings.desk.tokens:
         raise fail("desk.tokens: no API token configured (each: name, token of 16+ "
                    "characters, role viewer|responder|admin)")
-    store = _open(_url(db, config))
+    store = _open(_url(db, config), config)
     tokens = [Token(t.name, t.token.get_secret_value(), t.role) for t in settings.desk.tokens]
     app = create_desk_app(store, tokens, clock=time.time)
     where = (host or settings.desk.host, settings.desk.port if port is None else port)
@@ -471,7 +479,7 @@ def incident_update(
     A customer update that names a service, team or person is refused."""
     from triage.desk import updates
     if text is None:
-        store = _open(_url(db, config))
+        store = _open(_url(db, config), config)
         try:
             row = store.incident(incident_id)
             if row is None:

@@ -254,6 +254,7 @@ class _Refused(Exception):
 
 API = web.AppKey("api", DeskAPI)
 REMINDERS = web.AppKey("reminders", asyncio.Task)
+DELIVERY = web.AppKey("delivery", asyncio.Task)
 
 ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
     ("GET", "/-/healthy", "healthy"),
@@ -274,9 +275,12 @@ ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
 
 def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
                     clock: Callable[[], float], console: bool = True,
-                    remind_every: float | None = 30.0) -> web.Application:
+                    remind_every: float | None = 30.0,
+                    dispatch_every: float | None = 2.0) -> web.Application:
     """The desk's application over ``store``: the API, the web console (``console``), and
-    a reminder pass every ``remind_every`` seconds (None: none; ``app[API].remind()``)."""
+    a reminder pass every ``remind_every`` seconds (None: none; ``app[API].remind()``),
+    and, when the store has webhook routes, a delivery pass every ``dispatch_every``
+    seconds (``triage.desk.dispatch``)."""
     api = DeskAPI(store, tokens, clock)
 
     @web.middleware
@@ -299,6 +303,26 @@ def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
     if console:
         add_console(app, api.store, api.tokens, api.clock)
     app[API] = api
+    if store.routes and dispatch_every is not None:
+        from triage.desk.dispatch import Dispatcher
+        dispatcher, pause = Dispatcher(store, store.routes, clock), dispatch_every
+
+        async def deliver() -> None:
+            while True:
+                try:
+                    await dispatcher.run_once()
+                except Exception:
+                    log.exception("desk: the delivery pass failed; retrying in %gs", pause)
+                await asyncio.sleep(pause)
+
+        async def start_delivery(app: web.Application) -> None:
+            app[DELIVERY] = asyncio.create_task(deliver())
+
+        async def stop_delivery(app: web.Application) -> None:
+            app[DELIVERY].cancel()
+
+        app.on_startup.append(start_delivery)
+        app.on_cleanup.append(stop_delivery)
     if remind_every is not None:
         every = remind_every
 

@@ -66,6 +66,23 @@ incident = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# Deliveries to webhook receivers (``triage.desk.notify``): queued in the transaction that
+# appended the rows they tell of, so none is lost; a queue, updated as it is worked (each
+# attempt is also a row of the incident's log: the comms log).
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),  # the log row it tells of
+    Column("route", String(128), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, sent, dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_at)
 Index("ix_incident_status_priority", incident.c.status, incident.c.priority)
 Index("ix_incident_triggered_at", incident.c.triggered_at)
 Index("ix_incident_event_at", incident_event.c.incident_id, incident_event.c.at)

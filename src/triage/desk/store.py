@@ -32,8 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from triage.desk.lifecycle import MissingError, apply_status, holders, timeline
+from triage.desk.notify import MAX_ATTEMPTS, Route, deliveries, next_try, retryable
 from triage.desk.projection import apply_triage, check_event
-from triage.desk.schema import incident, incident_event
+from triage.desk.schema import incident, incident_event, outbox
 from triage.desk.updates import CADENCE, OPEN, next_due
 from triage.desk.updates import remind as reminder
 from triage.errors import DecodeError, InputError
@@ -96,10 +97,11 @@ class DeskStore:
     """The incident log and its projection in one database."""
 
     def __init__(self, url: str, *, now: Callable[[], float] = time.time,
-                 upgrade: bool = True) -> None:
+                 upgrade: bool = True, routes: Sequence[Route] = ()) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.now = now
+        self.routes = list(routes)  # webhook receivers told of what is appended
         if upgrade:
             migrate(self.engine)
 
@@ -164,6 +166,11 @@ class DeskStore:
             log.extend(appended)
         conn.execute(insert(incident_event), [
             {**r, "recorded_at": recorded} for log in logs.values() for r in log])
+        if self.routes:
+            queued = [d for iid, log in logs.items()
+                      for d in deliveries(self.routes, rows[iid], log, now=recorded)]
+            if queued:
+                conn.execute(insert(outbox), queued)
         fresh = [rows[i] for i in ids if i not in before]
         if fresh:
             conn.execute(insert(incident), fresh)
@@ -218,6 +225,9 @@ class DeskStore:
                     new = project(row, log, rows)
                     conn.execute(update(incident).where(incident.c.id == incident_id).values(
                         {k: v for k, v in new.items() if k != "id"}))
+                    queued = deliveries(self.routes, new, rows, now=recorded)
+                    if queued:
+                        conn.execute(insert(outbox), queued)
                     return rows
             except (IntegrityError, OperationalError):
                 if attempt == retries:
@@ -241,6 +251,41 @@ class DeskStore:
             return False
         due = next_due(row, self.log(incident_id))
         return due is not None and due <= now
+
+    def due(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Deliveries to attempt now (``triage.desk.notify``), oldest first."""
+        q = (select(outbox).where(outbox.c.state == "pending", outbox.c.next_at <= now)
+             .order_by(outbox.c.next_at, outbox.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_plain(r) for r in conn.execute(q)]
+
+    def attempted(self, delivery: dict[str, Any], *, status: int | None, error: str | None,
+                  now: float) -> str:
+        """Record one delivery attempt: in the incident's log (the comms log) and in the
+        outbox (sent, pending again later, or dead); returns the new state."""
+        attempts = delivery["attempts"] + 1
+        ok = status is not None and 200 <= status < 300
+        state = ("sent" if ok else "pending" if retryable(status) and attempts < MAX_ATTEMPTS
+                 else "dead")
+        body = {"route": delivery["route"], "about": delivery["seq"], "attempt": attempts,
+                "status": status, "error": error, "outcome": state}
+
+        def rows(row: dict[str, Any], log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            seq = log[-1]["seq"] + 1
+            out = [{"incident_id": row["id"], "seq": seq, "type": "notify.attempt",
+                    "actor": "desk", "at": now, "body": body, "source_id": None}]
+            if state == "dead":
+                out.append({"incident_id": row["id"], "seq": seq + 1, "type": "notify.dead",
+                            "actor": "desk", "at": now, "source_id": None,
+                            "body": {**body, "payload": delivery["payload"]}})
+            return out
+
+        self.act(delivery["incident_id"], rows)
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == delivery["id"]).values(
+                state=state, attempts=attempts,
+                next_at=next_try(attempts, now) if state == "pending" else now))
+        return state
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         """The incident's typed timeline (``lifecycle.timeline``)."""

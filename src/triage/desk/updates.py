@@ -150,7 +150,20 @@ def remind(row: dict[str, Any], log: Sequence[dict[str, Any]], *, now: float
 
 
 def comms_log(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every message sent: audience, channel, text, sent at, by whom."""
-    return [{"audience": e["body"]["audience"], "channel": e["body"]["channel"],
-             "text": e["body"]["text"], "sent_at": e["at"], "by": e["actor"], "seq": e["seq"]}
-            for e in log if e["type"] == "update.sent"]
+    """Every message sent (audience, channel, text, sent at, by whom), each with the
+    attempts to deliver it to webhook receivers (route, HTTP status or error, outcome)."""
+    out: list[dict[str, Any]] = []
+    by_seq: dict[int, dict[str, Any]] = {}
+    for e in log:
+        if e["type"] == "update.sent":
+            entry = {"audience": e["body"]["audience"], "channel": e["body"]["channel"],
+                     "text": e["body"]["text"], "sent_at": e["at"], "by": e["actor"],
+                     "seq": e["seq"], "deliveries": []}
+            by_seq[e["seq"]] = entry
+            out.append(entry)
+        elif e["type"] == "notify.attempt" and e["body"]["about"] in by_seq:
+            b = e["body"]
+            by_seq[b["about"]]["deliveries"].append({
+                "route": b["route"], "attempt": b["attempt"], "status": b["status"],
+                "error": b["error"], "outcome": b["outcome"], "at": e["at"]})
+    return out
