@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from triage.desk import lifecycle as lc
-from triage.desk.lifecycle import RuleError
+from triage.desk.rules import RuleError
 from triage.desk.store import DeskStore
 
 

@@ -16,6 +16,7 @@ Database calls run in worker threads: the event loop never waits on the database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -28,7 +29,7 @@ from triage.desk import lifecycle as lc
 from triage.desk import updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.console import add_console
-from triage.desk.lifecycle import ConflictError, MissingError, RuleError
+from triage.desk.rules import ConflictError, MissingError, RuleError
 from triage.desk.schema import STATUSES
 from triage.desk.store import Command, DeskStore
 from triage.errors import InputError
@@ -253,8 +254,36 @@ class _Refused(Exception):
 
 
 API = web.AppKey("api", DeskAPI)
-REMINDERS = web.AppKey("reminders", asyncio.Task)
-DELIVERY = web.AppKey("delivery", asyncio.Task)
+
+
+def periodic(app: web.Application, name: str, work: Callable[[], Awaitable[Any]],
+             every: float) -> None:
+    """Run ``work`` every ``every`` seconds while ``app`` runs. A pass that fails is logged
+    and the next one tries again; at cleanup the pass in progress (its database calls run
+    in threads) is waited for, so the store is never closed under it."""
+    stopping = asyncio.Event()
+
+    async def loop() -> None:
+        while not stopping.is_set():
+            try:
+                await work()
+            except Exception:  # a database or a receiver away: the next pass tries again
+                log.exception("desk: the %s pass failed; retrying in %gs", name, every)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), every)
+
+    key = web.AppKey(name, asyncio.Task)
+
+    async def start(app: web.Application) -> None:
+        stopping.clear()
+        app[key] = asyncio.create_task(loop())
+
+    async def stop(app: web.Application) -> None:
+        stopping.set()
+        await app[key]
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
     ("GET", "/-/healthy", "healthy"),
@@ -305,41 +334,8 @@ def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
     app[API] = api
     if store.routes and dispatch_every is not None:
         from triage.desk.dispatch import Dispatcher
-        dispatcher, pause = Dispatcher(store, store.routes, clock), dispatch_every
-
-        async def deliver() -> None:
-            while True:
-                try:
-                    await dispatcher.run_once()
-                except Exception:
-                    log.exception("desk: the delivery pass failed; retrying in %gs", pause)
-                await asyncio.sleep(pause)
-
-        async def start_delivery(app: web.Application) -> None:
-            app[DELIVERY] = asyncio.create_task(deliver())
-
-        async def stop_delivery(app: web.Application) -> None:
-            app[DELIVERY].cancel()
-
-        app.on_startup.append(start_delivery)
-        app.on_cleanup.append(stop_delivery)
+        dispatcher = Dispatcher(store, store.routes, clock)
+        periodic(app, "delivery", dispatcher.run_once, dispatch_every)
     if remind_every is not None:
-        every = remind_every
-
-        async def reminders() -> None:
-            while True:
-                try:
-                    await api.remind()
-                except Exception:  # a database away: the next pass tries again
-                    log.exception("desk: the reminder pass failed; retrying in %gs", every)
-                await asyncio.sleep(every)
-
-        async def start(app: web.Application) -> None:
-            app[REMINDERS] = asyncio.create_task(reminders())
-
-        async def stop(app: web.Application) -> None:
-            app[REMINDERS].cancel()
-
-        app.on_startup.append(start)
-        app.on_cleanup.append(stop)
+        periodic(app, "reminder", api.remind, remind_every)
     return app

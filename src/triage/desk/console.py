@@ -24,6 +24,7 @@ from triage.core.timeutil import format_timestamp
 from triage.desk import lifecycle as lc
 from triage.desk import updates
 from triage.desk.auth import Token, allows, find_token
+from triage.desk.rules import RuleError
 from triage.desk.schema import STATUSES
 from triage.desk.store import UNATTENDED_AFTER, DeskStore
 
@@ -154,7 +155,7 @@ class Console:
         target = f"/incidents/{quote(iid)}"
         try:
             await asyncio.to_thread(self.store.act, iid, command)
-        except lc.RuleError as exc:
+        except RuleError as exc:
             raise web.HTTPSeeOther(target + "?" + urlencode({"error": str(exc)})) from None
         raise web.HTTPSeeOther(target)
 

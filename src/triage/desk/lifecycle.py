@@ -24,7 +24,7 @@ One person holds a role at a time.
 >>> set_status(row, [], "closed", actor="ana", at=60.0)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-triage.desk.lifecycle.ConflictError: status: closed only follows resolved (...)
+triage.desk.rules.ConflictError: status: closed only follows resolved (...)
 """
 
 from __future__ import annotations
@@ -33,8 +33,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from triage.core.timeutil import format_timestamp
+from triage.desk.mitigation import stability
+from triage.desk.rules import (
+    ConflictError,
+    MissingError,
+    RuleError,
+    check_actor,
+    check_text,
+)
+from triage.desk.rules import row_of as _row
 from triage.desk.schema import STATUSES
-from triage.errors import InputError
 
 ENTRY_TYPES = ("alert", "observation", "hypothesis", "negative_finding", "decision", "action",
                "mitigation", "status_update", "role_change", "access_grant", "change")
@@ -43,38 +51,6 @@ POSTABLE = ("observation", "hypothesis", "negative_finding", "decision", "action
 HYPOTHESIS_STATES = ("open", "confirmed", "refuted")
 ROLES = ("incident_commander", "comms_lead", "ops_lead", "scribe", "liaison")
 REOPEN_WITHIN = 7 * 86400.0
-MAX_TEXT = 10_000
-
-
-class RuleError(InputError):
-    """A command with a wrong value (names the field and why): HTTP 422."""
-
-
-class ConflictError(RuleError):
-    """A command the incident's state does not allow now: HTTP 409."""
-
-
-class MissingError(RuleError):
-    """No such incident, or no such entry on it: HTTP 404."""
-
-
-def _row(incident_id: str, seq: int, kind: str, actor: str, at: float,
-         body: dict[str, Any]) -> dict[str, Any]:
-    return {"incident_id": incident_id, "seq": seq, "type": kind, "actor": actor, "at": at,
-            "body": body, "source_id": None}
-
-
-def check_actor(actor: str, field: str = "actor") -> None:
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 128:
-        raise RuleError(field, "a name of 1 to 128 characters")
-
-
-def check_text(text: Any, field: str = "text") -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise RuleError(field, "empty")
-    if len(text) > MAX_TEXT:
-        raise RuleError(field, f"longer than {MAX_TEXT} characters")
-    return text
 
 
 def _last_step_at(row: dict[str, Any], upto: str) -> tuple[str, float] | None:
@@ -121,6 +97,12 @@ def set_status(row: dict[str, Any], log: Sequence[dict[str, Any]], to: str, *, a
         body.update(reason=check_text(reason, "reason"),
                     kind="reopened" if reopening else "corrected")
         return [_row(row["id"], seq, "status.changed", actor, at, body)]
+    if to == "resolved":
+        stable, why = stability(log, now=at)
+        if not stable:
+            if reason is None:
+                raise ConflictError("status", f"{why}; give a reason to resolve anyway")
+            body["overrode"] = why
     before = _last_step_at(row, to)
     if before is not None and at < before[1]:
         raise RuleError("at", f"{to} cannot be earlier than {before[0]} "
@@ -266,6 +248,18 @@ def timeline(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             entry = {"type": "role_change", "pinned": False,
                      "text": f"{body['person']} {verb} {body['role']}"
                              + (f" ({body['note']})" if body.get("note") else "")}
+        elif kind == "mitigation.added":
+            crit = (f"PromQL {body['promql']}" if body.get("promql") else
+                    body.get("manual") or "no criteria")
+            entry = {"type": "mitigation", "pinned": False,
+                     "text": f"{body['action']}"
+                             + (f" (tests #{body['hypothesis']})" if body.get("hypothesis")
+                                else "")
+                             + f"; success: {crit}, held {body['window'] / 60:.0f} min"}
+        elif kind == "mitigation.outcome":
+            entry = {"type": "mitigation", "pinned": False,
+                     "text": f"#{body['mitigation']} {body['outcome']}"
+                             + (f": {body['note']}" if body.get("note") else "")}
         elif kind == "update.sent":
             entry = {"type": "status_update", "pinned": False,
                      "text": f"to {body['audience']} ({body['channel']}): {body['text']}"}

@@ -31,9 +31,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from triage.desk.lifecycle import MissingError, apply_status, holders, timeline
+from triage.desk.lifecycle import apply_status, holders, timeline
 from triage.desk.notify import MAX_ATTEMPTS, Route, deliveries, next_try, retryable
 from triage.desk.projection import apply_triage, check_event
+from triage.desk.rules import MissingError
 from triage.desk.schema import incident, incident_event, outbox
 from triage.desk.updates import CADENCE, OPEN, next_due
 from triage.desk.updates import remind as reminder

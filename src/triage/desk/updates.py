@@ -24,7 +24,7 @@ and will post the next update by 00:30 UTC.
 >>> send_update(row, [], "customers", "The db cluster is down", actor="ana", at=600.0)
 Traceback (most recent call last):
 ...
-triage.desk.lifecycle.RuleError: text: a customer update names "db", an internal name
+triage.desk.rules.RuleError: text: a customer update names "db", an internal name
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from triage.core.timeutil import format_timestamp
-from triage.desk.lifecycle import ConflictError, RuleError, check_actor, check_text, holders
+from triage.desk.lifecycle import holders
+from triage.desk.rules import ConflictError, RuleError, check_actor, check_text
 
 AUDIENCES = ("responders", "internal", "executive", "customers")
 CADENCE = {"P1": 1800.0, "P2": 3600.0, "P3": 14400.0}  # seconds between updates; P4: none
