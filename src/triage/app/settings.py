@@ -246,6 +246,8 @@ class DeskSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9095, ge=0, le=65535)
     notify: list[NotifyRoute] = []
+    # where mitigations' PromQL success criteria are checked (None: only manual checks)
+    prometheus_url: str | None = Field(None, pattern=r"^https?://")
 
 
 class Settings(BaseSettings):

@@ -453,7 +453,8 @@ def desk_serve(
                    "characters, role viewer|responder|admin)")
     store = _open(_url(db, config), config)
     tokens = [Token(t.name, t.token.get_secret_value(), t.role) for t in settings.desk.tokens]
-    app = create_desk_app(store, tokens, clock=time.time)
+    app = create_desk_app(store, tokens, clock=time.time,
+                          prometheus_url=settings.desk.prometheus_url)
     where = (host or settings.desk.host, settings.desk.port if port is None else port)
     err.print(f"desk: http://{where[0]}:{where[1]}/api/v1/incidents ({store.url})",
               highlight=False)
@@ -495,3 +496,51 @@ def incident_update(
     who = _actor(actor)
     _act(db, config, incident_id, lambda row, log: updates.send_update(
         row, log, audience, text, actor=who, at=time.time(), channel=channel))
+
+
+@incident_app.command("mitigate")
+def incident_mitigate(
+    incident_id: IdArg,
+    action: Annotated[str, typer.Argument(help="What is tried.")],
+    tests: Annotated[int | None, typer.Option(
+        "--tests", help="The hypothesis it tests (its timeline entry #).")] = None,
+    promql: Annotated[str | None, typer.Option(
+        help="Success criteria: holds while Prometheus returns a series for it.")] = None,
+    manual: Annotated[str | None, typer.Option(
+        help="Success criteria a person checks (triage incident check).")] = None,
+    window: Annotated[float, typer.Option(
+        min=0, help="Minutes the criteria must hold before the incident may resolve.")
+    ] = 10.0,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Log a mitigation: the action, the hypothesis it tests, how to tell it worked."""
+    from triage.desk import mitigation
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: mitigation.add_mitigation(
+        row, log, action, actor=who, at=time.time(), hypothesis=tests, promql=promql,
+        manual=manual, window=window * 60))
+
+
+@incident_app.command("check")
+def incident_check(
+    incident_id: IdArg,
+    mitigation_seq: Annotated[int, typer.Argument(help="The mitigation's entry #.")],
+    holds: Annotated[bool, typer.Option("--holds/--fails", help="Whether its criteria "
+                                        "hold now.")],
+    outcome: Annotated[str | None, typer.Option(
+        help="Also set its outcome: worked, failed or abandoned.")] = None,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Record a manual check of a mitigation's criteria (and its outcome)."""
+    from triage.desk import mitigation
+    who = _actor(actor)
+    at = time.time()
+
+    def command(row: dict[str, Any], log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = mitigation.check(row, log, mitigation_seq, holds, actor=who, at=at)
+        if outcome is not None:
+            rows += mitigation.set_outcome(row, [*log, *rows], mitigation_seq, outcome,
+                                           actor=who, at=at)
+        return rows
+
+    _act(db, config, incident_id, command)

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from triage.core.timeutil import format_timestamp, parse_timestamp
 from triage.desk import lifecycle as lc
-from triage.desk import updates
+from triage.desk import mitigation, updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.console import add_console
 from triage.desk.rules import ConflictError, MissingError, RuleError
@@ -148,7 +148,34 @@ class DeskAPI:
         return _json({"incident": _times(row), "roles": lc.holders(log),
                       "timeline": [_times(e) for e in lc.timeline(log)],
                       "comms": [_times(c) for c in updates.comms_log(log)],
+                      "mitigations": [_times(m) for m in mitigation.mitigations(log)],
                       "next_update_due": format_timestamp(due) if due is not None else None})
+
+    async def post_mitigation(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        at = self.at(doc)
+        window = doc.get("window", mitigation.WINDOW)
+        return await self.act(request, lambda row, log: mitigation.add_mitigation(
+            row, log, doc.get("action"), actor=token.name, at=at,  # type: ignore[arg-type]
+            hypothesis=doc.get("hypothesis"), promql=doc.get("promql"),
+            manual=doc.get("manual"), window=window))
+
+    async def post_check(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        seq, at = int(request.match_info["seq"]), self.at(doc)
+        return await self.act(request, lambda row, log: mitigation.check(
+            row, log, seq, doc.get("holds"), actor=token.name, at=at,  # type: ignore[arg-type]
+            value=doc.get("value"), source="manual"))
+
+    async def post_outcome(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        doc = await self.body(request)
+        seq, at = int(request.match_info["seq"]), self.at(doc)
+        return await self.act(request, lambda row, log: mitigation.set_outcome(
+            row, log, seq, doc.get("outcome"), actor=token.name,  # type: ignore[arg-type]
+            at=at, note=doc.get("note")))
 
     async def get_draft(self, request: web.Request) -> web.Response:
         self.who(request, "viewer")
@@ -295,6 +322,9 @@ ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
     ("POST", "/api/v1/incidents/{id}/entries/{seq:\\d+}/judgement", "post_judgement"),
     ("POST", "/api/v1/incidents/{id}/entries/{seq:\\d+}/pin", "post_pin"),
     ("POST", "/api/v1/incidents/{id}/roles", "post_role"),
+    ("POST", "/api/v1/incidents/{id}/mitigations", "post_mitigation"),
+    ("POST", "/api/v1/incidents/{id}/mitigations/{seq:\\d+}/checks", "post_check"),
+    ("POST", "/api/v1/incidents/{id}/mitigations/{seq:\\d+}/outcome", "post_outcome"),
     ("GET", "/api/v1/incidents/{id}/updates/draft", "get_draft"),
     ("POST", "/api/v1/incidents/{id}/updates", "post_update"),
     ("GET", "/metrics", "metrics"),
@@ -305,11 +335,13 @@ ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
 def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
                     clock: Callable[[], float], console: bool = True,
                     remind_every: float | None = 30.0,
-                    dispatch_every: float | None = 2.0) -> web.Application:
+                    dispatch_every: float | None = 2.0, prometheus_url: str | None = None,
+                    check_every: float = 15.0) -> web.Application:
     """The desk's application over ``store``: the API, the web console (``console``), and
     a reminder pass every ``remind_every`` seconds (None: none; ``app[API].remind()``),
     and, when the store has webhook routes, a delivery pass every ``dispatch_every``
-    seconds (``triage.desk.dispatch``)."""
+    seconds (``triage.desk.dispatch``); with ``prometheus_url``, a pass over the live
+    mitigations' PromQL criteria every ``check_every`` seconds (``triage.desk.checks``)."""
     api = DeskAPI(store, tokens, clock)
 
     @web.middleware
@@ -338,4 +370,8 @@ def create_desk_app(store: DeskStore, tokens: Sequence[Token], *,
         periodic(app, "delivery", dispatcher.run_once, dispatch_every)
     if remind_every is not None:
         periodic(app, "reminder", api.remind, remind_every)
+    if prometheus_url:
+        from triage.desk.checks import PromChecker
+        periodic(app, "check", PromChecker(store, prometheus_url, clock).run_once,
+                 check_every)
     return app

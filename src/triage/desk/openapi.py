@@ -147,6 +147,27 @@ def document() -> dict[str, Any]:
                         "role": {"enum": list(ROLES)}, "person": {"type": "string"},
                         "renounce": {"type": "boolean"}, "note": {"type": "string"},
                         "at": AT}}), "parameters": by_id}},
+            "/api/v1/incidents/{id}/mitigations": {"post": {
+                **_write("Log a mitigation: the action, the hypothesis it tests, its success "
+                         "criteria (PromQL, or a manual check) and their window", {
+                             "type": "object", "required": ["action"], "properties": {
+                                 "action": {"type": "string"},
+                                 "hypothesis": {"type": "integer"},
+                                 "promql": {"type": "string"}, "manual": {"type": "string"},
+                                 "window": {"type": "number", "minimum": 0,
+                                            "description": "seconds; default 600"},
+                                 "at": AT}}), "parameters": by_id}},
+            "/api/v1/incidents/{id}/mitigations/{seq}/checks": {"post": {
+                **_write("Record a manual check of a mitigation's criteria", {
+                    "type": "object", "required": ["holds"], "properties": {
+                        "holds": {"type": "boolean"}, "value": {"type": "string"},
+                        "at": AT}}), "parameters": [*by_id, _seq()]}},
+            "/api/v1/incidents/{id}/mitigations/{seq}/outcome": {"post": {
+                **_write("Set a mitigation's outcome", {
+                    "type": "object", "required": ["outcome"], "properties": {
+                        "outcome": {"enum": ["worked", "failed", "abandoned"]},
+                        "note": {"type": "string"}, "at": AT}}),
+                "parameters": [*by_id, _seq()]}},
             "/api/v1/incidents/{id}/updates/draft": {"get": {
                 "summary": "The status update template for an audience, filled in",
                 "security": [{"bearer": []}],
