@@ -172,6 +172,20 @@ def test_an_on_call_engineer_takes_up_the_p1_in_the_browser(
     wait.until(ec.presence_of_element_located((By.ID, "comms")))
     sent = browser.find_element(By.ID, "comms").text
     assert "customers (desk)" in sent and "ana" in sent
+
+    # a mitigation with a manual check gates the resolution until it has held 10 minutes
+    form = browser.find_element(By.CSS_SELECTOR, "form[action$='/mitigations']")
+    form.find_element(By.NAME, "action").send_keys("roll back deploy-8812")
+    form.find_element(By.NAME, "manual").send_keys("checkout errors under 1%" + Keys.ENTER)
+    wait.until(ec.presence_of_element_located((By.ID, "mitigations")))
+    assert "roll back deploy-8812" in browser.find_element(By.ID, "mitigations").text
+    browser.find_element(By.XPATH, "//button[text()='holds now']").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "mitigations"), "since"))
+    browser.find_element(By.XPATH, "//form[contains(@action, '/status')]"
+                                   "/button[text()='resolved']").click()
+    wait.until(ec.presence_of_element_located((By.ID, "error")))
+    assert "held for 0 of 10 minutes" in browser.find_element(By.ID, "error").text
+    assert browser.find_element(By.ID, "status").text == "acknowledged"
     shot(browser, "incident")
 
     # a move the rules refuse is said on the page, not as an error page

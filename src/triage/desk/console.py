@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from triage.core.timeutil import format_timestamp
 from triage.desk import lifecycle as lc
-from triage.desk import updates
+from triage.desk import mitigation, updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.rules import RuleError
 from triage.desk.schema import STATUSES
@@ -140,6 +140,7 @@ class Console:
             audiences=updates.AUDIENCES, audience=audience,
             update_draft=updates.draft(row, log, audience, now=now),
             comms=updates.comms_log(log), next_due=due,
+            mitigations=mitigation.mitigations(log),
             overdue=due is not None and due <= now,
             pinned=[e for e in entries if e["pinned"]][::-1],
             rest=[e for e in entries if not e["pinned"]][::-1],
@@ -190,6 +191,32 @@ class Console:
         return await self._act(request, lambda row, log: updates.send_update(
             row, log, audience, text, actor=who.name, at=at))
 
+    async def post_mitigation(self, request: web.Request) -> web.StreamResponse:
+        who = self.need(request, "responder")
+        form = await request.post()
+        action = str(form.get("action", ""))
+        promql = str(form.get("promql", "")).strip() or None
+        manual = str(form.get("manual", "")).strip() or None
+        try:
+            window = float(str(form.get("window", "10")) or 10) * 60
+        except ValueError:
+            window = -1.0  # refused by the rules, naming the field
+        at = self.clock()
+        return await self._act(request, lambda row, log: mitigation.add_mitigation(
+            row, log, action, actor=who.name, at=at, promql=promql, manual=manual,
+            window=window))
+
+    async def post_outcome(self, request: web.Request) -> web.StreamResponse:
+        who = self.need(request, "responder")
+        form = await request.post()
+        seq, at = int(request.match_info["seq"]), self.clock()
+        holds, outcome = form.get("holds"), form.get("outcome")
+        if holds is not None:
+            return await self._act(request, lambda row, log: mitigation.check(
+                row, log, seq, str(holds) == "1", actor=who.name, at=at))
+        return await self._act(request, lambda row, log: mitigation.set_outcome(
+            row, log, seq, str(outcome or ""), actor=who.name, at=at))
+
     async def post_role(self, request: web.Request) -> web.StreamResponse:
         who = self.need(request, "responder")
         form = await request.post()
@@ -214,4 +241,8 @@ def add_console(app: web.Application, store: DeskStore, tokens: Sequence[Token],
                name="console_judgement")
     r.add_post("/incidents/{id}/roles", console.post_role, name="console_role")
     r.add_post("/incidents/{id}/updates", console.post_update, name="console_update")
+    r.add_post("/incidents/{id}/mitigations", console.post_mitigation,
+               name="console_mitigation")
+    r.add_post("/incidents/{id}/mitigations/{seq:\\d+}/outcome", console.post_outcome,
+               name="console_outcome")
     r.add_static("/static", HERE / "static", name="static")
