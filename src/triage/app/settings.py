@@ -227,11 +227,13 @@ class NotifyRoute(_Section):
 
     name: str = Field(min_length=1, max_length=128)
     url: str = Field(pattern=r"^https?://")
-    format: Literal["json", "slack", "alertmanager"] = "json"
+    format: Literal["json", "slack", "alertmanager", "change"] = "json"
     priorities: list[Literal["P1", "P2", "P3", "P4"]] = []
     teams: list[str] = []
     audiences: list[Literal["responders", "internal", "executive", "customers"]] = []
-    kinds: list[Literal["triggered", "status", "update"]] = ["triggered", "status", "update"]
+    kinds: list[Literal["triggered", "status", "update", "change", "access"]] = [
+        "triggered", "status", "update"]
+    token: SecretStr | None = None  # sent as a bearer token (e.g. to triage serve)
 
 
 class DeskSettings(_Section):

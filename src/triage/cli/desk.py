@@ -49,7 +49,9 @@ def routes_of(config: Path | None) -> list[Any]:
     from triage.desk.notify import Route
     settings = _settings(config, None)
     return [Route(r.name, r.url, r.format, tuple(r.priorities), tuple(r.teams),
-                  tuple(r.audiences), tuple(r.kinds)) for r in settings.desk.notify]
+                  tuple(r.audiences), tuple(r.kinds),
+                  r.token.get_secret_value() if r.token else None)
+            for r in settings.desk.notify]
 
 
 def _open(url: str, config: Path | None = None) -> DeskStore:

@@ -25,8 +25,8 @@ import orjson
 from aiohttp import web
 
 from triage.core.timeutil import format_timestamp, parse_timestamp
+from triage.desk import changes, mitigation, updates
 from triage.desk import lifecycle as lc
-from triage.desk import mitigation, updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.console import add_console
 from triage.desk.rules import ConflictError, MissingError, RuleError
@@ -149,6 +149,8 @@ class DeskAPI:
                       "timeline": [_times(e) for e in lc.timeline(log)],
                       "comms": [_times(c) for c in updates.comms_log(log)],
                       "mitigations": [_times(m) for m in mitigation.mitigations(log)],
+                      "changes": [_times(c) for c in changes.emergency_changes(log)],
+                      "access": [_times(a) for a in changes.access(log)],
                       "next_update_due": format_timestamp(due) if due is not None else None})
 
     async def post_mitigation(self, request: web.Request) -> web.Response:
@@ -176,6 +178,48 @@ class DeskAPI:
         return await self.act(request, lambda row, log: mitigation.set_outcome(
             row, log, seq, doc.get("outcome"), actor=token.name,  # type: ignore[arg-type]
             at=at, note=doc.get("note")))
+
+    async def post_change(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        d = await self.body(request)
+        at = self.at(d)
+        return await self.act(request, lambda row, log: changes.record_change(
+            row, log, service=d.get("service"), kind=d.get("kind"),  # type: ignore[arg-type]
+            what=d.get("what"), why=d.get("why"), risk=d.get("risk"),  # type: ignore[arg-type]
+            rollback=d.get("rollback"), actor=token.name, at=at,  # type: ignore[arg-type]
+            approver=d.get("approver")))
+
+    async def post_approval(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        d = await self.body(request)
+        seq, at = int(request.match_info["seq"]), self.at(d)
+        return await self.act(request, lambda row, log: changes.approve_change(
+            row, log, seq, approver=token.name, at=at))
+
+    async def post_access(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        d = await self.body(request)
+        at = self.at(d)
+        return await self.act(request, lambda row, log: changes.request_access(
+            row, log, who=d.get("who", token.name), resource=d.get("resource"),  # type: ignore[arg-type]
+            level=d.get("level"), why=d.get("why"),  # type: ignore[arg-type]
+            minutes=d.get("minutes"), actor=token.name, at=at))  # type: ignore[arg-type]
+
+    async def post_decision(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        d = await self.body(request)
+        seq, at = int(request.match_info["seq"]), self.at(d)
+        if not isinstance(d.get("approve"), bool):
+            return _error(422, "SchemaError", "approve", "true or false")
+        return await self.act(request, lambda row, log: changes.decide_access(
+            row, log, seq, d["approve"], approver=token.name, at=at, note=d.get("note")))
+
+    async def post_revoke(self, request: web.Request) -> web.Response:
+        token = self.who(request, "responder")
+        d = await self.body(request)
+        seq, at = int(request.match_info["seq"]), self.at(d)
+        return await self.act(request, lambda row, log: changes.revoke_access(
+            row, log, seq, actor=token.name, at=at, reason=d.get("reason")))
 
     async def get_draft(self, request: web.Request) -> web.Response:
         self.who(request, "viewer")
@@ -205,6 +249,7 @@ class DeskAPI:
     async def remind(self) -> list[str]:
         """One pass of the reminders: ``update.overdue`` rows, and the overdue gauge."""
         overdue: list[str] = await self.run(self.store.remind, self.clock())
+        await self.run(self.store.expire, self.clock())  # access grants whose time is up
         self.overdue.set(len(overdue))
         return overdue
 
@@ -325,6 +370,11 @@ ROUTES: list[tuple[str, str, str]] = [  # method, path, DeskAPI method
     ("POST", "/api/v1/incidents/{id}/mitigations", "post_mitigation"),
     ("POST", "/api/v1/incidents/{id}/mitigations/{seq:\\d+}/checks", "post_check"),
     ("POST", "/api/v1/incidents/{id}/mitigations/{seq:\\d+}/outcome", "post_outcome"),
+    ("POST", "/api/v1/incidents/{id}/changes", "post_change"),
+    ("POST", "/api/v1/incidents/{id}/changes/{seq:\\d+}/approval", "post_approval"),
+    ("POST", "/api/v1/incidents/{id}/access", "post_access"),
+    ("POST", "/api/v1/incidents/{id}/access/{seq:\\d+}/decision", "post_decision"),
+    ("POST", "/api/v1/incidents/{id}/access/{seq:\\d+}/revoke", "post_revoke"),
     ("GET", "/api/v1/incidents/{id}/updates/draft", "get_draft"),
     ("POST", "/api/v1/incidents/{id}/updates", "post_update"),
     ("GET", "/metrics", "metrics"),

@@ -17,6 +17,8 @@ class Dispatcher:
                  clock: Callable[[], float], *, timeout: float = 10.0) -> None:
         self.store = store
         self.urls = {r.name: r.url for r in routes}
+        self.headers = {r.name: {"Authorization": f"Bearer {r.token}"} if r.token else {}
+                        for r in routes}
         self.clock = clock
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
@@ -35,7 +37,8 @@ class Dispatcher:
                     status = 410  # gone: not retried
                 else:
                     try:
-                        async with session.post(url, json=delivery["payload"]) as r:
+                        async with session.post(url, json=delivery["payload"],
+                                                headers=self.headers[delivery["route"]]) as r:
                             status = r.status
                             if status >= 300:
                                 error = (await r.text())[:500] or r.reason

@@ -260,6 +260,21 @@ def timeline(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             entry = {"type": "mitigation", "pinned": False,
                      "text": f"#{body['mitigation']} {body['outcome']}"
                              + (f": {body['note']}" if body.get("note") else "")}
+        elif kind == "change.emergency":
+            entry = {"type": "change", "pinned": False,
+                     "text": f"emergency {body['kind']} on {body['service']} "
+                             f"({body['risk']} risk): {body['what']}; rollback: "
+                             f"{body['rollback']}"}
+        elif kind == "change.approved":
+            entry = {"type": "change", "pinned": False,
+                     "text": f"change #{body['change']} "
+                             + ("retro-approved" if body["retro"] else "approved")}
+        elif kind.startswith("access."):
+            what = kind.split(".", 1)[1]
+            entry = {"type": "access_grant", "pinned": False,
+                     "text": (f"{body['who']} asks for {body['level']} on {body['resource']} "
+                              f"for {body['seconds'] / 60:.0f} min: {body['why']}")
+                     if what == "requested" else f"request #{body['request']} {what}"}
         elif kind == "update.sent":
             entry = {"type": "status_update", "pinned": False,
                      "text": f"to {body['audience']} ({body['channel']}): {body['text']}"}

@@ -2,7 +2,8 @@
 priority, team and audience, delivered with retries and a dead letter.
 
 **What is told.** An incident triggered on the desk, a status change, and a status update
-recorded as sent (to the routes that take its audience).
+recorded as sent (to the routes that take its audience); on request (``kinds``), emergency
+changes and access decisions.
 
 **Routes** (``desk.notify`` in the config): a name, a URL, a format, and optional filters
 (``priorities``, ``teams``, ``audiences``, ``kinds``). Formats:
@@ -10,7 +11,9 @@ recorded as sent (to the routes that take its audience).
 - ``json``: triage's own, ``{"schema_version": 1, "kind", "incident", "entry"}``;
 - ``slack``: a Slack-compatible incoming-webhook body (``text`` and ``blocks``);
 - ``alertmanager``: the Alertmanager webhook body (version 4), so existing bridges such as
-  ticketing adapters take it as one alert per incident (firing until resolved).
+  ticketing adapters take it as one alert per incident (firing until resolved);
+- ``change``: triage's change record, for the kind ``change`` (an emergency change), so
+  a route to ``triage serve`` writes the change back where triage looks for suspects.
 
 **Nothing lost.** A delivery is queued in the ``outbox`` in the same transaction as the row
 it tells of. The dispatcher (``desk serve``, every few seconds) posts what is due; a 2xx is
@@ -28,8 +31,9 @@ from typing import Any
 
 from triage.core.timeutil import format_timestamp
 
-FORMATS = ("json", "slack", "alertmanager")
-KINDS = ("triggered", "status", "update")
+FORMATS = ("json", "slack", "alertmanager", "change")
+KINDS = ("triggered", "status", "update", "change", "access")
+DEFAULT_KINDS = ("triggered", "status", "update")
 MAX_ATTEMPTS = 6
 BACKOFF = 5.0  # seconds before the second attempt; doubles after each
 
@@ -42,10 +46,11 @@ class Route:
     priorities: tuple[str, ...] = ()  # empty: every one
     teams: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = KINDS
+    kinds: tuple[str, ...] = DEFAULT_KINDS
+    token: str | None = None  # sent as a bearer token (e.g. to triage serve)
 
     def takes(self, kind: str, incident: dict[str, Any], audience: str | None) -> bool:
-        if kind not in self.kinds:
+        if kind not in self.kinds or (self.format == "change") != (kind == "change"):
             return False
         if self.priorities and incident["priority"] not in self.priorities:
             return False
@@ -62,6 +67,10 @@ def kind_of(row: dict[str, Any]) -> str | None:
         return "status"
     if row["type"] == "update.sent":
         return "update"
+    if row["type"] == "change.emergency":
+        return "change"
+    if row["type"] in ("access.granted", "access.denied", "access.revoked", "access.expired"):
+        return "access"
     return None
 
 
@@ -89,6 +98,12 @@ def _summary(kind: str, incident: dict[str, Any], row: dict[str, Any]) -> str:
         body = row["body"]
         return f"{head}: {body['from']} → {body['to']}" + (
             f" ({body['reason']})" if body.get("reason") else "")
+    if kind == "change":
+        body = row["body"]
+        return (f"{head}: emergency change on {body['service']} ({body['risk']} risk): "
+                f"{body['what']}")
+    if kind == "access":
+        return f"{head}: access {row['type'].split('.', 1)[1]} (request #{row['body']['request']})"
     return f"{head}: update to {row['body']['audience']}: {row['body']['text']}"
 
 
@@ -115,6 +130,9 @@ def render(fmt: str, kind: str, incident: dict[str, Any], row: dict[str, Any]
     ('4', 'firing', 'inc-1')
     """
     summary = _summary(kind, incident, row)
+    if fmt == "change":
+        from triage.desk.changes import change_record
+        return change_record(incident, row)
     if fmt == "slack":
         return {"text": summary, "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{summary}*"}},

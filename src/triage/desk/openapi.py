@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from triage.desk.changes import CHANGE_KINDS, LEVELS, RISKS
 from triage.desk.lifecycle import HYPOTHESIS_STATES, POSTABLE, ROLES
 from triage.desk.schema import STATUSES
 from triage.desk.updates import AUDIENCES, CHANNELS
@@ -167,6 +168,41 @@ def document() -> dict[str, Any]:
                     "type": "object", "required": ["outcome"], "properties": {
                         "outcome": {"enum": ["worked", "failed", "abandoned"]},
                         "note": {"type": "string"}, "at": AT}}),
+                "parameters": [*by_id, _seq()]}},
+            "/api/v1/incidents/{id}/changes": {"post": {
+                **_write("Record an emergency change (written back as a change record)", {
+                    "type": "object",
+                    "required": ["service", "kind", "what", "why", "risk", "rollback"],
+                    "properties": {"service": {"type": "string"},
+                                   "kind": {"enum": list(CHANGE_KINDS)},
+                                   "what": {"type": "string"}, "why": {"type": "string"},
+                                   "risk": {"enum": list(RISKS)},
+                                   "rollback": {"type": "string"},
+                                   "approver": {"type": "string"}, "at": AT}}),
+                "parameters": by_id}},
+            "/api/v1/incidents/{id}/changes/{seq}/approval": {"post": {
+                **_write("Approve an emergency change as the caller (a retro-approval when "
+                         "after it; a high-risk one needs another person)",
+                         {"type": "object", "properties": {"at": AT}}),
+                "parameters": [*by_id, _seq()]}},
+            "/api/v1/incidents/{id}/access": {"post": {
+                **_write("Request just-in-time access", {
+                    "type": "object", "required": ["resource", "level", "why", "minutes"],
+                    "properties": {"who": {"type": "string"}, "resource": {"type": "string"},
+                                   "level": {"enum": list(LEVELS)}, "why": {"type": "string"},
+                                   "minutes": {"type": "number"}, "at": AT}}),
+                "parameters": by_id}},
+            "/api/v1/incidents/{id}/access/{seq}/decision": {"post": {
+                **_write("Grant (until the requested time is up) or deny; never by the "
+                         "requester", {"type": "object", "required": ["approve"],
+                                       "properties": {"approve": {"type": "boolean"},
+                                                      "note": {"type": "string"},
+                                                      "at": AT}}),
+                "parameters": [*by_id, _seq()]}},
+            "/api/v1/incidents/{id}/access/{seq}/revoke": {"post": {
+                **_write("Revoke a grant before it expires", {
+                    "type": "object", "properties": {"reason": {"type": "string"},
+                                                     "at": AT}}),
                 "parameters": [*by_id, _seq()]}},
             "/api/v1/incidents/{id}/updates/draft": {"get": {
                 "summary": "The status update template for an audience, filled in",

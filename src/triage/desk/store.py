@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from triage.desk.changes import expire_access
 from triage.desk.lifecycle import apply_status, holders, timeline
 from triage.desk.notify import MAX_ATTEMPTS, Route, deliveries, next_try, retryable
 from triage.desk.projection import apply_triage, check_event
@@ -245,6 +246,16 @@ class DeskStore:
             if rows or self._overdue(row["id"], now):
                 overdue.append(row["id"])
         return overdue
+
+    def expire(self, now: float) -> int:
+        """Expire the access grants whose time is up (``access.expired`` rows); how many."""
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(incident_event.c.incident_id).where(
+                incident_event.c.type == "access.granted").distinct()).scalars())
+        expired = 0
+        for iid in ids:
+            expired += len(self.act(iid, lambda r, log: expire_access(r, log, now=now)))
+        return expired
 
     def _overdue(self, incident_id: str, now: float) -> bool:
         row = self.incident(incident_id)
