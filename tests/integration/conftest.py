@@ -172,7 +172,7 @@ class KafkaCase:
         tag = uuid.uuid4().hex[:8]
         self.app_id = f"triage-test-{tag}"
         self.topics = {n: f"t{tag}.{n}" for n in ("raw", "keyed", "changes", "feedback",
-                                                    "incidents", "deadletter")}
+                                                    "incidents", "deadletter", "lifecycle")}
         self.kafka = KafkaSettings(bootstrap=self.bootstrap, app_id=self.app_id,
                                    partitions=self.partitions, topics=self.topics)
         config = {**CONFIG, **self.extra, "kafka": {

@@ -163,6 +163,7 @@ class KafkaSettings(_Section):
     topics: dict[str, str] = {
         "raw": "alerts.raw", "keyed": "alerts.keyed", "changes": "changes",
         "feedback": "feedback", "incidents": "incidents", "deadletter": "alerts.deadletter",
+        "lifecycle": "incidents.lifecycle",
     }
     # wall seconds a stage-1 partition may go unheard before stage 2 stops holding its clock
     # for it (a worker gone; a live one beats every second): docs/streaming.md, event time
@@ -248,6 +249,8 @@ class DeskSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9095, ge=0, le=65535)
     notify: list[NotifyRoute] = []
+    # publish every change to an incident on the lifecycle topic (triage desk publish)
+    lifecycle: bool = False
     # where mitigations' PromQL success criteria are checked (None: only manual checks)
     prometheus_url: str | None = Field(None, pattern=r"^https?://")
 

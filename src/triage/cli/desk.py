@@ -58,8 +58,9 @@ def _open(url: str, config: Path | None = None) -> DeskStore:
     from sqlalchemy.exc import SQLAlchemyError
 
     from triage.desk.store import DeskStore
+    desk = _settings(config, None).desk  # the file's, or the environment's alone
     try:
-        return DeskStore(url, routes=routes_of(config) if config is not None else ())
+        return DeskStore(url, routes=routes_of(config), lifecycle=desk.lifecycle)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's own words, when it has them
         raise fail(f"--db {url}: {type(cause).__name__}: {cause}", 1) from None
@@ -546,3 +547,44 @@ def incident_check(
         return rows
 
     _act(db, config, incident_id, command)
+
+
+@desk_app.command("publish")
+def desk_publish(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    bootstrap: BootstrapOpt = None,
+    once: Annotated[bool, typer.Option(
+        "--once/--follow", help="--once: publish what is queued, then exit; --follow "
+        "(default): keep publishing until SIGTERM/SIGINT.")] = False,
+) -> None:
+    """Publish the desk's lifecycle events (every change to an incident) on the lifecycle
+    topic (kafka.topics.lifecycle, incidents.lifecycle), in order per incident, keyed by
+    its id; desk.lifecycle: true makes every writer queue them."""
+    from kafka.errors import KafkaError
+
+    from triage.cli.feedback import _stop_on_signals
+    from triage.desk.events import LIFECYCLE_ROUTE
+    from triage.streams.relay import relay
+    from triage.streams.topics import explained
+
+    settings = _settings(config, bootstrap)
+    if not settings.desk.lifecycle:
+        err.print("desk publish: desk.lifecycle is off, so nothing new is queued; publishing "
+                  "what is queued already", highlight=False)
+    store = _open(_url(db, config), config)
+    stopping = threading.Event()
+
+    def fetch(n: int) -> list[tuple[Any, bytes | None, Any]]:
+        return [(d["id"], d["incident_id"].encode(), d["payload"]) for d in
+                store.due(time.time() + 1e9, n, routes=[LIFECYCLE_ROUTE])]
+
+    try:
+        with _stop_on_signals(stopping), explained(settings.kafka):
+            sent = relay(settings.kafka, "lifecycle", fetch=fetch, mark=store.mark_sent,
+                         once=once, stop=stopping.is_set)
+    except KafkaError as exc:
+        raise _kafka_unavailable(exc, settings) from None
+    finally:
+        store.close()
+    err.print(f"desk publish: {sent:,} lifecycle events published", highlight=False)

@@ -24,7 +24,7 @@ class Dispatcher:
 
     async def run_once(self) -> dict[str, int]:
         """Attempt every delivery due now; how many ended sent, pending again, dead."""
-        due = await asyncio.to_thread(self.store.due, self.clock())
+        due = await asyncio.to_thread(self.store.due, self.clock(), routes=list(self.urls))
         outcomes = {"sent": 0, "pending": 0, "dead": 0}
         if not due:
             return outcomes

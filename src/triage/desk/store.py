@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from triage.desk.changes import expire_access
+from triage.desk.events import queued as lifecycle_queued
 from triage.desk.lifecycle import apply_status, holders, timeline
 from triage.desk.notify import MAX_ATTEMPTS, Route, deliveries, next_try, retryable
 from triage.desk.projection import apply_triage, check_event
@@ -99,11 +100,13 @@ class DeskStore:
     """The incident log and its projection in one database."""
 
     def __init__(self, url: str, *, now: Callable[[], float] = time.time,
-                 upgrade: bool = True, routes: Sequence[Route] = ()) -> None:
+                 upgrade: bool = True, routes: Sequence[Route] = (),
+                 lifecycle: bool = False) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.now = now
         self.routes = list(routes)  # webhook receivers told of what is appended
+        self.lifecycle = lifecycle  # queue every row for the lifecycle topic
         if upgrade:
             migrate(self.engine)
 
@@ -168,11 +171,10 @@ class DeskStore:
             log.extend(appended)
         conn.execute(insert(incident_event), [
             {**r, "recorded_at": recorded} for log in logs.values() for r in log])
-        if self.routes:
-            queued = [d for iid, log in logs.items()
-                      for d in deliveries(self.routes, rows[iid], log, now=recorded)]
-            if queued:
-                conn.execute(insert(outbox), queued)
+        queued = [d for iid, log in logs.items() for d in self._outgoing(rows[iid], log,
+                                                                         recorded)]
+        if queued:
+            conn.execute(insert(outbox), queued)
         fresh = [rows[i] for i in ids if i not in before]
         if fresh:
             conn.execute(insert(incident), fresh)
@@ -227,7 +229,7 @@ class DeskStore:
                     new = project(row, log, rows)
                     conn.execute(update(incident).where(incident.c.id == incident_id).values(
                         {k: v for k, v in new.items() if k != "id"}))
-                    queued = deliveries(self.routes, new, rows, now=recorded)
+                    queued = self._outgoing(new, rows, recorded)
                     if queued:
                         conn.execute(insert(outbox), queued)
                     return rows
@@ -264,12 +266,29 @@ class DeskStore:
         due = next_due(row, self.log(incident_id))
         return due is not None and due <= now
 
-    def due(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
-        """Deliveries to attempt now (``triage.desk.notify``), oldest first."""
-        q = (select(outbox).where(outbox.c.state == "pending", outbox.c.next_at <= now)
-             .order_by(outbox.c.next_at, outbox.c.id).limit(limit))
+    def _outgoing(self, incident_row: dict[str, Any], rows: list[dict[str, Any]],
+                  now: float) -> list[dict[str, Any]]:
+        """The outbox rows for ``rows`` appended: webhook deliveries, lifecycle events."""
+        out = deliveries(self.routes, incident_row, rows, now=now) if self.routes else []
+        if self.lifecycle:
+            out += lifecycle_queued(incident_row, rows, now=now)
+        return out
+
+    def due(self, now: float, limit: int = 100, *, routes: Sequence[str] | None = None
+            ) -> list[dict[str, Any]]:
+        """Deliveries to attempt now (of ``routes``, by name), in the order queued."""
+        q = select(outbox).where(outbox.c.state == "pending", outbox.c.next_at <= now)
+        if routes is not None:
+            q = q.where(outbox.c.route.in_(list(routes)))
         with self.engine.connect() as conn:
-            return [_plain(r) for r in conn.execute(q)]
+            return [_plain(r) for r in conn.execute(q.order_by(outbox.c.id).limit(limit))]
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        """Deliveries done (the lifecycle topic acknowledged them)."""
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), CHUNK):
+                conn.execute(update(outbox).where(outbox.c.id.in_(list(ids[i:i + CHUNK])))
+                             .values(state="sent", attempts=outbox.c.attempts + 1))
 
     def attempted(self, delivery: dict[str, Any], *, status: int | None, error: str | None,
                   now: float) -> str:

@@ -33,7 +33,8 @@ from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsErr
 
 from triage.app.settings import KafkaSettings
 
-LOGICAL_TOPICS = ("raw", "keyed", "changes", "feedback", "incidents", "deadletter")
+LOGICAL_TOPICS = ("raw", "keyed", "changes", "feedback", "incidents", "deadletter",
+                  "lifecycle")
 
 
 def client_config(kafka: KafkaSettings) -> dict[str, Any]:
