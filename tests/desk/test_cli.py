@@ -162,3 +162,59 @@ def test_a_bad_route_is_named_in_the_config_error(tmp_path: Path) -> None:
     config.write_text("desk:\n  notify:\n    - {name: x, url: 'ftp://nope', format: slack}\n")
     done = triage("incident", "list", "--config", str(config), ok=False)
     assert done.returncode == 2 and "desk.notify[0].url" in done.stderr
+
+
+def test_the_command_line_goes_through_the_api_when_one_is_configured(
+        tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    """``desk.api_url`` and ``desk.api_token`` set: ``triage incident`` calls the desk's API
+    (a real ``desk serve``), and what it writes is recorded under the token's name."""
+    import socket
+    import time
+
+    import yaml
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = f"sqlite:///{tmp_path / 'desk.db'}"
+    created = next(e for e in events if e["type"] == "incident.created")
+    iid = created["incident"]["id"]
+    path = tmp_path / "incidents.jsonl"
+    path.write_bytes(orjson.dumps(created) + b"\n")
+    triage("desk", "ingest", "--db", db, "-i", str(path))
+    server_config = tmp_path / "server.yaml"
+    server_config.write_text(yaml.safe_dump({"desk": {"url": db, "port": port, "tokens": [
+        {"name": "oncall-bot", "token": "responder-token-0009", "role": "responder"}]}}))
+    proc = subprocess.Popen([TRIAGE, "desk", "serve", "--config", str(server_config)],
+                            stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
+    env = {"PATH": "/usr/bin:/bin", "TRIAGE_ACTOR": "ana",
+           "TRIAGE_DESK__API_URL": f"http://127.0.0.1:{port}",
+           "TRIAGE_DESK__API_TOKEN": "responder-token-0009"}
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([TRIAGE, "incident", *args], capture_output=True, text=True,
+                              timeout=60, env=env)
+
+    try:
+        for _ in range(100):
+            if call("list").returncode == 0:
+                break
+            time.sleep(0.2)
+        assert call("ack", iid).returncode == 0
+        again = call("ack", iid)
+        assert again.returncode == 1 and "acknowledged already" in again.stderr
+        assert call("note", iid, "checkout latency is up", "--type", "observation")\
+            .returncode == 0
+        assert call("mitigate", iid, "roll back", "--manual", "errors down").returncode == 0
+        shown = orjson.loads(call("show", iid, "--json").stdout)
+        assert shown["incident"]["status"] == "acknowledged"
+        # (the desk's own reminders are "desk"; what the command line did is the token's)
+        posted = [e for e in shown["timeline"] if e["author"] not in ("triage", "desk")]
+        assert posted and {e["author"] for e in posted} == {"oncall-bot"}
+        listed = call("list", "--unattended", "0")
+        assert listed.returncode == 0
+        missing = call("show", "inc-nope")
+        assert missing.returncode == 1 and "no incident" in missing.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)

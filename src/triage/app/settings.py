@@ -249,6 +249,10 @@ class DeskSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9095, ge=0, le=65535)
     notify: list[NotifyRoute] = []
+    # the command line goes through this API when set (TRIAGE_DESK__API_URL), as the token
+    # TRIAGE_DESK__API_TOKEN names; else it opens the database
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    api_token: SecretStr | None = None
     # publish every change to an incident on the lifecycle topic (triage desk publish)
     lifecycle: bool = False
     # where mitigations' PromQL success criteria are checked (None: only manual checks)

@@ -235,14 +235,18 @@ def incident_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
 ) -> None:
     """The desk's incidents, newest first."""
-    store = _open(_url(db, config), config)
-    try:
-        if unattended is not None:
-            rows = store.unattended(time.time(), after=unattended * 60)[:limit]
-        else:
-            rows = store.incidents(status=status, priority=priority, limit=limit)
-    finally:
-        store.close()
+    client = _client(db, config)
+    if client is not None:
+        rows = _api_list(client, status, priority, limit, unattended)
+    else:
+        store = _open(_url(db, config), config)
+        try:
+            if unattended is not None:
+                rows = store.unattended(time.time(), after=unattended * 60)[:limit]
+            else:
+                rows = store.incidents(status=status, priority=priority, limit=limit)
+        finally:
+            store.close()
     if as_json:
         for row in rows:
             sys.stdout.write(orjson.dumps(_jsonable(row)).decode() + "\n")
@@ -256,6 +260,28 @@ def incident_list(
     Console().print(table)
 
 
+def _api_list(client: Any, status: list[str] | None, priority: list[str] | None, limit: int,
+              unattended: float | None) -> list[dict[str, Any]]:
+    """The incident list through the API, its times back as epoch seconds."""
+    from triage.core.timeutil import parse_timestamp
+    from triage.desk.client import ApiError
+    try:
+        rows = client.get("/api/v1/incidents", status=status, priority=priority,
+                          limit=500 if unattended is not None else limit)["incidents"]
+    except ApiError as exc:
+        raise fail(str(exc), 1) from None
+    for r in rows:
+        for k, v in list(r.items()):
+            if (k.endswith("_at") or k.endswith("_seen")) and isinstance(v, str):
+                r[k] = parse_timestamp(v)
+    if unattended is not None:
+        now = time.time()
+        rows = [r for r in rows if r["priority"] in ("P1", "P2") and not r["commander"]
+                and r["status"] not in ("resolved", "closed")
+                and r["triggered_at"] <= now - unattended * 60][:limit]
+    return list(rows)
+
+
 @incident_app.command("show")
 def incident_show(
     incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
@@ -265,6 +291,10 @@ def incident_show(
                                           "and its log.")] = False,
 ) -> None:
     """One incident: its current state and its log, oldest first."""
+    client = _client(db, config)
+    if client is not None:
+        _api_show(client, incident_id, as_json)
+        return
     store = _open(_url(db, config), config)
     try:
         row = store.incident(incident_id)
@@ -302,6 +332,31 @@ def incident_show(
     out.print(table)
 
 
+def _api_show(client: Any, incident_id: str, as_json: bool) -> None:
+    """``incident show`` through the API: the incident, its roles, its timeline."""
+    from rich.console import Console
+
+    from triage.desk.client import ApiError
+    try:
+        got = client.get(client.incident_path(incident_id))
+    except ApiError as exc:
+        raise fail(str(exc) if exc.status != 404 else
+                   f"no incident {incident_id!r} on the desk", 1) from None
+    if as_json:
+        sys.stdout.write(orjson.dumps(got).decode() + "\n")
+        return
+    inc, out = got["incident"], Console()
+    out.print(f"[bold]{inc['id']}[/]  {inc['priority']}  {inc['status']}  {inc['title']}")
+    if got["roles"]:
+        out.print("roles: " + "; ".join(f"{r}: {h['person']}" for r, h in
+                                        got["roles"].items()), highlight=False)
+    table = Table("#", "at", "type", "by", "what", box=None)
+    for e in got["timeline"]:
+        table.add_row(str(e["seq"]), str(e["at"])[:19].replace("T", " "), e["type"],
+                      e["author"], e["text"])
+    out.print(table)
+
+
 ActorOpt = Annotated[str | None, typer.Option(
     "--as", help="Who does it (default: $TRIAGE_ACTOR, else the login name).")]
 
@@ -312,12 +367,40 @@ def _actor(given: str | None) -> str:
     return given or os.environ.get("TRIAGE_ACTOR") or getpass.getuser()
 
 
-def _act(db: str | None, config: Path | None, incident_id: str, command: Any) -> None:
-    """Run a lifecycle command on the incident; print what it appended."""
+def _client(db: str | None, config: Path | None) -> Any:
+    """The API client when desk.api_url is set and no --db is given, else None."""
+    if db is not None:
+        return None
+    desk = _settings(config, None).desk
+    if not desk.api_url:
+        return None
+    if desk.api_token is None:
+        raise fail("desk.api_token: desk.api_url is set, but no token to call it with")
+    from triage.desk.client import DeskClient
+    return DeskClient(desk.api_url, desk.api_token.get_secret_value())
+
+
+def _act(db: str | None, config: Path | None, incident_id: str, command: Any,
+         api: tuple[str, dict[str, Any]] | list[tuple[str, dict[str, Any]]] | None = None
+         ) -> None:
+    """Run a lifecycle command on the incident (through the API when one is configured:
+    ``api`` is its path under the incident and its body); print what it appended."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from triage.desk.lifecycle import timeline
     from triage.errors import InputError
+    client = _client(db, config) if api is not None else None
+    if client is not None and api is not None:
+        from triage.desk.client import ApiError
+        for path, body in api if isinstance(api, list) else [api]:
+            try:
+                done = client.post(client.incident_path(incident_id, path), body)
+            except ApiError as exc:
+                raise fail(str(exc), 1) from None
+            for e in done["appended"]:
+                err.print(f"{incident_id} #{e['seq']} {e['type']}: {e.get('text', '')}",
+                          highlight=False)
+        return
     store = _open(_url(db, config), config)
     try:
         rows = store.act(incident_id, command)
@@ -346,7 +429,8 @@ ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why.")]
 def incident_ack(incident_id: IdArg, config: ConfigOpt = None, db: DbOpt = None,
                  actor: ActorOpt = None) -> None:
     """Acknowledge the incident: someone is on it."""
-    _act(db, config, incident_id, _status_command("acknowledged", _actor(actor), None, False))
+    _act(db, config, incident_id, _status_command("acknowledged", _actor(actor), None, False),
+         ("/status", {"status": "acknowledged"}))
 
 
 @incident_app.command("status")
@@ -362,21 +446,24 @@ def incident_status(
 ) -> None:
     """Move the incident's status (forward; back only as a correction, or a reopen of a
     resolved incident to investigating, each with a reason)."""
-    _act(db, config, incident_id, _status_command(status, _actor(actor), reason, correct))
+    _act(db, config, incident_id, _status_command(status, _actor(actor), reason, correct),
+         ("/status", {"status": status, "reason": reason, "correct": correct}))
 
 
 @incident_app.command("resolve")
 def incident_resolve(incident_id: IdArg, config: ConfigOpt = None, db: DbOpt = None,
                      actor: ActorOpt = None, reason: ReasonOpt = None) -> None:
     """The incident is over for its users."""
-    _act(db, config, incident_id, _status_command("resolved", _actor(actor), reason, False))
+    _act(db, config, incident_id, _status_command("resolved", _actor(actor), reason, False),
+         ("/status", {"status": "resolved", "reason": reason}))
 
 
 @incident_app.command("close")
 def incident_close(incident_id: IdArg, config: ConfigOpt = None, db: DbOpt = None,
                    actor: ActorOpt = None, reason: ReasonOpt = None) -> None:
     """Close a resolved incident (final)."""
-    _act(db, config, incident_id, _status_command("closed", _actor(actor), reason, False))
+    _act(db, config, incident_id, _status_command("closed", _actor(actor), reason, False),
+         ("/status", {"status": "closed", "reason": reason}))
 
 
 @incident_app.command("note")
@@ -393,7 +480,8 @@ def incident_note(
     from triage.desk import lifecycle
     who = _actor(actor)
     _act(db, config, incident_id, lambda row, log: lifecycle.add_entry(
-        row, log, kind, text, actor=who, at=time.time(), pinned=pin))
+        row, log, kind, text, actor=who, at=time.time(), pinned=pin),
+        ("/entries", {"type": kind, "text": text, "pinned": pin}))
 
 
 @incident_app.command("judge")
@@ -408,7 +496,8 @@ def incident_judge(
     from triage.desk import lifecycle
     who = _actor(actor)
     _act(db, config, incident_id, lambda row, log: lifecycle.judge(
-        row, log, entry, state, actor=who, at=time.time(), reason=reason))
+        row, log, entry, state, actor=who, at=time.time(), reason=reason),
+        (f"/entries/{entry}/judgement", {"state": state, "reason": reason}))
 
 
 @incident_app.command("role")
@@ -429,12 +518,14 @@ def incident_role(
     who = _actor(actor)
     if renounce:
         _act(db, config, incident_id, lambda row, log: lifecycle.renounce_role(
-            row, log, role, actor=who, at=time.time(), note=note))
+            row, log, role, actor=who, at=time.time(), note=note),
+            ("/roles", {"role": role, "renounce": True, "note": note}))
         return
     if person is None:
         raise fail("role: give the person who takes it (or --renounce)")
     _act(db, config, incident_id, lambda row, log: lifecycle.assume_role(
-        row, log, role, person, actor=who, at=time.time(), note=note))
+        row, log, role, person, actor=who, at=time.time(), note=note),
+        ("/roles", {"role": role, "person": person, "note": note}))
 
 
 @desk_app.command("serve")
@@ -498,7 +589,8 @@ def incident_update(
         return
     who = _actor(actor)
     _act(db, config, incident_id, lambda row, log: updates.send_update(
-        row, log, audience, text, actor=who, at=time.time(), channel=channel))
+        row, log, audience, text, actor=who, at=time.time(), channel=channel),
+        ("/updates", {"audience": audience, "text": text, "channel": channel}))
 
 
 @incident_app.command("mitigate")
@@ -521,7 +613,9 @@ def incident_mitigate(
     who = _actor(actor)
     _act(db, config, incident_id, lambda row, log: mitigation.add_mitigation(
         row, log, action, actor=who, at=time.time(), hypothesis=tests, promql=promql,
-        manual=manual, window=window * 60))
+        manual=manual, window=window * 60),
+        ("/mitigations", {"action": action, "hypothesis": tests, "promql": promql,
+                          "manual": manual, "window": window * 60}))
 
 
 @incident_app.command("check")
@@ -546,7 +640,11 @@ def incident_check(
                                            actor=who, at=at)
         return rows
 
-    _act(db, config, incident_id, command)
+    calls: list[tuple[str, dict[str, Any]]] = [
+        (f"/mitigations/{mitigation_seq}/checks", {"holds": holds})]
+    if outcome is not None:
+        calls.append((f"/mitigations/{mitigation_seq}/outcome", {"outcome": outcome}))
+    _act(db, config, incident_id, command, calls)
 
 
 @desk_app.command("publish")
