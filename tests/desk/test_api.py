@@ -156,3 +156,29 @@ def test_the_openapi_document_is_valid_and_names_every_route(url: str) -> None:
         r = await c.get("/api/v1/openapi.json")
         assert r.status == 200 and (await r.json()) == orjson.loads(orjson.dumps(doc))
     run("sqlite://", body)
+
+
+def test_bad_input_on_every_write_endpoint_gets_a_4xx_naming_what_is_wrong(
+        events: list[dict[str, Any]], tmp_path: Any) -> None:
+    """Every POST route, with a body that is not JSON, not an object, and an object of the
+    wrong fields: a 4xx (never a 500), JSON with the error and the field."""
+    created = next(e for e in events if e["type"] == "incident.created")
+    iid = created["incident"]["id"]
+    writes = [p for m, p, _ in ROUTES if m == "POST" and p != "/api/v1/events"]
+
+    async def body(c: TestClient[Any, Any]) -> None:
+        await c.post("/api/v1/events", data=ndjson([created]), headers=ADMIN)
+        for template in writes:
+            path = template.replace("{id}", iid).replace("{seq:\\d+}", "1")
+            for bad in (b"{not json", b"[1, 2]", b'"text"', b"{}",
+                        b'{"status": 7, "type": [], "text": {}, "role": 1, "audience": 2, '
+                        b'"action": null, "holds": "maybe", "outcome": 3, "approve": "no", '
+                        b'"service": 5, "resource": 6, "minutes": "ten", "at": "soon"}'):
+                r = await c.post(path, data=bad, headers=ADMIN)
+                got = await r.json()
+                assert 400 <= r.status < 500, (path, bad, r.status, got)
+                assert got["error"] and "field" in got and got["reason"], (path, bad, got)
+        r = await c.post("/api/v1/events", data=b"{not json\n[]\n", headers=ADMIN)
+        got = await r.json()
+        assert r.status == 422 and [x["line"] for x in got["rejected"]] == [1, 2]
+    run(f"sqlite:///{tmp_path / 'desk.db'}", body)
