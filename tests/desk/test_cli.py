@@ -218,3 +218,24 @@ def test_the_command_line_goes_through_the_api_when_one_is_configured(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_triage_run_hands_its_incidents_to_the_desk_once(tmp_path: Path) -> None:
+    """``triage run --desk``: the run's incident events land on the desk; running it again
+    (a replay) changes nothing there."""
+    from rich.console import Console
+
+    from triage.app.demo import demo_config_path, run_demo
+    from triage.desk.store import DeskStore
+
+    run_demo(tmp_path / "demo", Console(quiet=True))  # writes the demo's storm.jsonl
+    storm = tmp_path / "demo" / "storm.jsonl"
+    db = tmp_path / "desk.db"
+    args = ("run", "--config", str(demo_config_path()), "-i", str(storm), "-o",
+            str(tmp_path / "incidents.jsonl"), "--desk", str(db), "--force")
+    assert "desk: 6 incident events applied, 0 seen before" in triage(*args).stderr
+    assert "desk: 0 incident events applied, 6 seen before" in triage(*args).stderr
+    with DeskStore(f"sqlite:///{db}") as store:
+        assert {r["priority"] for r in store.incidents()} == {"P1", "P3"}
+    refused = triage("run", "-i", str(storm), "--desk", str(db), ok=False)
+    assert refused.returncode == 2 and "give --output FILE" in refused.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -48,8 +48,15 @@ def run(
     durability: Annotated[str | None, typer.Option(
         "--durability", help="With --state: 'power' (fsync; survives power loss) or "
         "'process' (survives a killed process; faster). Default: state.durability.")] = None,
+    desk: Annotated[str | None, typer.Option(
+        "--desk", help="Then apply the incident events to the incident desk's database "
+        "(a SQLAlchemy URL or a SQLite path), each once: a replay changes nothing. Needs "
+        "--output FILE.")] = None,
 ) -> None:
     """Replay alerts from JSON Lines through the pipeline (event time, deterministic)."""
+    if desk is not None and output == "-":
+        raise fail("--desk: the incident events go to the desk from --output, which is "
+                   "stdout here; give --output FILE")
     notes: list[str] = []
     try:
         settings = load_settings(config)
@@ -88,6 +95,8 @@ def run(
         raise fail(str(exc)) from None
     except StorageError as exc:
         raise fail(str(exc), code=75) from None  # EX_TEMPFAIL: try again later
+    if desk is not None:
+        to_desk(desk, Path(output), settings, quiet=quiet)
     if not quiet:
         print_summary(result)
         for line in getattr(pipeline.noise_scorer, "fallbacks", ()):  # the model fell back
@@ -101,6 +110,23 @@ def run(
                       f"the service graph: {names}{more}"
                       + (f"; {held} incident checks held pages of only such services "
                          "(correlation.page_unknown_services: true pages them)" if held else ""))
+
+
+def to_desk(url: str, events: Path, settings: Any, *, quiet: bool) -> None:
+    """Apply a run's incident events to the desk (each once, by event_id)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from triage.desk.store import DeskStore
+    target = url if "://" in url else f"sqlite:///{url}"
+    try:
+        with DeskStore(target, lifecycle=settings.desk.lifecycle) as store:
+            lines = [line for line in events.read_bytes().splitlines() if line.strip()]
+            done = store.ingest(lines)
+    except SQLAlchemyError as exc:
+        raise fail(f"--desk {url}: {exc}", 1) from None
+    if not quiet:
+        err.print(f"desk: {done.added:,} incident events applied, {done.duplicates:,} seen "
+                  f"before ({target})", highlight=False)
 
 
 def print_summary(result: RunResult) -> None:
