@@ -29,7 +29,7 @@ triage.desk.rules.ConflictError: status: closed only follows resolved (...)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from triage.core.timeutil import format_timestamp
@@ -221,10 +221,64 @@ def renounce_role(row: dict[str, Any], log: Sequence[dict[str, Any]], role: str,
                  {"role": role, "person": held["person"], "note": note})]
 
 
+def _triage_text(kind: str, body: dict[str, Any]) -> str:
+    inc = body.get("incident", {})
+    return (f"triage: {kind.split('.', 1)[1]}: {inc.get('priority')}, "
+            f"{inc.get('alert_count')} alerts on {', '.join(inc.get('services') or [])}")
+
+
+def _reason(body: dict[str, Any], key: str = "reason", fmt: str = ": {}") -> str:
+    return fmt.format(body[key]) if body.get(key) else ""
+
+
+def _mitigation_text(kind: str, body: dict[str, Any]) -> str:
+    crit = f"PromQL {body['promql']}" if body.get("promql") else body.get("manual") or "none"
+    return (f"{body['action']}{_reason(body, 'hypothesis', ' (tests #{})')}; success: {crit}, "
+            f"held {body['window'] / 60:.0f} min")
+
+
+def _access_text(kind: str, body: dict[str, Any]) -> str:
+    what = kind.split(".", 1)[1]
+    if what == "requested":
+        return (f"{body['who']} asks for {body['level']} on {body['resource']} for "
+                f"{body['seconds'] / 60:.0f} min: {body['why']}")
+    return f"request #{body['request']} {what}"
+
+
+# log row type -> (timeline entry type, its text); the others are not on the timeline
+# (entry.added is the entry itself; entry.pinned and hypothesis.judged change one)
+ENTRY_OF: dict[str, tuple[str, Callable[[str, dict[str, Any]], str]]] = {
+    "triage.created": ("alert", _triage_text),
+    "triage.updated": ("alert", _triage_text),
+    "triage.resolved": ("alert", _triage_text),
+    "status.changed": ("status_update",
+                       lambda k, b: f"{b['from']} → {b['to']}{_reason(b)}"),
+    "role.assumed": ("role_change",
+                     lambda k, b: f"{b['person']} takes {b['role']}{_reason(b, 'note', ' ({})')}"),
+    "role.renounced": ("role_change", lambda k, b: f"{b['person']} hands over {b['role']}"
+                                                   f"{_reason(b, 'note', ' ({})')}"),
+    "mitigation.added": ("mitigation", _mitigation_text),
+    "mitigation.outcome": ("mitigation", lambda k, b: f"#{b['mitigation']} {b['outcome']}"
+                                                      f"{_reason(b, 'note')}"),
+    "change.emergency": ("change", lambda k, b: f"emergency {b['kind']} on {b['service']} "
+                                                f"({b['risk']} risk): {b['what']}; rollback: "
+                                                f"{b['rollback']}"),
+    "change.approved": ("change", lambda k, b: f"change #{b['change']} "
+                                               + ("retro-approved" if b["retro"] else "approved")),
+    **{f"access.{w}": ("access_grant", _access_text)
+       for w in ("requested", "granted", "denied", "revoked", "expired")},
+    "update.sent": ("status_update",
+                    lambda k, b: f"to {b['audience']} ({b['channel']}): {b['text']}"),
+    "update.overdue": ("status_update", lambda k, b: f"update overdue ({b['priority']}: due "
+                                                     f"{format_timestamp(b['due'])})"),
+}
+
+
 def timeline(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The incident's typed timeline from its log: entries as posted (with their pin and a
-    hypothesis's state as they are now), triage's events as ``alert`` entries, status
-    changes as ``status_update``, role changes as ``role_change``."""
+    hypothesis's state as they are now), and what else happened as the entry types of
+    ``ENTRY_OF`` (triage's events as ``alert``, status changes and updates as
+    ``status_update``, role changes, mitigations, changes, access grants)."""
     out: list[dict[str, Any]] = []
     by_seq: dict[int, dict[str, Any]] = {}
     for e in log:
@@ -233,55 +287,9 @@ def timeline(log: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "entry.added":
             entry = {"type": body["entry"], "text": body["text"], "pinned": body["pinned"],
                      **({"state": body["state"]} if "state" in body else {})}
-        elif kind.startswith("triage."):
-            inc = body.get("incident", {})
-            entry = {"type": "alert", "pinned": False,
-                     "text": f"triage: {kind.split('.', 1)[1]}: {inc.get('priority')}, "
-                             f"{inc.get('alert_count')} alerts on "
-                             f"{', '.join(inc.get('services') or [])}"}
-        elif kind == "status.changed":
-            entry = {"type": "status_update", "pinned": False,
-                     "text": f"{body['from']} → {body['to']}"
-                             + (f": {body['reason']}" if body.get("reason") else "")}
-        elif kind in ("role.assumed", "role.renounced"):
-            verb = "takes" if kind == "role.assumed" else "hands over"
-            entry = {"type": "role_change", "pinned": False,
-                     "text": f"{body['person']} {verb} {body['role']}"
-                             + (f" ({body['note']})" if body.get("note") else "")}
-        elif kind == "mitigation.added":
-            crit = (f"PromQL {body['promql']}" if body.get("promql") else
-                    body.get("manual") or "no criteria")
-            entry = {"type": "mitigation", "pinned": False,
-                     "text": f"{body['action']}"
-                             + (f" (tests #{body['hypothesis']})" if body.get("hypothesis")
-                                else "")
-                             + f"; success: {crit}, held {body['window'] / 60:.0f} min"}
-        elif kind == "mitigation.outcome":
-            entry = {"type": "mitigation", "pinned": False,
-                     "text": f"#{body['mitigation']} {body['outcome']}"
-                             + (f": {body['note']}" if body.get("note") else "")}
-        elif kind == "change.emergency":
-            entry = {"type": "change", "pinned": False,
-                     "text": f"emergency {body['kind']} on {body['service']} "
-                             f"({body['risk']} risk): {body['what']}; rollback: "
-                             f"{body['rollback']}"}
-        elif kind == "change.approved":
-            entry = {"type": "change", "pinned": False,
-                     "text": f"change #{body['change']} "
-                             + ("retro-approved" if body["retro"] else "approved")}
-        elif kind.startswith("access."):
-            what = kind.split(".", 1)[1]
-            entry = {"type": "access_grant", "pinned": False,
-                     "text": (f"{body['who']} asks for {body['level']} on {body['resource']} "
-                              f"for {body['seconds'] / 60:.0f} min: {body['why']}")
-                     if what == "requested" else f"request #{body['request']} {what}"}
-        elif kind == "update.sent":
-            entry = {"type": "status_update", "pinned": False,
-                     "text": f"to {body['audience']} ({body['channel']}): {body['text']}"}
-        elif kind == "update.overdue":
-            entry = {"type": "status_update", "pinned": False,
-                     "text": f"update overdue ({body['priority']}: due "
-                             f"{format_timestamp(body['due'])})"}
+        elif kind in ENTRY_OF:
+            entry_type, text = ENTRY_OF[kind]
+            entry = {"type": entry_type, "text": text(kind, body), "pinned": False}
         elif kind == "entry.pinned" and body["entry"] in by_seq:
             by_seq[body["entry"]]["pinned"] = body["pinned"]
         elif kind == "hypothesis.judged" and body["entry"] in by_seq:
