@@ -10,8 +10,9 @@ its input only after ``ingest`` returns (``triage desk ingest`` commits Kafka of
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,19 @@ def default_url(path: Path | str = "desk.db") -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite in WAL mode with a busy timeout, so a reader never
-    blocks the writer and two writers wait for each other instead of failing."""
+    blocks the writer and two writers wait for each other instead of failing.
+
+    On SQLite every transaction begins with an explicit ``BEGIN`` (pysqlite would run the
+    reads before the first write outside of it, each on its own snapshot), and a writing
+    one (``writing``) with ``BEGIN IMMEDIATE``: it holds the write lock from its first read,
+    so what it read is still true when it writes (two acknowledgements at once: the second
+    sees the first)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # transactions are begun below, explicitly
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -69,8 +77,23 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("writing", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes what it decides from what it reads (committed at the end,
+    rolled back on an error); on SQLite it holds the write lock from the start."""
+    with engine.connect() as conn:
+        conn.execution_options(writing=True)
+        with conn.begin():
+            yield conn
 
 
 def migrate(engine: Engine) -> None:
@@ -129,7 +152,7 @@ class DeskStore:
         batch = list(events)
         for attempt in range(retries + 1):
             try:
-                with self.engine.begin() as conn:
+                with writing(self.engine) as conn:
                     return self._ingest(conn, batch)
             except (IntegrityError, OperationalError):
                 if attempt == retries:
@@ -209,7 +232,7 @@ class DeskStore:
         other's rows (its rules are checked against them)."""
         for attempt in range(retries + 1):
             try:
-                with self.engine.begin() as conn:
+                with writing(self.engine) as conn:
                     q = select(incident).where(incident.c.id == incident_id)
                     if conn.dialect.name == "postgresql":
                         q = q.with_for_update()
