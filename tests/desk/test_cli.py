@@ -239,3 +239,17 @@ def test_triage_run_hands_its_incidents_to_the_desk_once(tmp_path: Path) -> None
         assert {r["priority"] for r in store.incidents()} == {"P1", "P3"}
     refused = triage("run", "-i", str(storm), "--desk", str(db), ok=False)
     assert refused.returncode == 2 and "give --output FILE" in refused.stderr
+
+
+def test_the_config_examples_in_docs_desk_md_are_valid(tmp_path: Path) -> None:
+    import re
+
+    from triage.app.settings import load_settings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "desk.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example-{i}.yaml"
+        path.write_text(block)
+        assert load_settings(path).desk is not None
