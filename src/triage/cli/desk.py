@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 the database or Kafka unusable; 2 bad usage or config.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from triage.cli.stream import BootstrapOpt, ConfigOpt, _kafka_unavailable, _sett
 from triage.errors import InputError
 
 if TYPE_CHECKING:
+    from triage.app.settings import DeskSettings
     from triage.desk.store import DeskStore
     from triage.streams.ingest import IngestCounts
     from triage.streams.topics import Record
@@ -38,29 +40,34 @@ DbOpt = Annotated[str | None, typer.Option(
 CLIENT_ID = "triage-desk-ingest"
 
 
+@functools.lru_cache(maxsize=4)
+def _desk(config: Path | None) -> DeskSettings:
+    """The desk's settings (the file's, or the environment's alone), read once per command
+    however many helpers ask."""
+    return _settings(config, None).desk
+
+
 def _url(db: str | None, config: Path | None) -> str:
     if db is None:
-        return _settings(config, None).desk.url
+        return _desk(config).url
     return db if "://" in db else f"sqlite:///{db}"
 
 
 def routes_of(config: Path | None) -> list[Any]:
     """The webhook routes of ``desk.notify`` (every writer queues deliveries for them)."""
     from triage.desk.notify import Route
-    settings = _settings(config, None)
     return [Route(r.name, r.url, r.format, tuple(r.priorities), tuple(r.teams),
                   tuple(r.audiences), tuple(r.kinds),
                   r.token.get_secret_value() if r.token else None)
-            for r in settings.desk.notify]
+            for r in _desk(config).notify]
 
 
 def _open(url: str, config: Path | None = None) -> DeskStore:
     from sqlalchemy.exc import SQLAlchemyError
 
     from triage.desk.store import DeskStore
-    desk = _settings(config, None).desk  # the file's, or the environment's alone
     try:
-        return DeskStore(url, routes=routes_of(config), lifecycle=desk.lifecycle)
+        return DeskStore(url, routes=routes_of(config), lifecycle=_desk(config).lifecycle)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's own words, when it has them
         raise fail(f"--db {url}: {type(cause).__name__}: {cause}", 1) from None
@@ -371,7 +378,7 @@ def _client(db: str | None, config: Path | None) -> Any:
     """The API client when desk.api_url is set and no --db is given, else None."""
     if db is not None:
         return None
-    desk = _settings(config, None).desk
+    desk = _desk(config)
     if not desk.api_url:
         return None
     if desk.api_token is None:
@@ -541,15 +548,15 @@ def desk_serve(
     from aiohttp import web
 
     from triage.desk.api import Token, create_desk_app
-    settings = _settings(config, None)
-    if not settings.desk.tokens:
+    desk = _desk(config)
+    if not desk.tokens:
         raise fail("desk.tokens: no API token configured (each: name, token of 16+ "
                    "characters, role viewer|responder|admin)")
     store = _open(_url(db, config), config)
-    tokens = [Token(t.name, t.token.get_secret_value(), t.role) for t in settings.desk.tokens]
+    tokens = [Token(t.name, t.token.get_secret_value(), t.role) for t in desk.tokens]
     app = create_desk_app(store, tokens, clock=time.time,
-                          prometheus_url=settings.desk.prometheus_url)
-    where = (host or settings.desk.host, settings.desk.port if port is None else port)
+                          prometheus_url=desk.prometheus_url)
+    where = (host or desk.host, desk.port if port is None else port)
     err.print(f"desk: http://{where[0]}:{where[1]}/api/v1/incidents ({store.url})",
               highlight=False)
     try:
