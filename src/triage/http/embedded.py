@@ -8,14 +8,24 @@ dropped). A timer task advances the clock once a second, so pages fire after the
 alerts time out even when nothing is being posted.
 
 Durability (``--state``): a request is answered only once its outputs are written and the
-state that covers them committed (one SQLite transaction). A 2xx therefore means "durably
-triaged", the same promise as Kafka mode's "acknowledged by the broker", and a crash can only
-lose requests that were never answered, which the sender retries. **Group commit**: requests
-are triaged one at a time on the event loop as they arrive; a committer writes the outputs
-and commits the state of every request triaged since its last commit in one go, in a worker
-thread, while the loop goes on triaging the next ones. Concurrent senders share one fsync
-instead of paying one each. ``state.durability`` says what a commit survives: ``power``
-(fsync, ``synchronous=FULL``) or ``process`` (a killed process: ``kill -9``, OOM).
+request itself is committed to the state file's input journal (one SQLite transaction). A
+2xx therefore means "durably triaged", the same promise as Kafka mode's "acknowledged by the
+broker", and a crash can only lose requests that were never answered, which the sender
+retries. **Group commit**: requests are triaged one at a time on the event loop as they
+arrive; a committer writes the outputs and journals every request triaged since its last
+commit in one go, in a worker thread, while the loop goes on triaging the next ones.
+Concurrent senders share one fsync instead of paying one each. ``state.durability`` says
+what a commit survives: ``power`` (fsync, ``synchronous=FULL``) or ``process`` (a killed
+process: ``kill -9``, OOM).
+
+**The journal, and snapshots.** A commit journals the inputs since the last one (request
+bodies as received, with their receive times; clock ticks; bodies refused at the door), not
+the state they made: the state is taken (``StateFile.take``, on the loop) only every
+``SNAPSHOT_EVERY`` alerts, when idle, when the API changes a silence or a new noise model
+scores, and at stop, in the same transaction as a commit. A restart restores the last
+snapshot and runs the journaled inputs after it again, which triage, deterministic in event
+time, turns into the same state and outputs (checked against the outputs' sizes). Taking the
+state at every commit halved the crash-safe receiver's speed in a storm.
 
 A write or commit that fails (disk full) loses nothing: the outputs are cut back, the state
 changes are kept for the next commit, and the requests waiting on it get 503 with
@@ -61,13 +71,25 @@ from triage.http.intake import Accepted, Rejected, envelope
 from triage.metrics import TriageMetrics, track_embedded_state
 from triage.models.feedback import Feedback, FeedbackStore
 from triage.state.sinks import JsonLinesSink, check_outputs
-from triage.state.statefile import FOLD_STEP, Checkpoint, Durability, Pending, StateFile
+from triage.state.statefile import (
+    FOLD_STEP,
+    Checkpoint,
+    Durability,
+    Input,
+    Journaled,
+    Pending,
+    StateFile,
+)
 
 log = logging.getLogger("triage.http")
 
 INPUT_KEY = "triage serve"  # the checkpoint's input: HTTP requests, not a file
 MAX_ERRORS_SHOWN = 10
 RETRY_AFTER = 5.0  # seconds, in the 503 answered while storage fails
+# The state is taken (a snapshot) at the latest after this many alerts journaled since the
+# last one: what a restart replays. Taking it holds the loop about 4 us an alert (0.2 s).
+SNAPSHOT_EVERY = 50_000
+IDLE_SNAPSHOT_AFTER = 60.0  # seconds: clock ticks alone are snapshot this often when idle
 _ANSWER = {"triaged": "accepted", "deduplicated": "deduplicated", "suppressed": "suppressed"}
 
 
@@ -76,7 +98,8 @@ class _Batch:
     """What one group commit writes: per output the bytes staged, then the state."""
 
     data: dict[str, bytes]
-    state: Pending | None
+    state: Pending | None  # the state taken, when this commit is a snapshot
+    journal: Journaled | None  # the inputs since the last commit (with --state)
     written: set[str]
 
 
@@ -123,17 +146,31 @@ class EmbeddedBackend:
         self._io: ThreadPoolExecutor | None = None
         self.storage_error: BaseException | None = None  # set while commits fail
         self._last_commit = 0.0
+        # the input journal (with --state): inputs since the last commit, their count, and
+        # what the last snapshot covers
+        self.inputs = 0
+        self._inputs: list[Input] = []
+        self._snapshot_inputs = 0  # inputs the last snapshot covers
+        self._since_snapshot = 0  # alerts journaled since it
+        self._snapshot_due = True  # the first commit takes the state
+        self._last_snapshot = time.monotonic()
+        self._model: str | None = None  # the noise model version the journal's inputs saw
+        self._replaying = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Restore state (with ``--state``), open the outputs, start the clock."""
         checkpoint: Checkpoint | None = None
+        journal: list[Journaled] = []
         if self.state_path is not None:
             self.state = StateFile(self.state_path, durability=self.durability)
             checkpoint = self.state.restore(self.pipeline, self.engine)
+            # the inputs after the state, to run again: the outputs hold their results
+            journal = list(self.state.journal(checkpoint.inputs if checkpoint else 0))
         self.triage = Triage(self.pipeline, self.engine)
-        sinks = checkpoint.sinks if checkpoint is not None else {}
+        last = journal[-1].checkpoint if journal else checkpoint
+        sinks = last.sinks if last is not None else {}
         if checkpoint is not None and checkpoint.input_key == INPUT_KEY:
             self.requests = checkpoint.lines_done
         targets = {"output": self.output_target, "dead_letter": self.dead_letter_target}
@@ -158,6 +195,8 @@ class EmbeddedBackend:
         if scorer is not None and hasattr(scorer, "on_failure"):
             scorer.on_failure = self.metrics.noise_model_failed  # a model that cannot be used
         self._update_model_version()
+        if self.state is not None:
+            self._replay(checkpoint, journal)
         if self.tick_interval > 0:
             self._timer = asyncio.create_task(self._run_timers(), name="triage-serve-timers")
         self._started = True
@@ -183,7 +222,7 @@ class EmbeddedBackend:
             self.metrics.observe_events(events)
             self._write(events, [])
         try:
-            self._apply(self._take())
+            self._apply(self._take(snapshot=True))
         except (OSError, sqlite3.Error) as exc:
             log.error("stopping with output or state not written (%s): what was answered "
                       "2xx is durable, the rest is retried by its senders", exc)
@@ -207,20 +246,7 @@ class EmbeddedBackend:
             failed = await self.durable()
             if failed is not None:
                 return self._unavailable(failed)
-        payload: Any = None
-        raw = body
-        if len(body) <= self.pipeline.limits.max_payload_bytes:  # else the pipeline refuses it
-            try:
-                payload = orjson.loads(body)  # parsed once: the pipeline takes it decoded
-                raw = envelope(body, received_at)
-                if not isinstance(payload, dict | list):  # a bare string is read as text
-                    payload = None
-            except orjson.JSONDecodeError:
-                # Not JSON, so it cannot be wrapped: the pipeline still takes it as it is,
-                # since it is the one boundary that dead-letters bad input with its exact
-                # bytes and counts it.
-                payload = None
-        outcomes, events = self._triage(raw, payload, received_at)
+        outcomes, events, raw = self._request(body, received_at)
         failed = await self.durable()
         if failed is not None:
             return self._unavailable(failed)
@@ -252,12 +278,46 @@ class EmbeddedBackend:
 
     async def dead_letter(self, raw: bytes, error: str, reason: str) -> None:
         """Dead-letter a body refused at the door (too large), durably before the answer."""
+        at = max(self.clock(), self.pipeline.watermark)
+        self._refuse(orjson.dumps([error, reason]) + b"\n" + raw, at)
+        await self.durable()
+
+    def _request(self, body: bytes, received_at: float) -> tuple[list[Outcome], int, bytes]:
+        """Triage one request's body (an input of the journal): its outcomes, the number of
+        events written, and the input as triaged (the envelope, or the body)."""
+        payload: Any = None
+        raw = body
+        if len(body) <= self.pipeline.limits.max_payload_bytes:  # else the pipeline refuses it
+            try:
+                payload = orjson.loads(body)  # parsed once: the pipeline takes it decoded
+                raw = envelope(body, received_at)
+                if not isinstance(payload, dict | list):  # a bare string is read as text
+                    payload = None
+            except orjson.JSONDecodeError:
+                # Not JSON, so it cannot be wrapped: the pipeline still takes it as it is,
+                # since it is the one boundary that dead-letters bad input with its exact
+                # bytes and counts it.
+                payload = None
+        outcomes, events = self._triage(raw, payload, received_at)
+        self._journal("r", received_at, body, len(outcomes))
+        return outcomes, events, raw
+
+    def _refuse(self, data: bytes, at: float) -> None:
+        """Dead-letter a body refused at the door: ``data`` is the error and reason as a
+        JSON pair, a newline, then the body (an input of the journal)."""
+        head, _, raw = data.partition(b"\n")
+        error, reason = orjson.loads(head)
         record = render_outcome(Failed(error, "", reason,
-                                       raw.decode("utf-8", "backslashreplace")),
-                                max(self.clock(), self.pipeline.watermark))
+                                       raw.decode("utf-8", "backslashreplace")), at)
         assert record is not None
         self._sinks["dead_letter"].write(record)
-        await self.durable()
+        self._journal("d", at, data, 1)
+
+    def _journal(self, kind: str, at: float, body: bytes, alerts: int) -> None:
+        self.inputs += 1
+        if self.state is not None and not self._replaying:
+            self._inputs.append((kind, at, body))
+            self._since_snapshot += alerts
 
     async def accept_feedback(self, records: list[Any], feedback: list[Feedback]
                               ) -> Accepted | Rejected:
@@ -292,8 +352,10 @@ class EmbeddedBackend:
             if results[0].raw == orjson.dumps(payload).decode():
                 results = [dataclasses.replace(results[0], raw=text)]
         swept = pipeline.counts["swept"] - swept_before
-        self.metrics.observe(results, swept=swept, events=step.events,
-                             seconds={"intake": step.seconds[0], "incidents": step.seconds[1]})
+        if not self._replaying:
+            self.metrics.observe(results, swept=swept, events=step.events,
+                                 seconds={"intake": step.seconds[0],
+                                          "incidents": step.seconds[1]})
         self.requests += 1
         # a bug in stage 2 is dead-lettered with the body, never an error to the sender
         self._write(step.events, results if step.failure is None else [*results, step.failure])
@@ -305,12 +367,71 @@ class EmbeddedBackend:
         """Advance both stages to wall-clock ``now`` with no input: alerts time out, holds
         are released, pages whose delay has passed are decided. Returns events written."""
         step = self.triage.tick(now)
+        self._journal("t", now, b"", 0)
         swept, events = step.outcomes, step.events
         if swept or events or step.failure is not None:
-            self.metrics.observe(swept, swept=len(swept), events=events)
+            if not self._replaying:
+                self.metrics.observe(swept, swept=len(swept), events=events)
             self._write(events, swept if step.failure is None else [*swept, step.failure])
-            self._schedule_commit()
+            if not self._replaying:
+                self._schedule_commit()
         return len(events)
+
+    def _replay(self, checkpoint: Checkpoint | None, journal: list[Journaled]) -> None:
+        """After ``restore``: run again the inputs the journal holds past the state, with
+        the noise model that decided them. Their outputs are in the files already (cut
+        back to the last commit): what they make again is checked against that and
+        dropped."""
+        after = checkpoint.inputs if checkpoint is not None else 0
+        self.inputs = after
+        self._snapshot_inputs = after
+        before = checkpoint.sinks if checkpoint is not None else {}
+        last: Checkpoint | None = None
+        replayed = 0
+        self._replaying = True
+        try:
+            for row in journal:
+                with self._model_pinned(row.model):
+                    for i, (kind, at, body) in enumerate(row.inputs, start=row.first):
+                        if i < after:
+                            continue  # in the state already
+                        if kind == "r":
+                            self._request(body, at)
+                        elif kind == "t":
+                            self.tick(at)
+                        else:  # "d"
+                            self._refuse(body, at)
+                        replayed += 1
+                last = row.checkpoint
+        finally:
+            self._replaying = False
+        if last is None:
+            return
+        self.requests = last.lines_done
+        differ = [name for name, sink in self._sinks.items()
+                  if name in last.sinks and last.sinks[name][0] is not None
+                  and before.get(name, (None, 0))[1] + sink.staged_bytes
+                  != last.sinks[name][1]]
+        for sink in self._sinks.values():
+            sink.take_staged()  # written before the crash
+        if differ:
+            log.warning("replaying %d journaled inputs made output of another size than "
+                        "was written for them (%s): the state may differ from the outputs",
+                        replayed, ", ".join(differ))
+        else:
+            log.info("replayed %d inputs journaled after the last snapshot", replayed)
+        self._since_snapshot = replayed
+        self._snapshot_due = True  # take the state now, not after a second crash
+
+    @contextlib.contextmanager
+    def _model_pinned(self, version: str | None) -> Any:
+        scorer = self.pipeline.noise_scorer
+        pin = getattr(scorer, "pinned", None)
+        if pin is None or getattr(scorer, "version", None) == version:
+            yield
+            return
+        with pin(version):
+            yield
 
     async def _run_timers(self) -> None:
         while True:
@@ -326,9 +447,17 @@ class EmbeddedBackend:
         """Fold the state's commit log into its base while no request is being committed:
         a storm pays one insert per commit, the quiet after it pays the rows."""
         state = self.state
-        if (state is None or not state.logged or self._waiters
+        if (state is None or self._waiters
                 or (self._committer is not None and not self._committer.done())
                 or time.monotonic() - self._last_commit < self.tick_interval):
+            return
+        if self._since_snapshot or (
+                self.inputs > self._snapshot_inputs
+                and time.monotonic() - self._last_snapshot >= IDLE_SNAPSHOT_AFTER):
+            self._snapshot_due = True  # so a restart replays nothing
+            self._schedule_commit()
+            return
+        if not state.logged:
             return
         loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError, sqlite3.Error):  # the next quiet tick tries again
@@ -395,31 +524,49 @@ class EmbeddedBackend:
             if not self._waiters:
                 return
 
-    def _take(self) -> _Batch:
-        """On the loop: what the next commit writes, moved out of memory."""
+    def _take(self, *, snapshot: bool = False) -> _Batch:
+        """On the loop: what the next commit writes, moved out of memory: the outputs, the
+        inputs since the last commit, and (a snapshot) the state, when it is due."""
         data = {name: sink.take_staged() for name, sink in self._sinks.items()}
+        if self.state is None:
+            return _Batch(data, None, None, set())
+        sizes = {name: (s.path, s.size + len(data[name])) for name, s in self._sinks.items()}
+        checkpoint = Checkpoint(input_key=INPUT_KEY, lines_done=self.requests, sinks=sizes,
+                                inputs=self.inputs)
+        inputs, self._inputs = self._inputs, []
+        journal = Journaled(self.inputs - len(inputs), inputs, checkpoint, self._model)
         state = None
-        if self.state is not None:
-            sizes = {name: (s.path, s.size + len(data[name])) for name, s in self._sinks.items()}
-            state = self.state.take(self.pipeline, Checkpoint(
-                input_key=INPUT_KEY, lines_done=self.requests, sinks=sizes), self.engine)
-        return _Batch(data, state, set())
+        model = getattr(self.pipeline.noise_scorer, "version", None)
+        if (snapshot or self._snapshot_due or self._since_snapshot >= SNAPSHOT_EVERY
+                or self.pipeline.silences_changed or model != self._model):
+            # a silence set through the API, or a model promoted, is not an input the
+            # journal replays: the state is taken with it
+            state = self.state.take(self.pipeline, checkpoint, self.engine)
+            self._snapshot_due, self._since_snapshot, self._model = False, 0, model
+            self._snapshot_inputs, self._last_snapshot = self.inputs, time.monotonic()
+        return _Batch(data, state, journal, set())
 
     def _apply(self, batch: _Batch) -> None:
-        """In the committer thread (or at stop): outputs first, then the state."""
+        """In the committer thread (or at stop): outputs first, then the journal (and the
+        state, when taken)."""
         sync = self.state is not None and self.durability == "power"
         for name, data in batch.data.items():
             self._sinks[name].append(data, sync=sync)
             batch.written.add(name)
-        if batch.state is not None and self.state is not None:
-            self.state.write(batch.state)
+        if self.state is not None and batch.journal is not None:
+            # a snapshot covers the inputs: their journal row is not needed
+            self.state.write_journal(batch.journal if batch.state is None else None,
+                                     batch.state)
 
     def _give_back(self, batch: _Batch) -> None:
         for name, data in batch.data.items():
             if name not in batch.written:
                 self._sinks[name].restage(data)
+        if batch.journal is not None:
+            self._inputs[:0] = batch.journal.inputs
         if batch.state is not None and self.state is not None:
             self.state.give_back(batch.state)
+            self._snapshot_due = True  # the next commit takes the state again
 
     def _storage(self, error: BaseException | None) -> None:
         if error is not None and self.storage_error is None:

@@ -33,6 +33,7 @@ never stops intake: scoring goes on with the model before it, or none (see
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +42,7 @@ import platform
 import shutil
 import tempfile
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -291,6 +292,7 @@ class ReloadingNoiseScorer:
         self.last_check: float | None = None
         self._cache: OrderedDict[tuple[str, str, int], float] = OrderedDict()
         self._thresholds: dict[str, float] = {}
+        self._pinned = False
 
     @property
     def version(self) -> str | None:
@@ -344,13 +346,39 @@ class ReloadingNoiseScorer:
     def __call__(self, alert: Alert, state: AlertState | None, now: float) -> float:
         return self.score_batch([alert], [state], now)[0]
 
+    @contextlib.contextmanager
+    def pinned(self, version: str | None) -> Iterator[None]:
+        """Score with ``version`` (None: no model) and reload nothing meanwhile: for inputs
+        replayed after a restart, decided by a model promoted over since. If that version
+        cannot be loaded, the current one goes on scoring (a warning says so)."""
+        saved = self.current, self.previous, self._thresholds
+        if version != self.version:
+            try:
+                model = load_model(self.registry, version) if version is not None else None
+            except Exception as exc:
+                log.warning("noise model %s decided the inputs replayed now but cannot be "
+                            "loaded (%s): they are decided again with %s", version, exc,
+                            self._describe(self.current))
+            else:
+                self.current, self._thresholds = model, model.thresholds if model else {}
+                self._cache.clear()
+        self._pinned = True
+        try:
+            yield
+        finally:
+            self._pinned = False
+            if self.current is not saved[0]:
+                self.current, self.previous, self._thresholds = saved
+                self._cache.clear()
+
     def score_batch(self, alerts: Sequence[Alert], states: Sequence[AlertState | None],
                     now: float) -> list[float]:
         """Scores for several alerts with one model call for the ones not cached: a model
         call costs milliseconds whatever the number of rows, so the pipeline batches.
         Never raises: a failing model is dropped and the batch scored again without it."""
         last = self.last_check
-        if last is None or now - last >= self.check_every or now < last:
+        if not self._pinned and (last is None or now - last >= self.check_every
+                                 or now < last):
             self.refresh(now)
         while (current := self.current) is not None:
             try:

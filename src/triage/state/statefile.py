@@ -20,6 +20,12 @@ since, newest first: a record marked saved in memory is never lost by a failed c
 runtimes write their outputs before the state (``triage.state.sinks``), so nothing is marked in the
 state that was not written.
 
+**The input journal** (``triage serve``). A server commits the inputs it took since its last
+commit (request bodies as received, clock ticks) as one ``journal`` row with its checkpoint
+(``write_journal``), and takes the state only now and then, in the same transaction as a
+commit; the rows that state covers are deleted with it. ``journal`` gives the rows after
+the state ``restore`` loaded, for the server to run again.
+
 **Durability.** ``durability="power"`` (``synchronous=FULL``, outputs fsynced) survives a
 power loss; ``"process"`` (``synchronous=NORMAL``, no fsync) survives a killed process, which
 is what ``kill -9``, an OOM kill or a crash do, at a fraction of the cost.
@@ -64,10 +70,48 @@ class Checkpoint:
     lines_done: int
     sinks: dict[str, tuple[str | None, int]]
     input_hash: str | None = None  # hash chain of the lines up to lines_done (triage run)
+    inputs: int = 0  # inputs journaled before this point (triage serve: requests and ticks)
 
 
 Row = tuple[bytes, int]  # (value, crc)
 Pending = Delta  # a commit not durable yet (the name the runtimes use)
+Input = tuple[str, float, bytes]  # a journaled input: (kind, time, body)
+
+
+@dataclass(slots=True)
+class Journaled:
+    """One journal row: ``inputs`` (numbered from ``first``) and the checkpoint after them;
+    ``model``, the noise model version that decided them."""
+
+    first: int
+    inputs: list[Input]
+    checkpoint: Checkpoint
+    model: str | None = None
+
+    def encode(self) -> bytes:
+        head = orjson.dumps({"first": self.first, "checkpoint": asdict(self.checkpoint),
+                             "model": self.model,
+                             "inputs": [[k, at, len(body)] for k, at, body in self.inputs]})
+        return len(head).to_bytes(4, "big") + head + b"".join(b for _, _, b in self.inputs)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Journaled:
+        n = int.from_bytes(data[:4], "big")
+        head = orjson.loads(data[4:4 + n])
+        inputs: list[Input] = []
+        at = 4 + n
+        for kind, when, length in head["inputs"]:
+            inputs.append((kind, when, data[at:at + length]))
+            at += length
+        if at != len(data):
+            raise ValueError("journal row longer than its inputs")
+        return cls(head["first"], inputs, _checkpoint(head["checkpoint"]), head["model"])
+
+
+def _checkpoint(cp: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(cp["input_key"], cp["lines_done"],
+                      {k: (v[0], v[1]) for k, v in cp["sinks"].items()},
+                      cp.get("input_hash"), cp.get("inputs", 0))
 
 
 def _row(key: str, value: Any) -> Row:
@@ -112,7 +156,9 @@ class StateFile:
                 f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, rec BLOB NOT NULL, "
                 "crc INTEGER NOT NULL);" for t in TABLES)
                 + "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, batch BLOB NOT NULL,"
-                  " crc INTEGER NOT NULL);")
+                  " crc INTEGER NOT NULL);"
+                + "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, "
+                  "upto INTEGER NOT NULL, rec BLOB NOT NULL, crc INTEGER NOT NULL);")
             self.logged = self._db.execute("SELECT count(*) FROM log").fetchone()[0]
             version = self._meta("format_version")
         except OSError as exc:
@@ -200,6 +246,11 @@ class StateFile:
         (cheap: for watching a running process)."""
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
         try:
+            with contextlib.suppress(sqlite3.OperationalError):  # a file without a journal
+                last = db.execute("SELECT rec FROM journal ORDER BY seq DESC LIMIT 1"
+                                  ).fetchone()
+                if last is not None:
+                    return Journaled.decode(last[0]).checkpoint
             row = db.execute("SELECT batch FROM log ORDER BY seq DESC LIMIT 1").fetchone()
             if row is not None:
                 cp = orjson.loads(row[0])["put"]["meta"].get("checkpoint")
@@ -208,11 +259,7 @@ class StateFile:
                 cp = orjson.loads(base[0]) if base else None
         finally:
             db.close()
-        if not cp:
-            return None
-        return Checkpoint(cp["input_key"], cp["lines_done"],
-                          {k: (v[0], v[1]) for k, v in cp["sinks"].items()},
-                          cp.get("input_hash"))
+        return _checkpoint(cp) if cp else None
 
     def _log(self) -> Iterator[Pending]:
         for seq, data, crc in self._db.execute("SELECT seq, batch, crc FROM log ORDER BY seq"):
@@ -248,11 +295,24 @@ class StateFile:
             checkpoint = snapshot.restore(tables, pipeline, engine).get("checkpoint")
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state ({exc})") from None
-        if not checkpoint:
-            return None
-        sinks = {k: (v[0], v[1]) for k, v in checkpoint["sinks"].items()}
-        return Checkpoint(checkpoint["input_key"], checkpoint["lines_done"], sinks,
-                          checkpoint.get("input_hash"))
+        return _checkpoint(checkpoint) if checkpoint else None
+
+    def journal(self, after: int) -> Iterator[Journaled]:
+        """The journal rows written after the state ``restore`` loaded, which covers the
+        inputs before ``after`` (``Checkpoint.inputs``), in order. A row may start before
+        ``after``: the inputs it holds before it are in the state already."""
+        for seq, rec, crc in self._db.execute(
+                "SELECT seq, rec, crc FROM journal WHERE upto >= ? ORDER BY seq", (after,)):
+            if zlib.crc32(rec) != crc:
+                raise StateError(
+                    f"{self.path}: corrupt row in the input journal, row {seq}: its checksum "
+                    "does not match (a flipped bit or a torn write). Restore the file from a "
+                    "backup, or start over with a new --state (and --force)")
+            try:
+                yield Journaled.decode(rec)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StateError(f"{self.path}: unreadable input journal row {seq} "
+                                 f"({exc})") from None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -278,6 +338,30 @@ class StateFile:
         self._transaction(lambda db: db.execute(
             "INSERT INTO log (batch, crc) VALUES (?, ?)", (data, zlib.crc32(data))))
         self.logged += 1
+
+    def write_journal(self, row: Journaled | None, batch: Pending | None) -> None:
+        """One commit of a server that journals its input: ``row`` (its inputs and
+        checkpoint) and, when the state was taken too, ``batch`` (whose checkpoint counts
+        every input up to it), in one transaction. Journal rows the state covers are
+        dropped in it."""
+        data = row.encode() if row is not None else None
+        state = batch.encode() if batch is not None else None
+        if state is not None and self.logged >= FOLD_AT:
+            self.fold(FOLD_STEP)
+
+        def apply(db: sqlite3.Connection) -> None:
+            if data is not None and row is not None:
+                db.execute("INSERT INTO journal (upto, rec, crc) VALUES (?, ?, ?)",
+                           (row.first + len(row.inputs), data, zlib.crc32(data)))
+            if state is not None and batch is not None:
+                db.execute("INSERT INTO log (batch, crc) VALUES (?, ?)",
+                           (state, zlib.crc32(state)))
+                covered = (batch.put["meta"].get("checkpoint") or {}).get("inputs", 0)
+                db.execute("DELETE FROM journal WHERE upto <= ?", (covered,))
+
+        self._transaction(apply)
+        if state is not None:
+            self.logged += 1
 
     def fold(self, limit: int | None = None) -> int:
         """Move the oldest ``limit`` logged batches (every one by default) into the base
