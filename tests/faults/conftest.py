@@ -57,10 +57,10 @@ class Disk:
     def fill(self, pid: int | None = None) -> None:
         """No byte more fits (for ``pid``, when the disk is a process limit)."""
         if self.mounted:
-            with self._filler.open("ab") as fh, contextlib.suppress(OSError):
+            # unbuffered: a buffered file's close would flush what did not fit, and raise
+            with self._filler.open("ab", buffering=0) as fh, contextlib.suppress(OSError):
                 while True:
                     fh.write(b"\0" * 65536)
-                    fh.flush()
             return
         assert pid is not None, "without a tmpfs, fill() needs the pid to limit"
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
