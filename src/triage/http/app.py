@@ -253,9 +253,15 @@ def accepted(route: str, result: Accepted) -> web.Response:
         counts = {"accepted": 0, "deduplicated": 0, "suppressed": 0, "refused": 0}
         for r in result.results:
             counts[r["outcome"]] += 1
-        return web.json_response({"status": "success", "alerts": result.results,
-                                  "counts": counts})
+        return _json({"status": "success", "alerts": result.results, "counts": counts})
     if result.queued:
-        return web.json_response({"status": "accepted", "queued": True}, status=202)
-    return web.json_response({"status": "success", "alerts": result.alerts, **result.counts,
-                              "events": result.events, "errors": result.errors})
+        return _json({"status": "accepted", "queued": True}, status=202)
+    return _json({"status": "success", "alerts": result.alerts, **result.counts,
+                  "events": result.events, "errors": result.errors})
+
+
+def _json(data: Any, *, status: int = 200) -> web.Response:
+    """A JSON answer encoded with orjson: an answer lists every alert of the body, and the
+    standard library's encoder cost a few percent of a storm's intake."""
+    return web.Response(body=orjson.dumps(data), status=status,
+                        content_type="application/json")
