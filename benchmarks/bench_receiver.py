@@ -1,7 +1,7 @@
 """The crash-safe receiver in a storm, beside Alertmanager, in one run (issue 15).
 
     python benchmarks/bench_receiver.py [--alerts 100000] [--batch 100] [--senders 4]
-                                        [--repeats 3] [--json FILE]
+                                        [--repeats 3] [--json FILE] [--before SRC]
 
 Each receiver is started fresh on 127.0.0.1 and gets the same bodies from the same client:
 ``--senders`` processes, each with one keep-alive ``http.client`` connection, POST
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
+import os
 import shutil
 import statistics
 import subprocess
@@ -118,8 +119,16 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("not ready")
 
 
+BEFORE: Path | None = None  # --before: the src folder of the triage compared against
+
+
 def start(kind: str, tmp: Path, binary: str | None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    env = None
+    if kind.endswith("@before"):
+        assert BEFORE is not None
+        kind = kind.removesuffix("@before")
+        env = {**os.environ, "PYTHONPATH": str(BEFORE.resolve())}
     if kind == "alertmanager":
         assert binary is not None
         cfg = tmp / "am.yml"
@@ -135,7 +144,7 @@ def start(kind: str, tmp: Path, binary: str | None) -> tuple[subprocess.Popen[by
             args += ["--state", str(tmp / "state.db")]
         if kind.startswith("triage-state-"):  # plain triage-state: the default level
             args += ["--durability", kind.removeprefix("triage-state-")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_ready(port, proc)
     return proc, port
 
@@ -217,9 +226,17 @@ def main() -> None:
     ap.add_argument("--receivers", default="alertmanager,triage-state-process,"
                     "triage-state-power,triage-nostate")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--before", type=Path, metavar="SRC",
+                    help="another triage's src folder (a git worktree of an older commit): "
+                         "each triage receiver runs from it too, as KIND@before, in the "
+                         "same run")
     args = ap.parse_args()
+    global BEFORE
+    BEFORE = args.before
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     kinds = [k for k in args.receivers.split(",") if k != "alertmanager" or binary]
+    if BEFORE is not None:
+        kinds += [f"{k}@before" for k in kinds if k.startswith("triage")]
     if binary is None:
         console.print("[yellow]Alertmanager not installed (apt-get install "
                       "prometheus-alertmanager): no peer in this run[/]")
