@@ -194,3 +194,24 @@ def test_batch_scores_equal_single_scores_and_pipeline_batches_per_payload(
         for i in range(10)]}
     p.process(orjson.dumps(body))
     assert calls == 1  # ten new alerts, one model call
+
+
+def test_a_pinned_version_scores_replayed_inputs_and_nothing_reloads_meanwhile(
+        tmp_path: Path, trained: TrainedModel) -> None:
+    """serve's restart runs journaled requests again with the model that decided them, even
+    if another was promoted since; then the promoted one scores again."""
+    v1 = register_model(tmp_path, trained)
+    promote(tmp_path, v1)
+    scorer = load_noise_scorer(tmp_path, check_every=60.0)
+    assert scorer.version == v1
+    with scorer.pinned(None):  # the inputs were decided with no model: everything passes
+        assert scorer(hot_alert("a"), None, NOW + 500) == 0.0
+        assert scorer.version is None
+    assert scorer.version == v1 and scorer(hot_alert("b"), None, NOW + 501) > 0.5
+    v2 = register_model(tmp_path, trained)
+    promote(tmp_path, v2)
+    with scorer.pinned(v1):  # far past check_every: still no reload while pinned
+        scorer(hot_alert("c"), None, NOW + 5000)
+        assert scorer.version == v1
+    scorer(hot_alert("d"), None, NOW + 5000)
+    assert scorer.version == v2
