@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "triage"
 # The composition root: below triage.cli, only its validated configuration (``settings``)
 # may be read, never what builds or runs the stages.
 APP = {"triage.app.bootstrap", "triage.app.runtime", "triage.app.server", "triage.app.demo",
-       "triage.app.gctune"}
+       "triage.app.gctune", "triage.app.deskfeed"}
 
 # What each layer may not import (top-level module names).
 FORBIDDEN = {

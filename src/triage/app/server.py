@@ -4,6 +4,7 @@ SIGINT (outputs flushed and state committed before exit)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -12,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -32,6 +34,9 @@ from triage.metrics import TriageMetrics
 from triage.state.statefile import Durability
 from triage.streams.publisher import Publisher
 
+if TYPE_CHECKING:
+    from triage.app.deskfeed import DeskFeed
+
 log = logging.getLogger("triage.http")
 
 
@@ -47,6 +52,7 @@ class ServeOptions:
     outcomes: str | None = None
     durability: Durability = "power"
     force: bool = False
+    desk: str | None = None  # the incident desk's database URL: fed from ``output``
 
 
 def build_backend(settings: Settings, options: ServeOptions, metrics: TriageMetrics, *,
@@ -196,8 +202,9 @@ def install_log_limits() -> None:
 
 
 async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,
-                stop: asyncio.Event | None = None) -> None:
-    """Listen on ``settings.http.host:port`` until ``stop`` is set or a SIGTERM/SIGINT."""
+                stop: asyncio.Event | None = None, desk: DeskFeed | None = None) -> None:
+    """Listen on ``settings.http.host:port`` until ``stop`` is set or a SIGTERM/SIGINT;
+    with ``desk``, feed the incident desk from the output meanwhile."""
     http = settings.http
     install_log_limits()
     app = create_app(backend, metrics, token=http.token, max_body_bytes=http.max_body_bytes,
@@ -213,6 +220,7 @@ async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    feeding = asyncio.create_task(desk.run(), name="triage-desk-feed") if desk else None
     try:
         site = web.TCPSite(runner, http.host, http.port)
         await site.start()
@@ -225,6 +233,11 @@ async def serve(settings: Settings, backend: Backend, metrics: TriageMetrics,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops the backend: outputs flushed, state committed
+        if feeding is not None and desk is not None:
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
+            await desk.step_logged()  # what the stop wrote
 
 
 def run(settings: Settings, options: ServeOptions, *, pipeline: Pipeline | None = None,
@@ -236,4 +249,12 @@ def run(settings: Settings, options: ServeOptions, *, pipeline: Pipeline | None 
     PlatformCollector(registry=registry)
     metrics = TriageMetrics.create(registry)
     backend = build_backend(settings, options, metrics, pipeline=pipeline, engine=engine)
-    asyncio.run(serve(settings, backend, metrics))
+    if options.desk is None:
+        asyncio.run(serve(settings, backend, metrics))
+        return
+    from triage.app.deskfeed import DeskFeed
+    from triage.desk.store import DeskStore
+    url = options.desk if "://" in options.desk else f"sqlite:///{options.desk}"
+    with DeskStore(url, lifecycle=settings.desk.lifecycle) as store:
+        feed = DeskFeed(store, Path(options.output))
+        asyncio.run(serve(settings, backend, metrics, desk=feed))

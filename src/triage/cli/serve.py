@@ -46,6 +46,10 @@ def serve(
         "--force", help="Embedded: start outputs over even if the state does not account "
         "for what they hold (by default serve refuses to start rather than empty them).")
     ] = False,
+    desk: Annotated[str | None, typer.Option(
+        "--desk", help="Embedded: apply the incident events to the incident desk's database "
+        "(a SQLAlchemy URL or a SQLite path) as they are written, each once. Needs --output "
+        "FILE.")] = None,
 ) -> None:
     """Receive alerts over HTTP: Alertmanager API v2, Alertmanager/Grafana webhooks, generic."""
     from triage.app.gctune import tune_gc
@@ -72,6 +76,9 @@ def serve(
             raise fail("for embedded mode only: --state, --output, --dead-letter, --outcomes "
                        "and --feedback-store; in Kafka mode the workers own state and outputs, "
                        "and `triage feedback ingest` the feedback history")
+        if desk is not None and (not embedded or output == "-"):
+            raise fail("--desk: the desk is fed from the incident output: give --output FILE "
+                       "(embedded mode; in Kafka mode run `triage desk ingest`)")
         engine = build_engine(settings, report=notes) if embedded else None
         pipeline = build_pipeline(settings, changes=engine.changes) if engine else None
         if pipeline is not None:  # alert senders are not trusted with silences (issue 15)
@@ -87,7 +94,7 @@ def serve(
     try:
         run(settings, ServeOptions(state=state, output=output, dead_letter=dead_letter,
                                    outcomes=outcomes, durability=level,  # type: ignore[arg-type]
-                                   force=force),
+                                   force=force, desk=desk),
             pipeline=pipeline, engine=engine)
     except (StateError, OutputConflict) as exc:
         raise fail(str(exc)) from None
