@@ -6,7 +6,7 @@ only ever added, never changed). ``render_event`` is the one place that writes i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from triage.core.incidents.model import Incident
@@ -81,5 +81,31 @@ def render_event(inc: Incident, kind: str, now: float, changed: list[str],
             "reopened": inc.reopened,
             "reactivated": inc.reactivated,
             "pages": inc.pages,
+            "dependencies": dependencies(topology, [root.service] if root else [],
+                                         inc.first_seen),
         },
     }
+
+
+MAX_GRAPH_SERVICES = 60  # the failing part shown: the root and the services nearest it
+
+
+def dependencies(topology: Topology, first: list[str], services: Iterable[str]
+                 ) -> dict[str, list[list[str]]]:
+    """The failing part of the dependency graph: the calls (``[caller, callee]``) and the
+    undirected links among ``first`` (the root cause, silent or not) and ``services``, at
+    most ``MAX_GRAPH_SERVICES`` of them (the root's neighbourhood first), sorted.
+
+    >>> import networkx as nx
+    >>> t = Topology(nx.DiGraph([("web", "api"), ("api", "db"), ("web", "cdn")]))
+    >>> dependencies(t, ["db"], ["web", "api", "db"])
+    {'calls': [['api', 'db'], ['web', 'api']], 'links': []}
+    """
+    nodes = list(dict.fromkeys([*first, *sorted(services)]))
+    if len(nodes) > MAX_GRAPH_SERVICES:
+        near = set().union(*(topology.neighbours(s) for s in first))
+        nodes.sort(key=lambda s: (s not in first, s not in near, s))
+    keep = set(nodes[:MAX_GRAPH_SERVICES])
+    calls = sorted([a, b] for a, b in topology.graph.subgraph(keep).edges)
+    links = sorted(sorted([a, b]) for a, b in topology.links.subgraph(keep).edges)
+    return {"calls": calls, "links": links}
