@@ -134,6 +134,15 @@ def test_an_on_call_engineer_takes_up_the_p1_in_the_browser(
     browser.find_element(By.CSS_SELECTOR, f"a[href='/incidents/{p1}']").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "triggered"))
     assert "proposed: zoe.martin" in browser.find_element(By.ID, "commander").text
+    # the failing part of the dependency graph, root cause marked, callers above callees
+    graph = browser.find_element(By.ID, "dependencies")
+    nodes = {g.get_attribute("data-service"): g for g in
+             graph.find_elements(By.CSS_SELECTOR, "g.node")}
+    assert "root" in nodes["cartservice"].get_attribute("class").split()
+    assert len(nodes) >= 2 and graph.find_elements(By.CSS_SELECTOR, "line.calls")
+    y = {name: float(g.find_element(By.TAG_NAME, "rect").get_attribute("y"))
+         for name, g in nodes.items()}
+    assert any(y[name] < y["cartservice"] for name in nodes)  # its callers, above it
     browser.find_element(By.TAG_NAME, "body").send_keys("a")  # the key acknowledges
     wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "acknowledged"))
 

@@ -21,8 +21,8 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from triage.core.timeutil import format_timestamp
+from triage.desk import graphview, mitigation, updates
 from triage.desk import lifecycle as lc
-from triage.desk import mitigation, updates
 from triage.desk.auth import Token, allows, find_token
 from triage.desk.rules import RuleError
 from triage.desk.schema import STATUSES
@@ -145,6 +145,7 @@ class Console:
             pinned=[e for e in entries if e["pinned"]][::-1],
             rest=[e for e in entries if not e["pinned"]][::-1],
             postable=lc.POSTABLE, all_roles=lc.ROLES, failing=failing,
+            graph=graphview.layout(graphview.latest_incident(log)),
             unattended=row["priority"] in ("P1", "P2") and "incident_commander" not in roles
             and now - row["triggered_at"] >= UNATTENDED_AFTER,
             error=request.query.get("error"))
