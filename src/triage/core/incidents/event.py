@@ -38,6 +38,7 @@ def render_event(inc: Incident, kind: str, now: float, changed: list[str],
     ts: Callable[[float | None], str | None] = format_timestamp
     root = inc.root
     runbook = topology.info(root.service).runbook if root else None
+    services = sorted(inc.first_seen)
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": f"{inc.id}:{inc.seq}",
@@ -55,7 +56,7 @@ def render_event(inc: Incident, kind: str, now: float, changed: list[str],
             "urgency": inc.urgency or None,
             "users_affected": inc.users_affected,
             "risk": {"users": inc.users_at_risk, "services": list(inc.at_risk)},
-            "services": sorted(inc.first_seen),
+            "services": services,
             "active_services": inc.active_services(),
             "teams": inc.teams(topology),
             "root_cause": {"service": root.service, "confidence": root.confidence,
@@ -82,7 +83,7 @@ def render_event(inc: Incident, kind: str, now: float, changed: list[str],
             "reactivated": inc.reactivated,
             "pages": inc.pages,
             "dependencies": dependencies(topology, [root.service] if root else [],
-                                         inc.first_seen),
+                                         services),
         },
     }
 
@@ -93,19 +94,23 @@ MAX_GRAPH_SERVICES = 60  # the failing part shown: the root and the services nea
 def dependencies(topology: Topology, first: list[str], services: Iterable[str]
                  ) -> dict[str, list[list[str]]]:
     """The failing part of the dependency graph: the calls (``[caller, callee]``) and the
-    undirected links among ``first`` (the root cause, silent or not) and ``services``, at
-    most ``MAX_GRAPH_SERVICES`` of them (the root's neighbourhood first), sorted.
+    undirected links among ``first`` (the root cause, silent or not) and ``services``
+    (sorted), at most ``MAX_GRAPH_SERVICES`` of them (the root's neighbourhood first),
+    sorted.
 
     >>> import networkx as nx
     >>> t = Topology(nx.DiGraph([("web", "api"), ("api", "db"), ("web", "cdn")]))
     >>> dependencies(t, ["db"], ["web", "api", "db"])
     {'calls': [['api', 'db'], ['web', 'api']], 'links': []}
     """
-    nodes = list(dict.fromkeys([*first, *sorted(services)]))
+    nodes = list(dict.fromkeys([*first, *services]))
     if len(nodes) > MAX_GRAPH_SERVICES:
         near = set().union(*(topology.neighbours(s) for s in first))
         nodes.sort(key=lambda s: (s not in first, s not in near, s))
     keep = set(nodes[:MAX_GRAPH_SERVICES])
-    calls = sorted([a, b] for a, b in topology.graph.subgraph(keep).edges)
-    links = sorted(sorted([a, b]) for a, b in topology.links.subgraph(keep).edges)
+    # the topology's cached neighbour sets: a networkx subgraph view cost a fifth of a
+    # replay's time
+    calls = sorted([a, b] for a in keep for b in topology.callees(a) & keep)
+    links = (sorted([a, b] for a in keep for b in topology.linked(a) & keep if a < b)
+             if topology.has_links else [])
     return {"calls": calls, "links": links}
