@@ -206,6 +206,9 @@ def test_the_command_line_goes_through_the_api_when_one_is_configured(
         assert call("note", iid, "checkout latency is up", "--type", "observation")\
             .returncode == 0
         assert call("mitigate", iid, "roll back", "--manual", "errors down").returncode == 0
+        assert call("change", iid, "cartservice", "--what", "pool 50 -> 200", "--why",
+                    "exhausted", "--rollback", "back to 50").returncode == 0
+        assert call("access", iid, "prod-db", "--why", "slow query log").returncode == 0
         shown = orjson.loads(call("show", iid, "--json").stdout)
         assert shown["incident"]["status"] == "acknowledged"
         # (the desk's own reminders are "desk"; what the command line did is the token's)
@@ -253,3 +256,37 @@ def test_the_config_examples_in_docs_desk_md_are_valid(tmp_path: Path) -> None:
         path = tmp_path / f"example-{i}.yaml"
         path.write_text(block)
         assert load_settings(path).desk is not None
+
+
+def test_emergency_changes_and_access_from_the_command_line(
+        tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    created = next(e for e in events if e["type"] == "incident.created")
+    iid = created["incident"]["id"]
+    path = tmp_path / "incidents.jsonl"
+    path.write_bytes(orjson.dumps(created) + b"\n")
+    db = str(tmp_path / "desk.db")
+    triage("desk", "ingest", "--db", db, "-i", str(path))
+    triage("incident", "change", iid, "cartservice", "--what", "pool size 50 -> 200",
+           "--why", "connections exhausted", "--rollback", "set it back to 50",
+           "--risk", "high", "--db", db)
+    change = orjson.loads(triage("incident", "show", iid, "--db", db, "--json").stdout)[
+        "timeline"][-1]
+    own = triage("incident", "approve", iid, str(change["seq"]), "--db", db, ok=False)
+    assert own.returncode == 1 and "needs an approver other than ana" in own.stderr
+    triage("incident", "approve", iid, str(change["seq"]), "--db", db, "--as", "bo")
+    triage("incident", "access", iid, "prod-db", "--why", "read the slow query log",
+           "--minutes", "30", "--db", db)
+    shown = orjson.loads(triage("incident", "show", iid, "--db", db, "--json").stdout)
+    request = shown["timeline"][-1]["seq"]
+    refused = triage("incident", "grant", iid, str(request), "--db", db, ok=False)
+    assert refused.returncode == 1  # nobody grants their own access
+    triage("incident", "grant", iid, str(request), "--db", db, "--as", "bo")
+    triage("incident", "revoke", iid, str(request), "--reason", "done", "--db", db)
+    bad = triage("incident", "access", iid, "prod-db", "--why", "x", "--level", "root",
+                 "--db", db, ok=False)
+    assert bad.returncode == 1 and "level" in bad.stderr
+    shown = orjson.loads(triage("incident", "show", iid, "--db", db, "--json").stdout)
+    kinds = [(e["type"], e["author"]) for e in shown["timeline"]][1:]
+    assert kinds[0] == ("change", "ana") and ("change", "bo") in kinds
+    assert [k for k in kinds if k[0] == "access_grant"][-3:] == [
+        ("access_grant", "ana"), ("access_grant", "bo"), ("access_grant", "ana")]

@@ -654,6 +654,103 @@ def incident_check(
     _act(db, config, incident_id, command, calls)
 
 
+@incident_app.command("change")
+def incident_change(
+    incident_id: IdArg,
+    service: Annotated[str, typer.Argument(help="The service changed.")],
+    what: Annotated[str, typer.Option("--what", help="What is changed.")],
+    why: Annotated[str, typer.Option("--why", help="Why, now.")],
+    rollback: Annotated[str, typer.Option("--rollback", help="How to undo it.")],
+    kind: Annotated[str, typer.Option(
+        help="deploy, config, feature_flag or infra.")] = "config",
+    risk: Annotated[str, typer.Option(help="low, medium or high.")] = "medium",
+    approver: Annotated[str | None, typer.Option(
+        help="Who approved it, if approved already (else: triage incident approve).")
+    ] = None,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Record an emergency change made for the incident (triage then suspects it)."""
+    from triage.desk import changes
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: changes.record_change(
+        row, log, service=service, kind=kind, what=what, why=why, risk=risk,
+        rollback=rollback, actor=who, at=time.time(), approver=approver),
+        ("/changes", {"service": service, "kind": kind, "what": what, "why": why,
+                      "risk": risk, "rollback": rollback, "approver": approver}))
+
+
+@incident_app.command("approve")
+def incident_approve(
+    incident_id: IdArg,
+    change: Annotated[int, typer.Argument(help="The emergency change's timeline entry #.")],
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Approve an emergency change (after it is made: a retro-approval)."""
+    from triage.desk import changes
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: changes.approve_change(
+        row, log, change, approver=who, at=time.time()),
+        (f"/changes/{change}/approval", {}))
+
+
+@incident_app.command("access")
+def incident_access(
+    incident_id: IdArg,
+    resource: Annotated[str, typer.Argument(help="What access is asked to.")],
+    why: Annotated[str, typer.Option("--why", help="What it is needed for.")],
+    level: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+    minutes: Annotated[float, typer.Option(min=0, help="How long, at most.")] = 60.0,
+    person: Annotated[str | None, typer.Option(
+        "--for", help="Who needs it (default: you).")] = None,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Request just-in-time access for the incident (granted with triage incident grant)."""
+    from triage.desk import changes
+    who = _actor(actor)
+    holder = person or who
+    _act(db, config, incident_id, lambda row, log: changes.request_access(
+        row, log, who=holder, resource=resource, level=level, why=why, minutes=minutes,
+        actor=who, at=time.time()),
+        ("/access", {"who": holder, "resource": resource, "level": level, "why": why,
+                     "minutes": minutes}))
+
+
+def _decide(approve: bool) -> Any:
+    def decide(
+        incident_id: IdArg,
+        request: Annotated[int, typer.Argument(help="The access request's timeline entry #.")],
+        note: Annotated[str | None, typer.Option(help="Why.")] = None,
+        config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+    ) -> None:
+        from triage.desk import changes
+        who = _actor(actor)
+        _act(db, config, incident_id, lambda row, log: changes.decide_access(
+            row, log, request, approve, approver=who, at=time.time(), note=note),
+            (f"/access/{request}/decision", {"approve": approve, "note": note}))
+    decide.__doc__ = ("Grant an access request, until its expiry; you are the approver."
+                      if approve else "Deny an access request.")
+    return decide
+
+
+incident_app.command("grant")(_decide(True))
+incident_app.command("deny")(_decide(False))
+
+
+@incident_app.command("revoke")
+def incident_revoke(
+    incident_id: IdArg,
+    request: Annotated[int, typer.Argument(help="The access request's timeline entry #.")],
+    reason: ReasonOpt = None,
+    config: ConfigOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Revoke granted access before it expires."""
+    from triage.desk import changes
+    who = _actor(actor)
+    _act(db, config, incident_id, lambda row, log: changes.revoke_access(
+        row, log, request, actor=who, at=time.time(), reason=reason),
+        (f"/access/{request}/revoke", {"reason": reason}))
+
+
 @desk_app.command("publish")
 def desk_publish(
     config: ConfigOpt = None,
