@@ -4,6 +4,7 @@ or was folded into the base, and a failed write is carried to the next commit.""
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,23 @@ def test_a_fold_in_steps_keeps_the_newer_batches_on_top(tmp_path: Path) -> None:
     assert rows(path, "alerts") > 0
     expected = sorted(p.dedup.records()), p.watermark, dict(p.counts)
     assert restored(path) == expected
+
+
+def test_a_format_2_file_opens_as_3_and_keeps_its_state(tmp_path: Path) -> None:
+    """A state file from before serve's input journal is upgraded in place; an older triage
+    then refuses it rather than ignore the journal."""
+    path = tmp_path / "state.db"
+    p = Pipeline()
+    p.process(b'{"alertname": "Up", "service": "db", "at": 10}')
+    with StateFile(path) as sf:
+        sf.commit(p, None)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE journal")
+        db.execute("UPDATE meta SET rec = ?, crc = ? WHERE key = 'format_version'",
+                   (b"2", zlib.crc32(b"2", zlib.crc32(b"format_version"))))
+    q = Pipeline()
+    with StateFile(path) as sf:
+        sf.restore(q)
+        assert sf._meta("format_version") == FORMAT_VERSION == 3
+        assert list(sf.journal(0)) == []
+    assert len(q.dedup) == 1 and q.watermark == 10.0

@@ -53,7 +53,9 @@ from triage.core.pipeline import Pipeline
 from triage.core.snapshot import TABLES, Delta, silences_of
 from triage.errors import StateError
 
-FORMAT_VERSION = 2  # 2: a CRC-32 per row, and the commit log
+# 2: a CRC-32 per row, and the commit log; 3: serve's input journal (a triage that reads 2
+# would not replay it, and could page twice: it refuses a 3)
+FORMAT_VERSION = 3
 FOLD_AT = 2000  # logged batches before a commit folds the oldest into the base
 # batches folded at once: a fold holds the writer, so a storm's commits wait at most for
 # this many batches' rows (about 0.5 s at 1M active alerts), not for the whole log (8 s)
@@ -166,7 +168,7 @@ class StateFile:
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: not a triage state file, or a corrupt one "
                              f"({exc})") from None
-        if version is None:
+        if version is None or version == 2:  # 2 -> 3: the journal table, created above
             self._put("meta", "format_version", FORMAT_VERSION)
         elif version != FORMAT_VERSION:
             raise StateError(f"{path}: state format {version}, this triage reads "
