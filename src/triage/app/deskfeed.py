@@ -96,8 +96,11 @@ class DeskFeed:
     async def step_logged(self) -> None:
         """One step in a worker thread; keep going whatever the desk does (logged)."""
         try:
-            while await asyncio.to_thread(self.step):
-                pass  # a storm: catch up batch by batch
+            while True:  # a storm, or a file read again from its start: batch by batch
+                before = (self._file, self.position)
+                await asyncio.to_thread(self.step)
+                if (self._file, self.position) == before:
+                    break
         except Exception as exc:  # the desk is down or refuses: serve goes on
             if self.failing is None:
                 log.error("desk %s: cannot apply incident events (%s); retrying every "
