@@ -199,3 +199,19 @@ def test_bad_keyed_records_are_dead_lettered(stages) -> None:
     assert orjson.loads(out[0].value)["error"] == "SchemaError"
     assert incidents.add_change(b'{"id": "c", "service": "s", "kind": "deploy", "at": 1}')
     assert not incidents.add_change(b"nope")
+
+
+def test_the_clocks_line_says_what_holds_each_stage_and_is_empty_when_nothing_does(
+        stages: Callable[[], tuple[IntakeStage, IncidentStage]]) -> None:
+    intake, incidents = stages()
+    intake.restore(0, [])
+    incidents.restore(0, [])
+    assert intake.describe_clocks(0.0) != ""  # a fresh partition has not said it is idle
+    run(intake, incidents, [alert("Down", "db", 100.0)], {}, {})
+    line = intake.describe_clocks(1.0)
+    assert line.startswith("p0 wm=100 q=0 drained=False") and "offset=0" in line
+    assert "p0 clock=100" in incidents.describe_clocks(1.0)
+    assert "0:100/" in incidents.describe_clocks(1.0)  # what upstream 0 said, how long ago
+    for wall in (5.0, 10.0):
+        intake.tick_idle(0, wall, idle_after=600.0)
+    assert intake.parts[0].idle_sent and intake.describe_clocks(10.0) == ""

@@ -86,6 +86,7 @@ class StateOutput(NamedTuple):
     partition: int
 
 TICK_INTERVAL = 1.0
+CLOCK_LOG = 30.0  # seconds between two log lines of a stage's clocks (while one waits)
 # Batches: up to BATCH_MAX messages, or what came within BATCH_WITHIN seconds. Larger
 # batches cost latency and gained nothing measurable (faust feeds the agent one message at
 # a time; see BENCHMARKS.md, issue 5).
@@ -109,6 +110,7 @@ class Stage(Protocol):
     def take_state(self, partition: int) -> list[StateWrite]: ...
     def safe_offset(self, partition: int) -> int: ...
     def take_released(self) -> set[int]: ...
+    def describe_clocks(self, wall: float) -> str: ...
 
 
 async def deliver(send: Sender, outputs: Sequence[Output | StateOutput], *,
@@ -190,6 +192,7 @@ class StageRunner:
         self.on_refetch = on_refetch  # told how many messages were read that way (metrics)
         self.after = after  # called after each delivered batch or tick (metrics)
         self.idle_after = idle_after
+        self._clocks_logged = 0.0
         self.stage = stage
         self.data = data  # the table's contents: what a restored partition is built from
         self.changelog = changelog  # the logical topic ``send`` writes state records to
@@ -347,6 +350,11 @@ class StageRunner:
         await self.fill_skipped()
         async with self.lock:
             wall = self.wall()
+            if log.isEnabledFor(logging.INFO) and wall - self._clocks_logged >= CLOCK_LOG:
+                # what holds the clocks, while something does: a stall says what it waits for
+                self._clocks_logged = wall
+                if clocks := self.stage.describe_clocks(wall):
+                    log.info("%s clocks: %s", self.name, clocks)
             outputs: list[Output] = []
             moved: list[int] = []
             # Only partitions the consumer still holds: one taken away without a revoke

@@ -659,6 +659,22 @@ class IntakeStage:
                     force=bool(out) or beat or (moved and not idle))
         return out if out or moved else None
 
+    def describe_clocks(self, wall: float) -> str:
+        """Each partition's clock, for the log: watermark, messages waiting (and the first
+        one's time), drained, idle sent, and the low mark it follows; "" when every
+        partition is idle with nothing waiting."""
+        if all(part.idle_sent and not part.queue for part in self.parts.values()):
+            return ""
+        out = []
+        for p, part in sorted(self.parts.items()):
+            low, reading = self.low_mark(p, wall)
+            first = f"@{part.queue[0].t:.0f}" if part.queue else ""
+            out.append(f"p{p} wm={part.pipeline.watermark:.0f} q={len(part.queue)}{first} "
+                       f"drained={part.drained} idle_sent={part.idle_sent} "
+                       f"low={'none' if low is None else f'{low:.0f}'} reading={reading} "
+                       f"offset={part.offset}")
+        return "; ".join(out)
+
     def hear(self, incidents: IncidentStage) -> None:
         """Join this worker's stage 2: it hears every stage-1 partition's clock, this
         worker's or not, so an idle partition here follows theirs (``low_mark``), and it
@@ -839,6 +855,24 @@ class IncidentStage:
                 if known is None or heard > known[2] or (heard == known[2] and t > known[0]):
                     out[u] = (t, clock.drained.get(u, False), heard)
         return out
+
+    def describe_clocks(self, wall: float) -> str:
+        """Each partition's clock and what each upstream last said (t, i: idle, d: drained,
+        seconds since heard), for the log; "" when no upstream holds a clock and nothing is
+        held."""
+        if all(not part.upstream.held and not part.upstream.live(wall)
+               for part in self.parts.values()):
+            return ""
+        out = []
+        for p, part in sorted(self.parts.items()):
+            up = part.upstream
+            marks = " ".join(f"{u}:{t:.0f}{'i' if up.idle.get(u) else ''}"
+                             f"{'d' if up.drained.get(u) else ''}"
+                             f"/{wall - up.heard.get(u, up.started):.0f}s"
+                             for u, t in sorted(up.marks.items()))
+            out.append(f"p{p} clock={part.clock:.0f} held={len(up.held)} live={up.live(wall)} "
+                       f"[{marks}]")
+        return "; ".join(out)
 
     def held(self) -> int:
         """Records held for the clock, over this worker's partitions."""
