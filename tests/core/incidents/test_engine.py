@@ -679,3 +679,31 @@ def test_any_sequence_keeps_the_event_contract(
         for inc_id in ids:
             assert eng.incidents[inc_id].status == "open"
             assert service in eng._keys[inc_id].anchors
+
+
+# -- alerts stamped alike -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [("checkout", "cart", "redis"), ("redis", "cart", "checkout"),
+                                   ("cart", "checkout", "redis"), ("cart", "redis", "checkout")])
+def test_services_failing_at_one_time_give_one_incident_id_whatever_their_order(
+        order: tuple[str, ...]) -> None:
+    """Alerts stamped alike come in the file's order to ``triage run`` and in whatever order
+    partitions deliver them to the Kafka path: the incident they open must be named alike
+    (the least service names it), or the two runtimes disagree on every id of a storm's
+    first second."""
+    events = run(engine(page_delay=30.0), [(0, [fire(s) for s in order[:1]]),
+                                           (0, [fire(s) for s in order[1:]]),
+                                           (60, [fire("frontend")])])
+    (inc_id,) = set(created(events))
+    assert inc_id == "inc-" + hashlib.sha1(f"cart|{T:.3f}".encode()).hexdigest()[:12]
+    assert set(last(events, inc_id)["services"]) == {"checkout", "cart", "redis", "frontend"}
+
+
+def test_an_incident_already_published_keeps_its_id() -> None:
+    """An id once in an event never changes, even for an alert stamped at its opening."""
+    eng = engine()  # pages at once
+    events = run(eng, [(0, [fire("checkout")]), (0, [fire("cart")])])
+    assert set(created(events)) == {
+        "inc-" + hashlib.sha1(f"checkout|{T:.3f}".encode()).hexdigest()[:12]}
+    assert eng.counts["renamed_for_ties"] == 0

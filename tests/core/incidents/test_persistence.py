@@ -106,3 +106,23 @@ def test_an_engine_nobody_saves_keeps_no_record_of_changes() -> None:
     assert not eng._removed and not eng._dirty_alerts and not eng._gone_alerts
     changed, removed = eng.take_changes()  # saved for the first time: everything there is
     assert changed == {} and removed == set()
+
+
+def test_an_incident_renamed_for_alerts_stamped_alike_leaves_no_old_record() -> None:
+    """Saved under the id its first alert gave it, then renamed by a second alert at the
+    same time (``IncidentEngine._name_for_ties``): the store ends with the new id only, and
+    a restore gives the same engine."""
+    graph = nx.DiGraph([("web", "db")])
+    eng, store = engine(graph, page_delay=30.0), Store()
+    run(eng, [(0, [fire("web")])])
+    store.save(eng)
+    (old,) = eng.incidents
+    run(eng, [(0, [fire("db")])])
+    store.save(eng)
+    (new,) = eng.incidents
+    assert new != old and eng.counts["renamed_for_ties"] == 1
+    assert not any(key.startswith(old) for key in store.rows)
+    restored = store.restore(graph, eng, page_delay=30.0)
+    assert whole(restored) == whole(eng)
+    assert [e["incident"]["id"] for e in run(restored, [(60, [fire("web", instance="1")])])
+            ] == [new] == [e["incident"]["id"] for e in run(eng, [(60, [fire("web", instance="1")])])]

@@ -127,6 +127,11 @@ class _Keys:
     siblings: set[str] = field(default_factory=set)
 
 
+def _service_id(service: str, now: float) -> str:
+    """The id of an incident opened by ``service`` at ``now``."""
+    return "inc-" + hashlib.sha1(f"{service}|{now:.3f}".encode()).hexdigest()[:12]
+
+
 class IncidentEngine:
     """Correlates stage-1 outcomes into incidents.
 
@@ -270,6 +275,9 @@ class IncidentEngine:
                          and now - inc.resolved_at <= self.policy.recurrence_window else None)
             # a live failure it belongs to comes first; else a recurrence reopens
             target = self._join_or_open(fp, service, kind, level, now, recurring)
+            self._fire(target, fp, service, name, level, kind, strong, now)
+            self._name_for_ties(target, now)
+            return target.id
         self._fire(target, fp, service, name, level, kind, strong, now)
         return target.id
 
@@ -409,11 +417,13 @@ class IncidentEngine:
     def _open(self, service: str, fp: str, now: float) -> Incident:
         # Named by its service and time, not by which of the alerts that opened it at that
         # time came first: a partitioned runtime cannot know the input order of two alerts
-        # stamped alike that arrived on different partitions (docs/streaming.md).
-        digest = hashlib.sha1(f"{service}|{now:.3f}".encode()).hexdigest()[:12]
-        if f"inc-{digest}" in self.incidents:  # opened twice for a service at one time
-            digest = hashlib.sha1(f"{service}|{fp}|{now:.3f}".encode()).hexdigest()[:12]
-        inc = Incident(f"inc-{digest}", now)
+        # stamped alike that arrived on different partitions (docs/streaming.md). When
+        # several services open it at one time, the least of them names it
+        # (``_name_for_ties``).
+        inc_id = _service_id(service, now)
+        if inc_id in self.incidents:  # opened twice for a service at one time
+            inc_id = "inc-" + hashlib.sha1(f"{service}|{fp}|{now:.3f}".encode()).hexdigest()[:12]
+        inc = Incident(inc_id, now)
         self.incidents[inc.id] = inc
         self._keys[inc.id] = _Keys()
         self.counts["incidents"] += 1
@@ -433,6 +443,60 @@ class IncidentEngine:
         self._keys.setdefault(inc.id, _Keys())
         self.counts["reopened"] += 1
         return inc
+
+    def _name_for_ties(self, inc: Incident, now: float) -> None:
+        """Strong alerts of several services opened ``inc`` at one time: name it by the
+        least of them, whichever came first. ``triage run`` reads them in the file's order,
+        a partitioned runtime in the order its partitions happened to deliver them (alerts
+        stamped alike on different partitions), and both must give the incident one id.
+        Only before its first event: an id once published never changes."""
+        if inc.seq or inc.opened_at != now or len(inc.onsets) < 2:
+            return
+        at_open = sorted(s for s, t in inc.onsets.items() if t == now)
+        if len(at_open) < 2:
+            return
+        if inc.id not in {_service_id(s, now) for s in at_open}:
+            return  # named otherwise (a second incident of a service at one time): kept
+        new_id = _service_id(at_open[0], now)
+        if new_id != inc.id and new_id not in self.incidents:
+            self._rename(inc, new_id)
+
+    def _rename(self, inc: Incident, new_id: str) -> None:
+        """Give ``inc`` (no event published yet) the id ``new_id``, everywhere it is
+        indexed; a saved record under the old id is deleted with the next changes."""
+        old = inc.id
+        del self.incidents[old]
+        inc.id = new_id
+        self.incidents[new_id] = inc
+        if old in self._keys:
+            self._keys[new_id] = self._keys.pop(old)
+        for fp in inc.alerts:
+            if self.alert_incident.get(fp) == old:
+                self.alert_incident[fp] = new_id
+        for index in (self.anchors, self.active, self.siblings):
+            for ids in index.values():
+                if old in ids:
+                    ids.discard(old)
+                    ids.add(new_id)
+        if any(i == old for _, i in self._timer_set):
+            self._timers = [(t, new_id if i == old else i) for t, i in self._timers]
+            heapq.heapify(self._timers)
+            self._timer_set = set(self._timers)
+        for other in self.incidents.values():
+            if other.merged_into == old:
+                other.merged_into = new_id
+            if other.split_from == old:
+                other.split_from = new_id
+            if old in other.split_into:
+                other.split_into = [new_id if i == old else i for i in other.split_into]
+        self._dirty.discard(old)
+        self._dirty.add(new_id)
+        self._dirty_alerts.pop(old, None)
+        if self._tracking:
+            self._removed.add(old)
+            self._gone_alerts.update(alert_row_key(old, fp) for fp in inc.alerts)
+            self._dirty_alerts[new_id] = set(inc.alerts)
+        self.counts["renamed_for_ties"] += 1
 
     def _merge(self, absorbed: Incident, *, into: Incident, now: float) -> None:
         self._unindex(absorbed)
