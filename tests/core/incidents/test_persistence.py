@@ -124,5 +124,6 @@ def test_an_incident_renamed_for_alerts_stamped_alike_leaves_no_old_record() -> 
     assert not any(key.startswith(old) for key in store.rows)
     restored = store.restore(graph, eng, page_delay=30.0)
     assert whole(restored) == whole(eng)
-    assert [e["incident"]["id"] for e in run(restored, [(60, [fire("web", instance="1")])])
-            ] == [new] == [e["incident"]["id"] for e in run(eng, [(60, [fire("web", instance="1")])])]
+    step = [(60, [fire("web", instance="1")])]
+    assert [e["incident"]["id"] for e in run(restored, step)] == [new]
+    assert [e["incident"]["id"] for e in run(eng, step)] == [new]
