@@ -3,7 +3,7 @@
 pace the partitions are read in.
 
     python benchmarks/bench_partitions.py [--orders 4] [--partitions 1,3,6] [--keyed 3]
-        [--storms integration,online-boutique,sock-shop,teastore] [--minutes 120]
+        [--storms integration,online-boutique,sock-shop,teastore] [--minutes 120] [--seed 1]
         [--src DIR] [--json FILE]
 
 Storms: the integration tests' (``tests/integration/storms.py``, one alert per line, over a
@@ -52,12 +52,15 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--keyed", type=int, default=3, help="alerts.keyed partitions")
     ap.add_argument("--storms", default="integration,online-boutique,sock-shop,teastore")
     ap.add_argument("--minutes", type=int, default=120, help="simulated storms' length")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="simulated storms' seed (the integration storm has none)")
     ap.add_argument("--src", type=Path, help="run against this src tree instead")
     ap.add_argument("--json", type=Path)
     return ap.parse_args()
 
 
-def storms(names: list[str], folder: Path, minutes: int) -> dict[str, tuple[Path, list[bytes]]]:
+def storms(names: list[str], folder: Path, minutes: int, seed: int = 1
+           ) -> dict[str, tuple[Path, list[bytes]]]:
     """name -> (triage.yaml, lines)."""
     import yaml
     from tests.integration.conftest import CONFIG
@@ -77,7 +80,7 @@ def storms(names: list[str], folder: Path, minutes: int) -> dict[str, tuple[Path
 
         where = folder / name
         sim = simulate(where, rules_dir=default_rules_dir(),
-                       scenario=ScenarioOptions(minutes=minutes, seed=1), **SIMULATED[name])
+                       scenario=ScenarioOptions(minutes=minutes, seed=seed), **SIMULATED[name])
         lines = [line for line in (where / "alerts.jsonl").read_bytes().splitlines()
                  if line.strip()]
         out[name] = (sim.config, lines)
@@ -104,7 +107,7 @@ def main() -> None:
     console.print(f"triage from {Path(triage.__file__).parent}")
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        made = storms(args.storms.split(","), Path(tmp), args.minutes)
+        made = storms(args.storms.split(","), Path(tmp), args.minutes, args.seed)
         parts = [int(x) for x in args.partitions.split(",")]
         total = len(made) * 2 * len(parts) * args.orders
         with Progress(console=console, transient=True) as progress:

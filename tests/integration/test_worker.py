@@ -80,18 +80,20 @@ def pairs_topology(tmp: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("partitions", "workers"), [(1, 1), (3, 1), (6, 1), (6, 2)])
+@pytest.mark.parametrize(("partitions", "workers", "keyed"), [
+    (1, 1, True), (3, 1, True), (6, 1, True), (6, 2, True), (3, 1, False), (6, 1, False)])
 def test_worker_gives_the_embedded_result(kafka_case, tmp_path: Path, partitions: int,
-                                          workers: int) -> None:
+                                          workers: int, keyed: bool) -> None:
     """Issue 12's equivalence on the broker: the storm keyed by fingerprint (as ``triage
     produce`` and ``triage serve`` publish it), on 1, 3 and 6 partitions and with two
     workers, gives the incidents of ``triage run``: ids, alerts, services, status, event
-    types, and root causes and priorities."""
+    types, and root causes and priorities. Unkeyed (as kcat sends a file: the issue's own
+    reproduction), on one worker, too."""
     topology = {"topology": {"file": str(pairs_topology(tmp_path))}}
     case = kafka_case(partitions=partitions, extra=topology)
     lines = storm(steps=120)
     want = expected(case, lines, tmp_path)
-    case.produce(lines, keyed=True)
+    case.produce(lines, keyed=keyed)
     worker = case.start_worker("--idle-after", "600")
     for _ in range(workers - 1):
         case.start_worker("--idle-after", "600")

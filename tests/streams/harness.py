@@ -64,16 +64,19 @@ class Streams:
     """The two stages on ``raw`` raw partitions and ``keyed`` keyed partitions.
 
     ``legacy``: keyed records lose their upstream marker, as a stage 1 before issue 12
-    sent them (stage 2's clock then follows the fastest upstream): the before figure."""
+    sent them (stage 2's clock then follows the fastest upstream): the before figure.
+    ``hand_over``: False forwards every alert of another partition through ``raw``, as
+    between workers (``IntakeStage``; None: the stage's default)."""
 
     def __init__(self, config: Path, raw: int, keyed: int, *, legacy: bool = False,
-                 idle_timeout: float = 30.0) -> None:
+                 idle_timeout: float = 30.0, hand_over: bool | None = None) -> None:
         settings = load_settings(config)
         engine = build_engine(settings)
         self.raw_n, self.keyed_n, self.legacy = raw, keyed, legacy
+        options: dict[str, Any] = {} if hand_over is None else {"hand_over": hand_over}
         self.intake = IntakeStage(build_pipeline(settings), domain_of=domain_mapper(engine),
                                   keyed_partitions=keyed, raw_partitions=raw,
-                                  partition_of=key_partitioner(murmur2, raw))
+                                  partition_of=key_partitioner(murmur2, raw), **options)
         try:
             self.incidents = IncidentStage(engine, idle_timeout=idle_timeout)
         except TypeError:  # the code before issue 12 (benchmarks/bench_partitions.py --src)

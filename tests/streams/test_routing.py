@@ -53,10 +53,13 @@ def silence(value: str, starts: str = "2020-01-01T00:00:00Z",
                          "comment": "maintenance"})
 
 
-def make_stage(partitions: int = N) -> IntakeStage:
+def make_stage(partitions: int = N, *, hand_over: bool = False) -> IntakeStage:
+    """Stage 1 on every partition; ``hand_over`` False (the forward path these tests are
+    about, as between workers): alerts of other partitions go through ``alerts.raw``."""
     stage = IntakeStage(Pipeline(), domain_of=domain_mapper(IncidentEngine()),
                         raw_partitions=partitions,
-                        partition_of=key_partitioner(murmur2, partitions))
+                        partition_of=key_partitioner(murmur2, partitions),
+                        hand_over=hand_over)
     for p in range(partitions):
         stage.restore(p, [])
     stage.observe = True
@@ -175,13 +178,15 @@ def mixed_payload() -> list[dict[str, Any]]:
     return items
 
 
+@pytest.mark.parametrize("hand_over", [False, True], ids=["forwarded", "handed-over"])
 @pytest.mark.parametrize("received_on", ALL)
-def test_partitioned_outcomes_equal_a_single_pipelines(received_on: int) -> None:
+def test_partitioned_outcomes_equal_a_single_pipelines(received_on: int,
+                                                       hand_over: bool) -> None:
     payload = orjson.dumps(mixed_payload())
     single = Pipeline()
     want = summary(single.process(payload))
 
-    stage = make_stage()
+    stage = make_stage(hand_over=hand_over)
     topic = RawTopic(stage)
     topic.send(payload, received_on)
     topic.drain()
@@ -417,3 +422,66 @@ def test_the_sources_fingerprint_policy_decides_the_owner() -> None:
     up = [r for r in topic.keyed() if r["labels"]["alertname"] == "Up"]
     assert [(r["change"], r["labels"]["replica"]) for r in up] == [("firing", "a")]
     assert stage.counts()["in"] == 8 and stage.counts()["deduplicated"] == 3
+
+
+# -- hand-over: the owner is a partition of the same worker ---------------------------------
+
+
+def test_alerts_owned_by_partitions_of_this_worker_are_triaged_there_at_once() -> None:
+    """Unkeyed input on one worker: a payload's alerts owned by the worker's other
+    partitions are triaged on them when the payload is, at its time (no forward through
+    alerts.raw arriving after what the owner read meanwhile). Their records go out as the
+    owner's (its upstream mark, as if keyed to it) and name the payload as their source."""
+    stage = make_stage(hand_over=True)
+    names = {p: names_owned_by(p, 2) for p in ALL}
+    payload = orjson.dumps([alert(n, 100.0) for p in ALL for n in names[p]])
+    out = stage.process(0, 7, payload)
+
+    assert [o for o in out if o.topic == "raw"] == []  # nothing forwarded
+    keyed = [orjson.loads(o.value) for o in out if o.topic == "keyed" and o.key is not None]
+    assert sorted(r["labels"]["alertname"] for r in keyed) == sorted(
+        n for p in ALL for n in names[p])
+    for r in keyed:
+        assert r["up"][0] == kafka_partition(r["fingerprint"].encode())
+        assert r["src"] == [0, 7] and r["t"] == 100.0
+    # each alert's state and count on its owner; the receiver counts what it handed over
+    for p, part in stage.parts.items():
+        assert set(part.pipeline.dedup.states) == {
+            r["fingerprint"] for r in keyed if r["up"][0] == p}
+        assert part.pipeline.counts["in"] == 2
+    assert stage.parts[0].pipeline.counts["handed_over"] == 6
+    assert stage.take_handed() == {0} and {1, 2, 3} <= stage.take_released()
+
+
+def test_alerts_of_another_workers_partition_are_still_forwarded() -> None:
+    stage = make_stage(hand_over=True)
+    stage.drop(3)  # partition 3 is another worker's
+    payload = orjson.dumps([alert(names_owned_by(p)[0], 100.0) for p in ALL])
+    out = stage.process(0, 0, payload)
+    assert [kafka_partition(o.key) for o in out if o.topic == "raw"] == [3]
+    assert stage.parts[0].pipeline.counts["handed_over"] == 2
+
+
+def test_a_sender_replayed_after_a_crash_does_not_apply_its_hand_over_twice() -> None:
+    """The owners' state was written, the sender's meta record was not (the crash came
+    between the two writes ``StageRunner`` orders): the replayed payload is applied on
+    the sender alone, and its owners' records are not sent again."""
+    stage = make_stage(hand_over=True)
+    owned = {p: names_owned_by(p)[0] for p in ALL}
+    stage.process(0, 0, orjson.dumps(alert(names_owned_by(0, 2)[1], 50.0)))
+    saved = {p: dict(stage.take_state(p)) for p in ALL}
+    payload = orjson.dumps([alert(owned[p], 100.0) for p in ALL])
+    first = stage.process(0, 1, payload)
+    for p in (1, 2, 3):  # the owners' state reached the table; the sender's did not
+        saved[p] = dict(stage.take_state(p))
+    for p in ALL:
+        stage.restore(p, [(k, v) for k, v in saved[p].items() if v is not None])
+    replay = stage.process(0, 1, payload)
+
+    def names(out: list[Output]) -> list[str]:
+        return sorted(orjson.loads(o.value)["labels"]["alertname"]
+                      for o in out if o.topic == "keyed" and o.key is not None)
+
+    assert names(first) == sorted(owned.values())
+    assert names(replay) == [owned[0]]  # the sender's own alert, triaged again
+    assert [stage.parts[p].pipeline.counts["in"] for p in (1, 2, 3)] == [1, 1, 1]

@@ -110,6 +110,7 @@ class Stage(Protocol):
     def take_state(self, partition: int) -> list[StateWrite]: ...
     def safe_offset(self, partition: int) -> int: ...
     def take_released(self) -> set[int]: ...
+    def take_handed(self) -> set[int]: ...
     def describe_clocks(self, wall: float) -> str: ...
 
 
@@ -234,14 +235,29 @@ class StageRunner:
         without waiting (confirmed by the next call, flushed before offsets commit)."""
         await self._confirm_state()
         records: list[StateOutput] = []
+        # the meta records of partitions that changed others' state (stage 1 handing an
+        # alert over to its owner): written once all the rest is acknowledged, so a crash
+        # in between reads the sender's message again, never leaves it read and the
+        # owner's state without it
+        last: list[StateOutput] = []
+        handed = self.stage.take_handed()
         data = self.data
         for partition in partitions:
-            for key, value in self.stage.take_state(partition):
+            writes = self.stage.take_state(partition)
+            for i, (key, value) in enumerate(writes):
                 if value is None:
                     data.pop(key, None)
                 else:
                     data[key] = value
-                records.append(StateOutput(self.changelog, key, value, partition))
+                record = StateOutput(self.changelog, key, value, partition)
+                (last if partition in handed and i == len(writes) - 1 else records).append(
+                    record)
+        await self._send_state(records)
+        if last:
+            await self._confirm_state()
+            await self._send_state(last)
+
+    async def _send_state(self, records: list[StateOutput]) -> None:
         for i, record in enumerate(records):
             try:
                 fut = await self.send(*record)

@@ -12,7 +12,12 @@ dropped here and rebuilt there from the partition's table state, nothing else mo
 **An alert's state lives in one partition of ``alerts.raw``, its owner**: the partition
 the producer's default partitioner gives its fingerprint (``partition_of``, murmur2 as in
 ``key_partitioner``), which is where a message keyed by that fingerprint lands. With more
-than one partition, stage 1 triages only the alerts of a payload it owns; every other alert
+than one partition, stage 1 triages only the alerts of a payload it owns. An alert owned by
+another partition of the same worker is *handed over*: triaged on its owner at once, at the
+payload's time, its records sent as the owner's (``_hand_over``), so unkeyed input gives
+``triage run``'s answer on one worker; the sender's meta record is written only after the
+owner's state (``take_handed``), and the owner notes the sender's offset, so a replay does
+not apply it twice. Every other alert (its owner is another worker's)
 is *forwarded*: sent back to ``alerts.raw`` keyed by its fingerprint, one message per alert,
 normalized and fingerprinted already (``{"_triage": "alert", "src": [partition, offset],
 "t": <the payload's time here>, "alert": ...}``). The owner triages it at that time (or its
@@ -20,7 +25,8 @@ own later clock), so a replay that re-forwards it is a repeat to dedup; a forwar
 never forwarded again (one landing elsewhere, the partition count having changed, is
 triaged where it lands and counted in ``misrouted``). Each alert is counted (``counts["in"]``,
 observed outcomes) once, by the partition that triages it; the receiver counts
-``forwarded``. Bad alerts of a payload are dead-lettered by the partition that received it.
+``forwarded`` and ``handed_over``. Bad alerts of a payload are dead-lettered by the
+partition that received it.
 Keyed records of a forwarded alert name the original message as ``src``. A silence from the
 stream is added where it is received and copied to every other partition
 (``{"_triage": "silence", ...}`` sent to each one; a copy is never copied again, and is
@@ -215,6 +221,10 @@ class IntakePartition(_Part):
     # messages read, waiting for the other partitions' time to reach theirs (in memory:
     # not acknowledged, so a restart reads them again; ``IntakeStage.safe_offset``)
     queue: deque[Pending] = field(default_factory=deque)
+    # partition of this worker -> the offset (there) of the last message whose alerts it
+    # handed over to this one (``IntakeStage._hand_over``): a replay of that partition
+    # after a crash skips what this state has already applied
+    handed: dict[int, int] = field(default_factory=dict)
 
     def next_time(self) -> float:
         """The earliest time this partition triages anything at from now on."""
@@ -329,8 +339,16 @@ class IntakeStage:
     def __init__(self, template: Pipeline, *,
                  domain_of: Callable[[Mapping[str, str]], str],
                  keyed_partitions: int = 1, raw_partitions: int = 1,
-                 partition_of: Callable[[bytes], int] | None = None) -> None:
+                 partition_of: Callable[[bytes], int] | None = None,
+                 hand_over: bool = True) -> None:
         self.template = template
+        # an alert owned by another partition of this worker is triaged there at once, at
+        # the payload's time (``_hand_over``); False: forwarded through alerts.raw, as to
+        # another worker's partition (the code before; for tests of the forward path)
+        self.hand_over = hand_over
+        # partitions that handed alerts over since the last ``take_handed``: their meta
+        # record is written after the receivers' state (``StageRunner._persist``)
+        self._handed: set[int] = set()
         self.domain_of = domain_of
         self.keyed_partitions = keyed_partitions
         self.raw_partitions = raw_partitions
@@ -377,6 +395,7 @@ class IntakeStage:
             part.clock_sent = meta.get("clock_sent", 0.0)
             part.idle_sent = bool(meta.get("idle_sent", False))
             part.drained = bool(meta.get("drained", part.idle_sent))
+            part.handed = {int(u): int(o) for u, o in (meta.get("handed") or {}).items()}
         self.parts[partition] = part
         return part
 
@@ -515,13 +534,13 @@ class IntakeStage:
                 self.misrouted += 1
             sends: list[Output] = []
             outcomes, src = pipeline.triage([pending.alert], pending.t), pending.src
+            swept = pipeline.counts["swept"] - swept_before
         else:
             assert pending.read is not None
-            outcomes, sends, src = self._triage_read(pipeline, partition, pending)
+            outcomes, sends, src, swept = self._triage_read(pipeline, partition, pending)
         if self.observe:
             seen = self.observed
             seen.seconds.append(perf_counter() - started)
-            swept = pipeline.counts["swept"] - swept_before
             seen.swept += swept
             seen.outcomes.extend(outcomes[swept:] if swept else outcomes)
         return self._emit(part, partition, pending.offset, outcomes, sends, src, wall=wall)
@@ -544,23 +563,32 @@ class IntakeStage:
         return out
 
     def _triage_read(self, pipeline: Pipeline, partition: int, pending: Pending
-                     ) -> tuple[list[Outcome], list[Output], list[Any] | None]:
-        """Triage a payload's own alerts; forward the others to their owners (unkeyed
-        input: see the module docstring)."""
+                     ) -> tuple[list[Outcome], list[Output], list[Any] | None, int]:
+        """Triage a payload's own alerts; hand the others over to their owners on this
+        worker, forward those of other workers' partitions (unkeyed input: see the module
+        docstring). Returns this partition's outcomes, what to send besides (the owners'
+        records among it), the source, and how many of the outcomes expired."""
         read = pending.read
         assert read is not None and read.items is not None
         now = pipeline.clock(read.items, read.now)
+        swept_before = pipeline.counts["swept"]
         partition_of = self.partition_of
         if self.raw_partitions <= 1:
-            return pipeline.triage(read.items, now), [], None
+            outcomes = pipeline.triage(read.items, now)
+            return outcomes, [], None, pipeline.counts["swept"] - swept_before
         if partition_of is None:
             raise ValueError("IntakeStage: raw_partitions > 1 needs partition_of")
         sends: list[Output] = []
         own: list[Alert | Failed] = []
+        handed: dict[int, list[Alert]] = {}
         for item in read.items:
             if isinstance(item, Alert):
                 key = item.fingerprint.encode()
-                if partition_of(key) != partition:
+                owner = partition_of(key)
+                if owner != partition:
+                    if self.hand_over and owner in self.parts:
+                        handed.setdefault(owner, []).append(item)
+                        continue
                     # The payload's time, for its alerts here and on their owners:
                     # deterministic (the clock is restored with the state), so a replay
                     # forwards the same records again.
@@ -570,7 +598,52 @@ class IntakeStage:
             own.append(item)  # bad alerts stay here: dead-lettered where they were received
         if sends:
             pipeline.counts["forwarded"] += len(sends)
-        return pipeline.triage(own, now), sends, None
+        outcomes = pipeline.triage(own, now)
+        swept = pipeline.counts["swept"] - swept_before
+        for owner, alerts in handed.items():
+            pipeline.counts["handed_over"] += len(alerts)
+            sends += self._hand_over(owner, alerts, now, partition, pending.offset)
+        return outcomes, sends, None, swept
+
+    def _hand_over(self, owner: int, alerts: list[Alert], now: float, sender: int,
+                   offset: int) -> list[Output]:
+        """Triage alerts of the message at ``offset`` of ``sender`` on their owner, another
+        partition of this worker, at the message's time: what ``triage run`` does with the
+        line, where a forward through alerts.raw would reach the owner only after what it
+        read meanwhile. The owner's clock has not passed ``now`` (it waits for the sender's
+        time: ``_release``), so it first steps through the times on the way, as for its
+        own messages. Its records go out as its own (its clock, its upstream mark in stage
+        2, as if the alerts had been keyed to it), naming the sender's message as ``src``.
+        Nothing if the owner's state has them already (a replay after a crash:
+        ``IntakePartition.handed``).
+
+        The owner's state changed on behalf of the sender's message, so the sender's meta
+        record, which says the message need not be read again, is written only once the
+        owner's state is (``take_handed``)."""
+        part = self.parts[owner]
+        if offset <= part.handed.get(sender, -1):
+            return []
+        pipeline = part.pipeline
+        out = self._step(part, owner, now)
+        swept_before = pipeline.counts["swept"]
+        outcomes = pipeline.triage(list(alerts), now)
+        part.handed[sender] = offset
+        self._released.add(owner)
+        self._handed.add(sender)
+        if self.observe:
+            swept = pipeline.counts["swept"] - swept_before
+            self.observed.swept += swept
+            self.observed.outcomes.extend(outcomes[swept:])
+        out += self._route(outcomes, pipeline.watermark, owner, None, [sender, offset])
+        return out
+
+    def take_handed(self) -> set[int]:
+        """Partitions that handed alerts over to another partition since the last call: a
+        store writes their meta records only after every other state record it writes with
+        them (``StageRunner._persist``), so a crash never leaves a sender's offset past an
+        alert its owner's state lacks."""
+        handed, self._handed = self._handed, set()
+        return handed
 
     def _internal(self, pipeline: Pipeline, partition: int, offset: int, raw: bytes
                   ) -> Pending | tuple[list[Outcome], list[Output], list[Any] | None]:
@@ -766,7 +839,8 @@ class IntakeStage:
         part = self.parts[partition]
         return stored_writes(partition, snapshot.take(part.pipeline), {
             "offset": self.safe_offset(partition), "clock_sent": part.clock_sent,
-            "idle_sent": part.idle_sent, "drained": part.drained})
+            "idle_sent": part.idle_sent, "drained": part.drained,
+            "handed": {str(u): o for u, o in part.handed.items()}})
 
     def counts(self) -> Counter[str]:
         """Stage-1 counts summed over this worker's partitions."""
@@ -840,6 +914,10 @@ class IncidentStage:
 
     def take_released(self) -> set[int]:
         """Stage 2 changes no partition but those given input or ticked."""
+        return set()
+
+    def take_handed(self) -> set[int]:
+        """Stage 2 changes no partition's state but the one it reads (``IntakeStage``)."""
         return set()
 
     def upstream_marks(self) -> dict[int, Mark]:
