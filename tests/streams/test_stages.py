@@ -215,3 +215,42 @@ def test_the_clocks_line_says_what_holds_each_stage_and_is_empty_when_nothing_do
     for wall in (5.0, 10.0):
         intake.tick_idle(0, wall, idle_after=600.0)
     assert intake.parts[0].idle_sent and intake.describe_clocks(10.0) == ""
+
+
+def test_the_last_message_of_a_backlog_waits_for_another_workers_partition_still_behind(
+        ) -> None:
+    """Two workers, each with a partition of a backlog. This one has read all it has; its
+    last message is an hour ahead of the rest. The other worker's partition is still
+    reading, at a time before it (what its stage 2 heard). Released at once, the message
+    would move this partition's clock past that time in one step, and an alert here that
+    times out meanwhile would resolve an hour late; ``triage run`` resolves it at the
+    other partition's time. It waits, and then steps through that time."""
+    from kafka.partitioner.default import murmur2
+
+    from triage.core.dedup import DedupPolicy, DedupStore
+    from triage.streams.stages import key_partitioner
+
+    partition_of = key_partitioner(murmur2, 2)
+    fingerprint = Pipeline().fingerprinter.fingerprint
+    mine = next(f"A{i}" for i in range(50) if partition_of(fingerprint(
+        "generic", {"alertname": f"A{i}", "service": "db"}).encode()) == 0)
+    pipeline = Pipeline(dedup=DedupStore(DedupPolicy(resolve_timeout=60.0)))
+    intake = IntakeStage(pipeline, domain_of=domain_mapper(IncidentEngine()),
+                         raw_partitions=2, partition_of=partition_of)
+    other = {1: (1000.0 + 3600, False, 0.0)}  # the other worker's partition: reading, behind
+    intake.peers = lambda: dict(other)
+    intake.caught_up = lambda partition: True  # its consumer has read to the end
+    intake.restore(0, [])
+    intake.process_many(0, [(0, alert(mine, "db", 1000.0)),
+                            (1, alert("Sentinel", "end", 1000.0 + 7200))], wall=0.0)
+
+    def keyed(out: list[Output] | None) -> list[tuple[str, str, float]]:
+        return [(r["labels"]["alertname"], r["change"], r["t"]) for r in (
+            orjson.loads(o.value) for o in out or () if o.topic == "keyed" and o.key)]
+
+    assert keyed(intake.tick_idle(0, 2.0, idle_after=600.0)) == []
+    assert intake.waiting() == 1  # the sentinel waits for the other worker's time
+    intake.note_time(1000.0 + 3600)  # (stage 2 tells each mark it hears)
+    other[1] = (1000.0 + 3600, True, 3.0)  # that partition has read all it had
+    assert keyed(intake.tick_idle(0, 3.0, idle_after=600.0)) == [
+        (mine, "resolved", 1000.0 + 3600), ("Sentinel", "firing", 1000.0 + 7200)]

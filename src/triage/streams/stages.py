@@ -55,7 +55,8 @@ their owners take as repeats (dedup) or as the same silence (by id).
 **Clock.** Event time, as in the embedded path, merged over partitions as
 ``triage.streams.eventtime`` and docs/streaming.md describe: a stage-1 message ahead of
 what this worker's other partitions still reading have reached waits for them (in memory,
-unacknowledged: ``safe_offset``), the clock stepping through their times first; a
+unacknowledged: ``safe_offset``), the clock stepping through their times first, and once
+the worker has read all it has, for other workers' partitions too; a
 partition that has read everything follows every partition's time; stage 2's clock is the
 least of its upstreams' and its records are applied in event-time order. A partition that
 gets no input for ``idle_after`` seconds of wall time, with nothing to wait for, has its
@@ -216,6 +217,8 @@ class IntakePartition(_Part):
     clock_sent: float = 0.0
     idle_sent: bool = False  # the last clock record said "idle" (see ``tick_idle``)
     drained: bool = False  # it has read all its input (and had none for IDLE_GRACE)
+    # its consumer had read to the partition's end at the last tick, with no input since
+    at_end: bool = False
     beat_sent: float = 0.0  # wall time of the last clock record
     next_sent: float = 0.0  # the ``next`` of the last clock record
     # messages read, waiting for the other partitions' time to reach theirs (in memory:
@@ -369,6 +372,9 @@ class IntakeStage:
         # not yet passed by this worker's partitions: an idle partition steps through them
         self._times: list[float] = []
         self._released: set[int] = set()  # partitions whose queue moved (``take_released``)
+        # whether a partition's consumer has read to its end now (the worker's wiring);
+        # None: as the last ``tick_idle`` was told (``IntakePartition.at_end``)
+        self.caught_up: Callable[[int], bool] | None = None
 
     def take_observations(self) -> Observations:
         """What was observed since the last call (empty unless ``observe``)."""
@@ -426,7 +432,7 @@ class IntakeStage:
                 self.replayed += 1
                 continue
             part.offset = offset
-            part.drained = False
+            part.drained = part.at_end = False
             started = perf_counter() if self.observe else 0.0
             prepared = self._prepare(part.pipeline, partition, offset, raw)
             if not isinstance(prepared, Pending):
@@ -493,9 +499,23 @@ class IntakeStage:
         # Only this worker's partitions: waiting for another worker's would cost a round
         # trip through alerts.keyed per message when their times interleave (a two-worker
         # backlog crawled at 234 alerts/s). Across workers, messages are triaged as they
-        # come (docs/streaming.md: what may differ).
-        low, _ = (self.low_mark(partition, wall, local=True) if self.raw_partitions > 1
-                  else (None, False))
+        # come (docs/streaming.md: what may differ)...
+        low: float | None = None
+        if self.raw_partitions > 1:
+            low, reading = self.low_mark(partition, wall, local=True)
+            at_end = part.at_end if self.caught_up is None else self.caught_up(partition)
+            if at_end and not reading and low is not None:
+                # ...except once this worker has read all it has: then a message ahead in
+                # time (the last of a backlog) waits for the other workers' partitions
+                # still reading before it, as an idle partition follows them
+                # (``tick_idle``). Its clock so steps through their times, and what
+                # expires there expires when ``triage run`` expires it, not at this
+                # message's time. That costs no round trip per message: the worker has
+                # nothing else to do. (Released at once, a last alert an hour ahead
+                # resolved the other worker's alerts an hour late, now and then: the
+                # two-worker stall of the broker tests.)
+                everywhere, _ = self.low_mark(partition, wall)
+                low = None if everywhere is None else min(low, everywhere)
         out: list[Output] = []
         while queue and (self.raw_partitions <= 1 or (low is not None and queue[0].t <= low)):
             pending = queue.popleft()
@@ -696,6 +716,7 @@ class IntakeStage:
         part = self.parts[partition]
         pipeline = part.pipeline
         start = pipeline.watermark
+        part.at_end = caught_up
         out: list[Output] = self._release(partition, wall)
         quiet = wall - part.last_input
         part.drained = drained = (caught_up and quiet >= min(idle_after, IDLE_GRACE)

@@ -254,6 +254,8 @@ class Wiring:
     def runners(self, idle_after: float) -> None:
         self.intake_runner = self.runner("intake", "raw", self.intake, self.intake_table,
                                          INTAKE_STATE, idle_after, self.after_intake)
+        # the last message of a backlog waits for other workers' partitions still behind
+        self.intake.caught_up = self.intake_runner.caught_up
         self.incident_runner = self.runner("incidents", "keyed", self.incidents,
                                            self.incident_table, INCIDENT_STATE, idle_after,
                                            self.after_incidents)
