@@ -27,8 +27,11 @@ c. **Latency at a fixed offered load**: a paced producer sends ``--rate`` alerts
    record; repeats are deduplicated and produce nothing to time.
 d. **Scale-out**: the backlog of (b) on 2 partitions, keyed by fingerprint, through one
    worker and then through two (started first, joined, then the backlog produced).
+e. **Unkeyed**: the backlog of (b) on 6 partitions, produced unkeyed (as kcat sends a file:
+   each partition hands the alerts it does not own over to their owners, or forwards them),
+   through one worker.
 
-Medians over ``--repeats`` for (a), (b), (d); ratios within one run.
+Medians over ``--repeats`` for (a), (b), (d), (e); ratios within one run.
 """
 
 from __future__ import annotations
@@ -292,16 +295,19 @@ def worker_rate(case: Case, n: int) -> float:
 
 
 def backlog_run(bootstrap: str, tmp: Path, lines: list[bytes], *, partitions: int,
-                workers: int, pre_produced: bool) -> float:
+                workers: int, pre_produced: bool, keyed: bool | None = None) -> float:
+    """``keyed`` (default: with more than one partition) by fingerprint, else unkeyed, as
+    kcat sends a file."""
     case = Case(bootstrap, tmp, partitions=partitions)
+    keyed = partitions > 1 if keyed is None else keyed
     try:
         if pre_produced:
-            asyncio.run(produce(bootstrap, case.topics["raw"], lines, keyed=partitions > 1))
+            asyncio.run(produce(bootstrap, case.topics["raw"], lines, keyed=keyed))
         for _ in range(workers):
             case.start_worker()
         if not pre_produced:
             case.wait_members(workers)
-            asyncio.run(produce(bootstrap, case.topics["raw"], lines, keyed=partitions > 1))
+            asyncio.run(produce(bootstrap, case.topics["raw"], lines, keyed=keyed))
         return worker_rate(case, len(lines))
     finally:
         case.close()
@@ -471,8 +477,12 @@ def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
              for w in (1, 2)}
     print(f"(d) 2 partitions: 1 worker {median(scale[1]):,.0f}, 2 workers "
           f"{median(scale[2]):,.0f} alerts/s  {scale}")
+    unkeyed = [backlog_run(bootstrap, tmp, lines, partitions=6, workers=1, pre_produced=True,
+                           keyed=False) for _ in range(max(1, args.repeats - 1))]
+    print(f"(e) 6 partitions unkeyed, one worker: {median(unkeyed):,.0f} alerts/s  {unkeyed}")
     return {"messages": n, "ceiling": ceiling, "faust_noop": noop, "one_worker": one,
-            "latency": latency, "two_partitions": {str(k): v for k, v in scale.items()}}
+            "latency": latency, "two_partitions": {str(k): v for k, v in scale.items()},
+            "unkeyed_six": unkeyed}
 
 
 def report(r: dict[str, Any]) -> None:
@@ -495,10 +505,14 @@ def report(r: dict[str, Any]) -> None:
         f"{'met' if lat['p99_ms'] <= 250 else 'MISSED'}) |",
         f"| (d) 2 partitions: 1 worker -> 2 workers | {s1:,.0f} -> {s2:,.0f} alerts/s | "
         f"{s2 / s1:.2f}x (target > 1: {'met' if s2 > s1 else 'MISSED'}) |",
+        f"| (e) 6 partitions, produced unkeyed (kcat), one worker | "
+        f"{median(r['unkeyed_six']):,.0f} alerts/s | "
+        f"{median(r['unkeyed_six']) / one:.2f}x of (b) |" if r.get("unkeyed_six") else "",
     ])
     print("\n| measure | result | note |\n|---|---:|---|")
     for row in rows:
-        print(row)
+        if row:
+            print(row)
     print(f"\ntotal {r['seconds_total']:.0f} s")
 
 

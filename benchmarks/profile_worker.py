@@ -2,6 +2,7 @@
 ``bench_streaming.py`` part (b), summarised by layer.
 
     python benchmarks/profile_worker.py [--alerts 30000] [--out benchmarks/results]
+                                        [--partitions 1] [--unkeyed]
 
 Needs ``py-spy`` (``pip install -e '.[profile]'``) and Java (the local broker). Writes the
 raw collapsed stacks (``worker_profile.txt``, for speedscope or flamegraph.pl) and prints
@@ -76,6 +77,9 @@ def main() -> int:
     ap.add_argument("--alerts", type=int, default=60_000)
     ap.add_argument("--seconds", type=float, default=8.0, help="how long to sample")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--unkeyed", action="store_true",
+                    help="produce unkeyed (as kcat), not keyed by fingerprint")
     args = ap.parse_args()
     if not Path(PY_SPY).exists():
         print("py-spy is missing: pip install -e '.[profile]'", file=sys.stderr)
@@ -85,9 +89,10 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     raw = args.out / "worker_profile.txt"
     with local_broker("profile") as (broker, _), tempfile.TemporaryDirectory() as tmp:
-        case = Case(broker.bootstrap, Path(tmp))
+        case = Case(broker.bootstrap, Path(tmp), partitions=args.partitions)
         try:
-            asyncio.run(produce(broker.bootstrap, case.topics["raw"], lines))
+            asyncio.run(produce(broker.bootstrap, case.topics["raw"], lines,
+                                keyed=args.partitions > 1 and not args.unkeyed))
             case.start_worker()
             case.wait_received(2000, timeout=120)  # started, and into the backlog
             before, started = case.received(), time.monotonic()

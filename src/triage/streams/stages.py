@@ -503,8 +503,8 @@ class IntakeStage:
         low: float | None = None
         if self.raw_partitions > 1:
             low, reading = self.low_mark(partition, wall, local=True)
-            at_end = part.at_end if self.caught_up is None else self.caught_up(partition)
-            if at_end and not reading and low is not None:
+            if not reading and low is not None and queue[0].t <= low and (
+                    part.at_end if self.caught_up is None else self.caught_up(partition)):
                 # ...except once this worker has read all it has: then a message ahead in
                 # time (the last of a backlog) waits for the other workers' partitions
                 # still reading before it, as an idle partition follows them

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.types import TP
 from kafka.partitioner.default import murmur2
 
 from triage.app.settings import Settings
@@ -229,11 +230,10 @@ class Wiring:
             if part is None:
                 return False
             high = None
-            for tp in app.consumer.assignment():
-                if tp.topic == topic_name and tp.partition == partition:
-                    with contextlib.suppress(Exception):  # not fetched yet
-                        high = app.consumer.highwater(tp)
-                    break
+            # (not through ``assignment()``: faust builds a set of every partition for each
+            # call, which cost a 6-partition worker 45 us per message when stage 1 asked)
+            with contextlib.suppress(Exception):  # not assigned, or not fetched yet
+                high = app.consumer.highwater(TP(topic_name, partition))
             if high is None:  # never fetched: taken as caught up once long without input
                 return bool(time.monotonic() - part.last_input >= idle_timeout)
             return bool(part.offset + 1 >= int(high))
