@@ -254,3 +254,34 @@ def test_the_last_message_of_a_backlog_waits_for_another_workers_partition_still
     other[1] = (1000.0 + 3600, True, 3.0)  # that partition has read all it had
     assert keyed(intake.tick_idle(0, 3.0, idle_after=600.0)) == [
         (mine, "resolved", 1000.0 + 3600), ("Sentinel", "firing", 1000.0 + 7200)]
+
+
+def test_a_bug_in_the_incident_engine_is_dead_lettered_and_the_stage_goes_on(
+        stages: Callable[[], tuple[IntakeStage, IncidentStage]]) -> None:
+    """Stage 2 takes the step ``Triage`` takes (``triage.core.triage.correlate``): an
+    exception in the engine becomes a dead letter naming the keyed record's offset, and the
+    next record is correlated as usual."""
+    intake, incidents = stages()
+    intake.restore(0, [])
+    incidents.restore(0, [])
+    engine = incidents.parts[0].engine
+    real = engine.observe
+    calls = []
+
+    def observe(outcomes: object, at: float) -> object:
+        calls.append(at)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return real(outcomes, at)  # type: ignore[arg-type]
+
+    engine.observe = observe  # type: ignore[method-assign]
+    keyed = [o.value for i, raw in enumerate([alert("Down", "db", 100.0),
+                                              alert("Down", "web", 200.0)])
+             for o in intake.process(0, i, raw) if o.topic == "keyed" and o.key]
+    first = incidents.process(0, 0, keyed[0])
+    dead = [orjson.loads(o.value) for o in first if o.topic == "deadletter"]
+    assert [(d["error"], d["source"], d["offset"]) for d in dead] == [
+        ("RuntimeError", "alerts.keyed", 0)]
+    assert "internal error in the incident stage" in dead[0]["reason"]
+    incidents.process(0, 1, keyed[1])
+    assert "web" in {a.service for inc in engine.incidents.values() for a in inc.alerts.values()}

@@ -10,8 +10,11 @@ and ``Triage.restore`` save and load its state in the one format every state sto
 caught and returned as a ``Failed`` (the caller dead-letters it): a long replay or a server
 never stops on one.
 
-The partitioned Kafka path runs the two stages on different partitions and joins them
-through a topic (``triage.streams.stages``); everything else goes through here.
+The partitioned Kafka path runs the two stages on different partitions, joined by a topic
+(``triage.streams.stages``), so no one object can hold both: its stage 1 is ``Pipeline``,
+as here, and its stage 2 goes through ``correlate``, the same step ``Triage`` takes (the
+engine at the clock, a bug turned into a ``Failed``). Everything else goes through
+``Triage``.
 
 >>> t = Triage(Pipeline(), IncidentEngine())
 >>> step = t.process(b'{"alertname": "Down", "service": "db", "severity": "critical", "at": 5}')
@@ -26,7 +29,7 @@ through a topic (``triage.streams.stages``); everything else goes through here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -34,6 +37,28 @@ from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline
 from triage.core.snapshot import Delta, restore_state, take_state
 from triage.core.types import Failed, Outcome
+
+
+def correlate(engine: IncidentEngine, outcomes: Iterable[Outcome], at: float,
+              raw: Any = None, source: str | None = None
+              ) -> tuple[list[dict[str, Any]], Failed | None]:
+    """Stage 2's step: ``engine`` observes stage-1 ``outcomes`` at event time ``at``
+    (none: its clock moves to ``at``, and its timers fire). Returns the incident events,
+    and a bug of the engine caught as a ``Failed`` naming ``raw`` (what was being
+    processed) and ``source``, for the caller to dead-letter: a long replay, a server or a
+    worker never stops on one.
+
+    >>> events, failure = correlate(IncidentEngine(), [], 10.0)
+    >>> events, failure
+    ([], None)
+    """
+    try:
+        return engine.observe(outcomes, at), None
+    except Exception as exc:  # the boundary: a bug in stage 2 must not stop the stream
+        text = raw.decode("utf-8", "backslashreplace") if isinstance(
+            raw, bytes | bytearray) else ("" if raw is None else str(raw))
+        return [], Failed(type(exc).__name__, "",
+                          f"internal error in the incident stage: {exc!r}", text, source)
 
 
 class Step(NamedTuple):
@@ -96,13 +121,6 @@ class Triage:
         intake_done = perf_counter()
         if self.engine is None:
             return Step(outcomes, [], None, (intake_done - started, 0.0))
-        try:
-            events = self.engine.observe(outcomes, at)
-        except Exception as exc:  # a bug in stage 2 must not stop the stream
-            text = raw.decode("utf-8", "backslashreplace") if isinstance(
-                raw, bytes | bytearray) else ("" if raw is None else str(raw))
-            failure = Failed(type(exc).__name__, "",
-                             f"internal error in the incident stage: {exc!r}", text)
-            return Step(outcomes, [], failure, (intake_done - started, 0.0))
-        return Step(outcomes, events, None,
+        events, failure = correlate(self.engine, outcomes, at, raw)
+        return Step(outcomes, events, failure,
                     (intake_done - started, perf_counter() - intake_done))

@@ -84,6 +84,7 @@ from triage.core.dedup import DedupStore
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline, Read
 from triage.core.silences import SilenceSet
+from triage.core.triage import correlate
 from triage.core.types import Alert, Failed, Outcome, Triaged
 from triage.errors import InputError
 from triage.streams.codec import (
@@ -1047,27 +1048,24 @@ class IncidentStage:
             if step > part.clock:
                 run.flush()
                 part.clock = step
-                run.out += self._guard(part, run.partition, part.offset, None,
-                                       functools.partial(part.engine.tick, step))
+                run.out += self._correlate(part, run.partition, part.offset, (), step)
 
     def _observe(self, part: IncidentPartition, group: list[Triaged], at: float, offset: int,
                  partition: int) -> list[Output]:
         if not group:
             return []
         started = perf_counter()
-        out = self._guard(part, partition, offset, None,
-                          lambda: part.engine.observe(group, at))
+        out = self._correlate(part, partition, offset, group, at)
         if self.observe:
             self.observed.seconds.append(perf_counter() - started)
         return out
 
-    def _guard(self, part: IncidentPartition, partition: int, offset: int,
-               value: bytes | None, step: Callable[[], list[dict[str, Any]]]) -> list[Output]:
-        try:
-            events = step()
-        except Exception as exc:  # the boundary: a bug must not stop the stream
-            failure = Failed(type(exc).__name__, "", f"internal error: {exc!r}",
-                             _text(value), "alerts.keyed")
+    def _correlate(self, part: IncidentPartition, partition: int, offset: int,
+                   group: Iterable[Triaged], at: float) -> list[Output]:
+        """The engine's step (``triage.core.triage.correlate``, as ``Triage`` takes it):
+        its events to send, or a dead letter for a bug (the worker never stops on one)."""
+        events, failure = correlate(part.engine, group, at, source="alerts.keyed")
+        if failure is not None:
             return [Output("deadletter", None, _dumps(
                 dead_letter(failure, part.clock, "keyed", partition, offset)))]
         if self.observe:
