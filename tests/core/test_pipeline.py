@@ -285,3 +285,30 @@ def test_api_v2_alert_without_starts_at_starts_when_received() -> None:
     first, second = Pipeline().process(orjson.dumps(envelope))
     assert isinstance(first, Triaged) and first.alert.starts_at == T
     assert isinstance(second, Triaged) and second.alert.starts_at == T - 60
+
+
+def test_a_spawned_pipeline_carries_every_setting_and_none_of_the_state() -> None:
+    """A partitioned runtime builds one pipeline per partition from a template: every
+    constructor setting must come along (the partitions once lost the wall clock, so an
+    alert stamped in 2099 moved a partition's clock there), the state must not."""
+    import inspect
+    import time
+
+    from triage.core.dedup import DedupPolicy, DedupStore
+    from triage.core.fingerprint import Fingerprinter
+    from triage.core.thresholds import Thresholds
+
+    template = Pipeline(fingerprinter=Fingerprinter(), thresholds=Thresholds([]),
+                        dedup=DedupStore(DedupPolicy(resolve_timeout=42.0)),
+                        noise_threshold=0.5, wall_clock=time.time)
+    template.trust_stream_silences = False
+    template.process(b'{"alertname": "A", "at": 5}')
+    twin = template.spawn()
+    for name in inspect.signature(Pipeline.__init__).parameters:
+        if name in ("self", "on_change", "silences", "dedup"):
+            continue
+        assert getattr(twin, name) is getattr(template, name), name
+    assert twin.dedup.policy is template.dedup.policy and len(twin.dedup) == 0
+    assert twin.silences is not template.silences
+    assert twin.trust_stream_silences is False
+    assert (twin.watermark, sum(twin.counts.values())) == (0.0, 0)

@@ -285,3 +285,20 @@ def test_a_bug_in_the_incident_engine_is_dead_lettered_and_the_stage_goes_on(
     assert "internal error in the incident stage" in dead[0]["reason"]
     incidents.process(0, 1, keyed[1])
     assert "web" in {a.service for inc in engine.incidents.values() for a in inc.alerts.values()}
+
+
+def test_an_alert_stamped_in_the_future_does_not_move_a_partitions_clock_there() -> None:
+    """A line produced with no receive time (kcat) stamped in 2099: the worker's partitions
+    bound it by the wall clock as ``triage run`` and ``triage serve`` do (clamped to the
+    event time so far), instead of moving their clock 70 years ahead, after which every
+    real alert would be late."""
+    import time
+
+    intake = IntakeStage(Pipeline(wall_clock=time.time),
+                         domain_of=domain_mapper(IncidentEngine()))
+    intake.restore(0, [])
+    now = time.time() - 3600
+    intake.process_many(0, [(0, alert("Down", "db", now)),
+                            (1, alert("Down", "web", 4_070_908_800.0))])  # 2099
+    pipeline = intake.parts[0].pipeline
+    assert pipeline.watermark == now and pipeline.counts["future_clamped"] == 1

@@ -141,6 +141,27 @@ class Pipeline:
 
     # -- entry points --------------------------------------------------------------------
 
+    def spawn(self) -> Pipeline:
+        """A pipeline configured like this one, with state of its own (no alerts, its own
+        copy of the configured silences, its clock at zero): one per partition of a
+        partitioned runtime. Every setting is carried over here, beside ``__init__``, so a
+        new one cannot be lost on the way (the partitions once lost the wall clock, and
+        with it the bound on alerts stamped in the future).
+
+        >>> import time
+        >>> p = Pipeline(wall_clock=time.time); _ = p.process(b'{"alertname": "A", "at": 5}')
+        >>> q = p.spawn()
+        >>> q.wall_clock is p.wall_clock, q.watermark, len(q.dedup), len(p.dedup)
+        (True, 0.0, 0, 1)
+        """
+        twin = Pipeline(fingerprinter=self.fingerprinter, silences=SilenceSet(self.silences),
+                        thresholds=self.thresholds,
+                        dedup=DedupStore(self.dedup.policy, self.dedup.flap),
+                        limits=self.limits, noise_scorer=self.noise_scorer,
+                        noise_threshold=self.noise_threshold, wall_clock=self.wall_clock)
+        twin.trust_stream_silences = self.trust_stream_silences
+        return twin
+
     def process(self, raw: bytes | str | Any, now: float | None = None) -> list[Outcome]:
         """Triage one payload (bytes, text, or an already decoded JSON value).
 

@@ -80,10 +80,8 @@ import orjson
 
 from triage.core import snapshot
 from triage.core.changes import ChangeRecord
-from triage.core.dedup import DedupStore
 from triage.core.incidents import IncidentEngine
 from triage.core.pipeline import Pipeline, Read
-from triage.core.silences import SilenceSet
 from triage.core.triage import correlate
 from triage.core.types import Alert, Failed, Outcome, Triaged
 from triage.errors import InputError
@@ -384,11 +382,7 @@ class IntakeStage:
 
     def new_pipeline(self) -> Pipeline:
         """A pipeline like the template, with state of its own."""
-        t = self.template
-        return Pipeline(fingerprinter=t.fingerprinter, silences=SilenceSet(t.silences),
-                        thresholds=t.thresholds,
-                        dedup=DedupStore(t.dedup.policy, t.dedup.flap), limits=t.limits,
-                        noise_scorer=t.noise_scorer, noise_threshold=t.noise_threshold)
+        return self.template.spawn()
 
     def restore(self, partition: int, items: Iterable[tuple[bytes, bytes]],
                 wall: float = 0.0) -> IntakePartition:
@@ -895,11 +889,9 @@ class IncidentStage:
         return taken
 
     def new_engine(self) -> IncidentEngine:
-        """An engine like the template, with incidents of its own."""
-        t = self.template
-        return IncidentEngine(topology=t.topology, mapper=t.mapper, changes=self.changes,
-                              policy=t.policy, priority=t.priority_policy,
-                              war_room=t.war_room_policy, oncall=t.oncall)
+        """An engine like the template, with incidents of its own (and the worker's one
+        change index)."""
+        return self.template.spawn(self.changes)
 
     def restore(self, partition: int, items: Iterable[tuple[bytes, bytes]],
                 wall: float = 0.0) -> IncidentPartition:

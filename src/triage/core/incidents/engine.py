@@ -180,6 +180,16 @@ class IncidentEngine:
         self._tracking = False
         self._pending: list[Incident] = []  # merged or split away, to announce
 
+    def spawn(self, changes: ChangeIndex | None = None) -> IncidentEngine:
+        """An engine configured like this one (topology, service mapping, policies, on-call),
+        with incidents of its own, and ``changes`` as its change index (default: this
+        one's, shared): one per partition of a partitioned runtime. Every setting is
+        carried over here, beside ``__init__``."""
+        return IncidentEngine(topology=self.topology, mapper=self.mapper,
+                              changes=self.changes if changes is None else changes,
+                              policy=self.policy, priority=self.priority_policy,
+                              war_room=self.war_room_policy, oncall=self.oncall)
+
     # -- input ---------------------------------------------------------------------------
 
     def observe(self, outcomes: Iterable[Outcome], now: float) -> list[Event]:
