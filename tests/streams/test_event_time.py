@@ -129,43 +129,30 @@ def test_a_crash_of_stage_one_mid_storm_changes_no_incident(config: Path) -> Non
     assert same >= total - 1
 
 
+@pytest.mark.parametrize("produced", ["keyed", "unkeyed"])
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 10_000), raw=st.sampled_from([3, 6]), keyed=st.sampled_from([2, 3]))
 def test_several_partitions_give_the_embedded_incidents(config: Path, seed: int, raw: int,
-                                                        keyed: int) -> None:
+                                                        keyed: int, produced: str) -> None:
     """Issue 12's equivalence, in process: the alerts keyed by fingerprint (as ``triage
     serve`` and ``triage produce`` publish them) give the incidents of ``triage run`` (ids,
     root causes and priorities at creation and at the end, services, alerts, final status,
-    event types), whatever order and pace the partitions are read in."""
+    event types), whatever order and pace the partitions are read in. So does every line
+    on a random partition (kcat, a load balancer), on one worker: a partition triages the
+    alerts other partitions of the worker own on them, at the line's time
+    (``IntakeStage._hand_over``)."""
     rng = random.Random(seed)
     streams = Streams(config, raw, keyed)
-    streams.produce(LINES, rng, keyed=True)
+    streams.produce(LINES, rng, keyed=produced == "keyed")
     streams.run(rng, skew=6.0)
     want = without_sentinel(embedded(config, LINES))
     got = without_sentinel(streams.events)
     assert outcome(got) == outcome(want)
     assert summary(got) == summary(want)
     assert streams.incidents.counts()["late_records"] == 0
-
-
-@settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 10_000), raw=st.sampled_from([3, 6]), keyed=st.sampled_from([2, 3]))
-def test_unkeyed_input_on_one_worker_gives_the_embedded_incidents(config: Path, seed: int,
-                                                                  raw: int, keyed: int) -> None:
-    """The same, with every line on a random partition (kcat, a load balancer): a
-    partition triages the alerts other partitions of the worker own on them, at the
-    line's time (``IntakeStage._hand_over``), so the answer is ``triage run``'s too."""
-    rng = random.Random(seed)
-    streams = Streams(config, raw, keyed)
-    streams.produce(LINES, rng)
-    streams.run(rng, skew=6.0)
-    want = without_sentinel(embedded(config, LINES))
-    got = without_sentinel(streams.events)
-    assert outcome(got) == outcome(want)
-    assert summary(got) == summary(want)
-    assert streams.incidents.counts()["late_records"] == 0
-    assert streams.intake.counts()["forwarded"] == 0
-    assert streams.intake.counts()["handed_over"] > len(LINES) // 2
+    counts = streams.intake.counts()
+    assert counts["forwarded"] == 0
+    assert (counts["handed_over"] > len(LINES) // 2) == (produced == "unkeyed")
 
 
 def test_records_of_a_stage_one_that_names_no_upstream_are_counted_late(config: Path) -> None:
