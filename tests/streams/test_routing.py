@@ -485,3 +485,30 @@ def test_a_sender_replayed_after_a_crash_does_not_apply_its_hand_over_twice() ->
     assert names(first) == sorted(owned.values())
     assert names(replay) == [owned[0]]  # the sender's own alert, triaged again
     assert [stage.parts[p].pipeline.counts["in"] for p in (1, 2, 3)] == [1, 1, 1]
+
+
+def test_an_owner_that_said_it_was_idle_says_it_is_not_when_handed_alerts() -> None:
+    """A partition idle toward stage 2 (which then stops waiting for it) gets an alert
+    handed over: its record says it is not idle, so it must say so in its clock too, and
+    say idle again later; else stage 2 waits for it, hearing nothing, until the idle
+    timeout (30 s of stalled incidents)."""
+    stage = make_stage(hand_over=True)
+    stage.idle_timeout = 30.0
+    for wall in (5.0, 6.0):
+        for p in ALL:
+            stage.tick_idle(p, wall, idle_after=600.0)
+    assert all(part.idle_sent for part in stage.parts.values())
+    name = names_owned_by(1)[0]
+    out = stage.process(0, 0, orjson.dumps(alert(name, 100.0)), wall=7.0)
+
+    def clocks(out: list[Output] | None, upstream: int) -> list[bool]:
+        return [rec["up"][2] for rec in (orjson.loads(o.value) for o in out or ()
+                                         if o.topic == "keyed" and o.key is None)
+                if rec["up"][0] == upstream]
+
+    assert [orjson.loads(o.value)["up"][:3] for o in out if o.topic == "keyed" and o.key
+            ] == [[1, N, False]]
+    assert not stage.parts[1].idle_sent
+    later = [stage.tick_idle(p, wall, idle_after=600.0) for wall in (9.0, 10.0) for p in ALL]
+    assert True in [idle for out in later for idle in clocks(out, 1)]
+    assert stage.parts[1].idle_sent

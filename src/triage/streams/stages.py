@@ -552,7 +552,8 @@ class IntakeStage:
             swept = pipeline.counts["swept"] - swept_before
         else:
             assert pending.read is not None
-            outcomes, sends, src, swept = self._triage_read(pipeline, partition, pending)
+            outcomes, sends, src, swept = self._triage_read(pipeline, partition, pending,
+                                                            wall)
         if self.observe:
             seen = self.observed
             seen.seconds.append(perf_counter() - started)
@@ -577,7 +578,8 @@ class IntakeStage:
         self._clock(part, out, partition, idle=False, wall=wall)
         return out
 
-    def _triage_read(self, pipeline: Pipeline, partition: int, pending: Pending
+    def _triage_read(self, pipeline: Pipeline, partition: int, pending: Pending,
+                     wall: float = 0.0
                      ) -> tuple[list[Outcome], list[Output], list[Any] | None, int]:
         """Triage a payload's own alerts; hand the others over to their owners on this
         worker, forward those of other workers' partitions (unkeyed input: see the module
@@ -617,20 +619,23 @@ class IntakeStage:
         swept = pipeline.counts["swept"] - swept_before
         for owner, alerts in handed.items():
             pipeline.counts["handed_over"] += len(alerts)
-            sends += self._hand_over(owner, alerts, now, partition, pending.offset)
+            sends += self._hand_over(owner, alerts, now, partition, pending.offset, wall)
         return outcomes, sends, None, swept
 
     def _hand_over(self, owner: int, alerts: list[Alert], now: float, sender: int,
-                   offset: int) -> list[Output]:
+                   offset: int, wall: float) -> list[Output]:
         """Triage alerts of the message at ``offset`` of ``sender`` on their owner, another
         partition of this worker, at the message's time: what ``triage run`` does with the
         line, where a forward through alerts.raw would reach the owner only after what it
-        read meanwhile. The owner's clock has not passed ``now`` (it waits for the sender's
-        time: ``_release``), so it first steps through the times on the way, as for its
-        own messages. Its records go out as its own (its clock, its upstream mark in stage
-        2, as if the alerts had been keyed to it), naming the sender's message as ``src``.
-        Nothing if the owner's state has them already (a replay after a crash:
-        ``IntakePartition.handed``).
+        read meanwhile. While a backlog is read the owner's clock has not passed ``now``
+        (it waits for the sender's time: ``_release``), so it first steps through the times
+        on the way, as for its own messages; an owner whose clock the wall moved on
+        triages them at its own clock, as a forward. Its records go out as its own (its
+        clock, its upstream mark in stage 2, as if the alerts had been keyed to it), naming
+        the sender's message as ``src``, and it counts as having had input: if it had told
+        stage 2 it was idle, it says it is not (and says idle again when it is), or stage 2
+        would wait for it without hearing from it. Nothing if the owner's state has them
+        already (a replay after a crash: ``IntakePartition.handed``).
 
         The owner's state changed on behalf of the sender's message, so the sender's meta
         record, which says the message need not be read again, is written only once the
@@ -650,6 +655,9 @@ class IntakeStage:
             self.observed.swept += swept
             self.observed.outcomes.extend(outcomes[swept:])
         out += self._route(outcomes, pipeline.watermark, owner, None, [sender, offset])
+        part.last_input = part.last_advance = wall
+        part.drained = part.at_end = False
+        self._clock(part, out, owner, idle=False, wall=wall)
         return out
 
     def take_handed(self) -> set[int]:
