@@ -4,6 +4,7 @@ pace the partitions are read in.
 
     python benchmarks/bench_partitions.py [--orders 4] [--partitions 1,3,6] [--keyed 3]
         [--storms integration,online-boutique,sock-shop,teastore] [--minutes 120] [--seed 1]
+        [--workers 1]
         [--src DIR] [--json FILE]
 
 Storms: the integration tests' (``tests/integration/storms.py``, one alert per line, over a
@@ -13,6 +14,8 @@ seed 1). Each is produced two ways: **keyed**, as ``triage serve`` (Kafka mode) 
 body, split per alert at the door and keyed by fingerprint (``split_payload``), and
 **unkeyed**, a random partition per line, as kcat sends a file. Partitions are read in
 random weighted orders (one up to 6x faster than another), ``--orders`` of them.
+``--workers N`` spreads the partitions of both topics over N workers (partition p is worker
+p % N's), each with its own two stages, as separate processes would be.
 
 A row counts, over the orders (min-max): incidents created, incidents identical to
 ``triage run`` (ids, root cause and priority at creation and at the end, services, alerts,
@@ -52,6 +55,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--keyed", type=int, default=3, help="alerts.keyed partitions")
     ap.add_argument("--storms", default="integration,online-boutique,sock-shop,teastore")
     ap.add_argument("--minutes", type=int, default=120, help="simulated storms' length")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="workers the partitions are spread over (each its own two stages)")
     ap.add_argument("--seed", type=int, default=1,
                     help="simulated storms' seed (the integration storm has none)")
     ap.add_argument("--src", type=Path, help="run against this src tree instead")
@@ -121,23 +126,26 @@ def main() -> None:
                         started = time.perf_counter()
                         for seed in range(args.orders):
                             rng = random.Random(seed)
-                            streams = Streams(config, raw, args.keyed)
+                            streams = (Streams(config, raw, args.keyed, workers=args.workers)
+                                       if args.workers > 1
+                                       else Streams(config, raw, args.keyed))
                             streams.produce(lines, rng, keyed=keyed)
                             streams.run(rng, skew=6.0)
                             got_events = without_sentinel(streams.events)
                             got = (outcome(got_events), summary(got_events))
                             same = sum(1 for k in want[0] if got[0].get(k) == want[0][k]
                                        and got[1].get(k) == want[1].get(k))
-                            rows.append((len(got[0]), same,
-                                         streams.incidents.counts()["late_records"],
-                                         streams.peak))
+                            late = (streams.counts("keyed") if args.workers > 1
+                                    else streams.incidents.counts())["late_records"]
+                            rows.append((len(got[0]), same, late, streams.peak))
                             progress.advance(task)
                         results.append({
                             "storm": name, "lines": len(lines), "incidents": len(want[0]),
                             "keyed": keyed, "raw": raw, "orders": rows,
                             "seconds": time.perf_counter() - started})
     table = Table(title="incidents of the Kafka path's stages against triage run "
-                        f"({args.orders} read orders, {args.keyed} keyed partitions)")
+                        f"({args.orders} read orders, {args.keyed} keyed partitions, "
+                        f"{args.workers} worker{'s' if args.workers > 1 else ''})")
     for col in ("storm", "lines", "run", "produced", "raw partitions", "created",
                 "identical", "late records", "most waiting"):
         table.add_column(col, justify="right")

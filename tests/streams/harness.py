@@ -7,6 +7,7 @@ is ``embedded``."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,28 +67,38 @@ class Streams:
     ``legacy``: keyed records lose their upstream marker, as a stage 1 before issue 12
     sent them (stage 2's clock then follows the fastest upstream): the before figure.
     ``hand_over``: False forwards every alert of another partition through ``raw``, as
-    between workers (``IntakeStage``; None: the stage's default)."""
+    between workers (``IntakeStage``; None: the stage's default). ``workers``: the
+    partitions of both topics spread over that many workers (partition p is worker
+    p % workers's), each with its own two stages, as separate processes would be."""
 
     def __init__(self, config: Path, raw: int, keyed: int, *, legacy: bool = False,
-                 idle_timeout: float = 30.0, hand_over: bool | None = None) -> None:
+                 idle_timeout: float = 30.0, hand_over: bool | None = None,
+                 workers: int = 1) -> None:
         settings = load_settings(config)
-        engine = build_engine(settings)
-        self.raw_n, self.keyed_n, self.legacy = raw, keyed, legacy
+        self.raw_n, self.keyed_n, self.legacy, self.workers = raw, keyed, legacy, workers
         options: dict[str, Any] = {} if hand_over is None else {"hand_over": hand_over}
-        self.intake = IntakeStage(build_pipeline(settings), domain_of=domain_mapper(engine),
-                                  keyed_partitions=keyed, raw_partitions=raw,
-                                  partition_of=key_partitioner(murmur2, raw), **options)
-        try:
-            self.incidents = IncidentStage(engine, idle_timeout=idle_timeout)
-        except TypeError:  # the code before issue 12 (benchmarks/bench_partitions.py --src)
-            self.incidents = IncidentStage(engine)
-        if hasattr(self.intake, "hear"):  # not before issue 12
-            self.intake.hear(self.incidents)
+        # one worker's two stages each; partition p of either topic is worker p % workers's
+        self.intakes: list[IntakeStage] = []
+        self.incident_stages: list[IncidentStage] = []
+        for _ in range(workers):
+            engine = build_engine(settings)
+            intake = IntakeStage(build_pipeline(settings), domain_of=domain_mapper(engine),
+                                 keyed_partitions=keyed, raw_partitions=raw,
+                                 partition_of=key_partitioner(murmur2, raw), **options)
+            try:
+                incidents = IncidentStage(engine, idle_timeout=idle_timeout)
+            except TypeError:  # the code before issue 12 (bench_partitions.py --src)
+                incidents = IncidentStage(engine)
+            if hasattr(intake, "hear"):  # not before issue 12
+                intake.hear(incidents)
+            self.intakes.append(intake)
+            self.incident_stages.append(incidents)
+        self.intake, self.incidents = self.intakes[0], self.incident_stages[0]
         self.wall = 0.0
         for p in range(raw):
-            self.intake.restore(p, [], self.wall)
+            self.intakes[p % workers].restore(p, [], self.wall)
         for q in range(keyed):
-            self.incidents.restore(q, [], self.wall)
+            self.incident_stages[q % workers].restore(q, [], self.wall)
         self.raw: list[list[bytes]] = [[] for _ in range(raw)]
         self.keyed: list[list[bytes]] = [[] for _ in range(keyed)]
         self.raw_next = [0] * raw
@@ -149,7 +160,7 @@ class Streams:
         batch = [(i, log[partition][i]) for i in range(start, min(start + count,
                                                                len(log[partition])))]
         nxt[partition] = start + len(batch)
-        stage = self.intake if topic == "raw" else self.incidents
+        stage = self.stage(topic, partition)
         self.place(stage.process_many(partition, batch, self.wall))
         self.persist(topic, partition)
         for other in getattr(stage, "take_released", set)():  # let through by its time
@@ -158,16 +169,27 @@ class Streams:
 
     def waiting(self) -> int:
         """Messages held by either stage for the others' time, now."""
-        queued = sum(len(getattr(part, "queue", ())) for part in self.intake.parts.values())
-        held = getattr(self.incidents, "held", None)
-        return queued + (held() if held is not None else 0)
+        queued = sum(len(getattr(part, "queue", ())) for intake in self.intakes
+                     for part in intake.parts.values())
+        held = sum(h() for h in (getattr(i, "held", None) for i in self.incident_stages)
+                   if h is not None)
+        return queued + held
 
-    def stage(self, topic: str) -> IntakeStage | IncidentStage:
-        return self.intake if topic == "raw" else self.incidents
+    def stage(self, topic: str, partition: int = 0) -> IntakeStage | IncidentStage:
+        """The stage of the worker that owns ``partition`` of ``topic``."""
+        stages = self.intakes if topic == "raw" else self.incident_stages
+        return stages[partition % self.workers]
+
+    def counts(self, topic: str) -> Counter[str]:
+        """A stage's counts, summed over the workers."""
+        total: Counter[str] = Counter()
+        for stage in (self.intakes if topic == "raw" else self.incident_stages):
+            total.update(stage.counts())
+        return total
 
     def persist(self, topic: str, partition: int) -> None:
         table = self.tables[topic]
-        for key, value in self.stage(topic).take_state(partition):
+        for key, value in self.stage(topic, partition).take_state(partition):
             if value is None:
                 table.pop(key, None)
             else:
@@ -177,7 +199,7 @@ class Streams:
         """A crash of the partition's worker: rebuilt from its table, and read again from
         the offset after the one its state names (what the worker acknowledged); returns
         how many records are read again."""
-        stage = self.stage(topic)
+        stage = self.stage(topic, partition)
         prefix = b"%d|" % partition
         items = [(k, v) for k, v in self.tables[topic].items() if k.startswith(prefix)]
         stage.drop(partition)
@@ -191,14 +213,14 @@ class Streams:
         """The worker's 1 s timer on every partition; True if it sent anything."""
         sent = False
         for p in range(self.raw_n):
-            out = _tick(self.intake, p, self.wall, idle_after,
+            out = _tick(self.stage("raw", p), p, self.wall, idle_after,
                         self.raw_next[p] == len(self.raw[p]))
             if out:
                 sent = True
                 self.place(out)
             self.persist("raw", p)
         for q in range(self.keyed_n):
-            out = _tick(self.incidents, q, self.wall, idle_after,
+            out = _tick(self.stage("keyed", q), q, self.wall, idle_after,
                         self.keyed_next[q] == len(self.keyed[q]))
             if out:
                 sent = True
