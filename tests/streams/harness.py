@@ -91,6 +91,8 @@ class Streams:
                 incidents = IncidentStage(engine)
             if hasattr(intake, "hear"):  # not before issue 12
                 intake.hear(incidents)
+            # where the worker's consumer stands: read to the end of the partition or not
+            intake.caught_up = lambda p: self.raw_next[p] == len(self.raw[p])
             self.intakes.append(intake)
             self.incident_stages.append(incidents)
         self.intake, self.incidents = self.intakes[0], self.incident_stages[0]

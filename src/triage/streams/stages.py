@@ -216,8 +216,6 @@ class IntakePartition(_Part):
     clock_sent: float = 0.0
     idle_sent: bool = False  # the last clock record said "idle" (see ``tick_idle``)
     drained: bool = False  # it has read all its input (and had none for IDLE_GRACE)
-    # its consumer had read to the partition's end at the last tick, with no input since
-    at_end: bool = False
     beat_sent: float = 0.0  # wall time of the last clock record
     next_sent: float = 0.0  # the ``next`` of the last clock record
     # messages read, waiting for the other partitions' time to reach theirs (in memory:
@@ -371,8 +369,8 @@ class IntakeStage:
         # not yet passed by this worker's partitions: an idle partition steps through them
         self._times: list[float] = []
         self._released: set[int] = set()  # partitions whose queue moved (``take_released``)
-        # whether a partition's consumer has read to its end now (the worker's wiring);
-        # None: as the last ``tick_idle`` was told (``IntakePartition.at_end``)
+        # whether a partition's consumer has read to its end now (the worker's wiring;
+        # None: never taken as at the end, so nothing waits for other workers)
         self.caught_up: Callable[[int], bool] | None = None
 
     def take_observations(self) -> Observations:
@@ -427,7 +425,7 @@ class IntakeStage:
                 self.replayed += 1
                 continue
             part.offset = offset
-            part.drained = part.at_end = False
+            part.drained = False
             started = perf_counter() if self.observe else 0.0
             prepared = self._prepare(part.pipeline, partition, offset, raw)
             if not isinstance(prepared, Pending):
@@ -498,8 +496,8 @@ class IntakeStage:
         low: float | None = None
         if self.raw_partitions > 1:
             low, reading = self.low_mark(partition, wall, local=True)
-            if not reading and low is not None and queue[0].t <= low and (
-                    part.at_end if self.caught_up is None else self.caught_up(partition)):
+            if (not reading and low is not None and queue[0].t <= low
+                    and self.caught_up is not None and self.caught_up(partition)):
                 # ...except once this worker has read all it has: then a message ahead in
                 # time (the last of a backlog) waits for the other workers' partitions
                 # still reading before it, as an idle partition follows them
@@ -656,7 +654,7 @@ class IntakeStage:
             self.observed.outcomes.extend(outcomes[swept:])
         out += self._route(outcomes, pipeline.watermark, owner, None, [sender, offset])
         part.last_input = part.last_advance = wall
-        part.drained = part.at_end = False
+        part.drained = False
         self._clock(part, out, owner, idle=False, wall=wall)
         return out
 
@@ -719,7 +717,6 @@ class IntakeStage:
         part = self.parts[partition]
         pipeline = part.pipeline
         start = pipeline.watermark
-        part.at_end = caught_up
         out: list[Output] = self._release(partition, wall)
         quiet = wall - part.last_input
         part.drained = drained = (caught_up and quiet >= min(idle_after, IDLE_GRACE)
